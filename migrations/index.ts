@@ -1,0 +1,10 @@
+import type { Migration } from 'kysely';
+import * as core from './20261123_0001_core.ts';
+
+/**
+ * Every migration, by its timestamped name. Listed statically (rather than read from the folder
+ * at run time) so the same list works under tsx, vitest and a bundler. Add new files here.
+ */
+export const migrations: Record<string, Migration> = {
+  '20261123_0001_core': core,
+};

@@ -1,0 +1,95 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { createApprovalsRepository } from './approvals/approvals-repository.ts';
+import { ensureBootstrapKey, loadKeyring } from './auth/keyring.ts';
+import { registerCallRoutes } from './calls/call-routes.ts';
+import { createCallService, type CallService } from './calls/call-service.ts';
+import { createCallsRepository } from './calls/calls-repository.ts';
+import { createStateReader } from './calls/state-reader.ts';
+import { createStateService } from './calls/state-service.ts';
+import type { Config } from './config.ts';
+import { migrateToLatest } from './db/migrate.ts';
+import { openStore, type Store } from './db/store.ts';
+import { registerExecutionRoutes } from './executions/execution-routes.ts';
+import { createExecutionService } from './executions/execution-service.ts';
+import { registerAuth } from './http/auth-hook.ts';
+import { registerErrorHandling } from './http/error-handler.ts';
+import { registerHealthRoutes } from './http/health-routes.ts';
+import { createMetrics, type Metrics } from './metrics/metrics.ts';
+import { loadPolicyFile, type PolicyRule } from './policy/policy.ts';
+import { createFetchUrlTool } from './tools/fetch-url.ts';
+import { createParamValidator } from './tools/param-validator.ts';
+import { createToolRegistry, type ToolRegistry } from './tools/tool-registry.ts';
+import { registerToolRoutes } from './tools/tool-routes.ts';
+import { createToolsRepository } from './tools/tools-repository.ts';
+import { registerTraceRoutes } from './traces/trace-routes.ts';
+import { createTracesRepository } from './traces/traces-repository.ts';
+
+export interface AppDeps {
+  /** An already-open store (tests share one across apps); otherwise one is opened from config. */
+  store?: Store;
+  logger?: FastifyServerOptions['logger'];
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export interface BuiltApp {
+  app: FastifyInstance;
+  store: Store;
+  services: { calls: CallService; registry: ToolRegistry; metrics: Metrics };
+  /** Set when no key was configured and one was generated at this start: shown once. */
+  generatedApiKey: string | null;
+}
+
+/** The composition root: opens the store, migrates, wires services, registers routes. */
+export async function buildApp(config: Config, deps: AppDeps = {}): Promise<BuiltApp> {
+  const serverRules: PolicyRule[] = config.policyFile ? (await loadPolicyFile(config.policyFile)).rules : [];
+  const store = deps.store ?? (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }));
+  await migrateToLatest(store.db);
+  const generatedApiKey = await ensureBootstrapKey(config, store.db);
+  const keyring = await loadKeyring(config, store.db);
+
+  const metrics = createMetrics();
+  const fetchUrl = createFetchUrlTool({
+    maxBytes: config.fetchMaxBytes,
+    timeoutMs: config.fetchTimeoutMs,
+    maxRedirects: 5,
+    allowHosts: [...config.fetchAllowHosts],
+  });
+  const registry = createToolRegistry({
+    repository: createToolsRepository(store.db),
+    validator: createParamValidator(),
+    builtins: [fetchUrl],
+    defaultTimeoutMs: config.toolTimeoutMs,
+  });
+  const callsRepository = createCallsRepository(store.db);
+  const tracesRepository = createTracesRepository(store.db);
+  const calls = createCallService({
+    config,
+    registry,
+    calls: callsRepository,
+    traces: tracesRepository,
+    approvals: createApprovalsRepository(store.db),
+    metrics,
+    serverRules,
+    sleep: deps.sleep,
+  });
+  const state = createStateService(createStateReader(registry));
+  const executions = createExecutionService(store.db, calls);
+
+  const app = Fastify({
+    logger: deps.logger ?? { level: config.logLevel, redact: ['req.headers["x-api-key"]', 'req.headers.authorization'] },
+    bodyLimit: config.bodyLimitBytes,
+    genReqId: () => crypto.randomUUID(),
+  });
+  registerErrorHandling(app);
+  registerAuth(app, keyring);
+  registerHealthRoutes(app, store, metrics);
+  registerToolRoutes(app, registry);
+  registerCallRoutes(app, calls, state);
+  registerTraceRoutes(app, tracesRepository, callsRepository);
+  registerExecutionRoutes(app, executions);
+  app.addHook('onClose', async () => {
+    await fetchUrl.close();
+    if (!deps.store) await store.close();
+  });
+  return { app, store, services: { calls, registry, metrics }, generatedApiKey };
+}

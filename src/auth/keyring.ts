@@ -1,0 +1,89 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { Config, ScopedKeyConfig } from '../config.ts';
+import type { Database } from '../db/schema.ts';
+
+/** Who is calling: derived from the API key, never from the request body. */
+export interface KeyIdentity {
+  /** Stable, non-secret id of the key (used to namespace idempotency keys and as requester). */
+  id: string;
+  name: string;
+  /** Full-access keys (INVOKE_API_KEYS, the generated key) have every scope and no limits. */
+  fullAccess: boolean;
+  limits?: ScopedKeyConfig;
+}
+
+interface KeyEntry {
+  hash: Buffer;
+  identity: KeyIdentity;
+}
+
+export function hashKey(key: string): Buffer {
+  return createHash('sha256').update(key, 'utf8').digest();
+}
+
+export function keyIdFor(hash: Buffer): string {
+  return `key_${hash.toString('hex').slice(0, 16)}`;
+}
+
+export interface Keyring {
+  authenticate(presented: string | undefined): KeyIdentity | null;
+  size(): number;
+}
+
+/**
+ * Keys are compared as SHA-256 digests with `timingSafeEqual`, against every entry without an
+ * early exit, so neither the key's content nor its position leaks through timing.
+ */
+export function createKeyring(entries: KeyEntry[]): Keyring {
+  return {
+    authenticate(presented) {
+      if (!presented) return null;
+      const digest = hashKey(presented);
+      let found: KeyIdentity | null = null;
+      for (const entry of entries) {
+        if (timingSafeEqual(entry.hash, digest) && found === null) found = entry.identity;
+      }
+      return found;
+    },
+    size: () => entries.length,
+  };
+}
+
+/** Keys from the environment plus full-access keys whose hashes are in the store. */
+export async function loadKeyring(config: Config, db: Kysely<Database>): Promise<Keyring> {
+  const entries: KeyEntry[] = [];
+  for (const key of config.apiKeys) {
+    const hash = hashKey(key);
+    entries.push({ hash, identity: { id: keyIdFor(hash), name: 'env', fullAccess: true } });
+  }
+  for (const [key, limits] of Object.entries(config.scopedKeys)) {
+    const hash = hashKey(key);
+    const id = keyIdFor(hash);
+    entries.push({ hash, identity: { id, name: limits.name ?? id, fullAccess: false, limits } });
+  }
+  const stored = await db.selectFrom('api_keys').select(['id', 'key_hash', 'name']).execute();
+  for (const row of stored) {
+    entries.push({ hash: Buffer.from(row.key_hash, 'hex'), identity: { id: row.id, name: row.name, fullAccess: true } });
+  }
+  return createKeyring(entries);
+}
+
+/**
+ * With no key configured anywhere, generate one full-access key, store only its hash, and return
+ * the plaintext once so the operator can copy it. Nothing is ever open without a key.
+ */
+export async function ensureBootstrapKey(config: Config, db: Kysely<Database>): Promise<string | null> {
+  if (config.apiKeys.length > 0 || Object.keys(config.scopedKeys).length > 0) return null;
+  const existing = await db.selectFrom('api_keys').select('id').limit(1).executeTakeFirst();
+  if (existing) return null;
+  const key = `inv_${randomBytes(24).toString('base64url')}`;
+  const hash = hashKey(key);
+  const inserted = await db
+    .insertInto('api_keys')
+    .values({ id: keyIdFor(hash), key_hash: hash.toString('hex'), name: 'generated at first start' })
+    .onConflict((oc) => oc.doNothing())
+    .returning('id')
+    .executeTakeFirst();
+  return inserted ? key : null;
+}

@@ -1,0 +1,320 @@
+import type { KeyIdentity } from '../auth/keyring.ts';
+import { authorizeToolUse, type CallContext } from '../auth/scopes.ts';
+import type { Config } from '../config.ts';
+import type { ApprovalsRepository, NewApproval } from '../approvals/approvals-repository.ts';
+import { ConflictError, UnprocessableError, ValidationError } from '../errors.ts';
+import { parseInput } from '../http/validation.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { evaluatePolicy, type PolicyDecision, type PolicyRule } from '../policy/policy.ts';
+import type { StoredTool } from '../tools/tools-repository.ts';
+import type { ToolRegistry } from '../tools/tool-registry.ts';
+import type { StateRefetch } from '../tools/types.ts';
+import { TraceRecorder } from '../traces/trace-recorder.ts';
+import type { TracesRepository } from '../traces/traces-repository.ts';
+import { callRequestSchema, resolveIdempotencyKey, type CallRequest } from './call-request.ts';
+import { httpStatusFor, type CallAnswer, type CallStatus } from './call-types.ts';
+import type { CallsRepository } from './calls-repository.ts';
+import { checkEntityResolution } from './entity-check.ts';
+import { runUnderFailurePolicy, type ExecutionOutcome, type ReconcilePlan } from './failure-policy.ts';
+import { canonicalJson, newId, sha256Hex } from './fingerprint.ts';
+import { createStateReader } from './state-reader.ts';
+
+export interface CallServiceDeps {
+  config: Config;
+  registry: ToolRegistry;
+  calls: CallsRepository;
+  traces: TracesRepository;
+  approvals: ApprovalsRepository;
+  metrics: Metrics;
+  serverRules: PolicyRule[];
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export interface CallResult {
+  httpStatus: number;
+  answer: CallAnswer;
+  replayed: boolean;
+}
+
+/** Everything decided about a call before it is claimed: pure checks that never touch a tool. */
+interface PreparedCall {
+  request: CallRequest;
+  idempotencyKey?: string;
+  tool: StoredTool;
+  context: CallContext;
+  policy: PolicyDecision;
+  entity: ReturnType<typeof checkEntityResolution> | null;
+  reconcile?: { refetch: StateRefetch; tool: StoredTool; conditions: Record<string, unknown>; source: string };
+  fallback?: StoredTool;
+  retries: number;
+  retriesClamped: boolean;
+}
+
+const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * `/v1/call`: validate, scope, claim the idempotency key, check the entity, apply policy, then run
+ * under the failure policy with reconciliation; every step traced.
+ */
+export function createCallService(deps: CallServiceDeps) {
+  const { config, registry, calls, traces, approvals, metrics, serverRules } = deps;
+  const sleep = deps.sleep ?? defaultSleep;
+  const stateReader = createStateReader(registry);
+
+  function backoffMs(retry: number): number {
+    const ceiling = Math.min(config.retryMaxMs, config.retryBaseMs * 2 ** (retry - 1));
+    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+  }
+
+  async function prepare(identity: KeyIdentity, body: unknown, headerKey: string | undefined): Promise<PreparedCall> {
+    const request = parseInput(callRequestSchema, body);
+    const idempotencyKey = resolveIdempotencyKey(request.idempotency_key, headerKey);
+    const tool = await registry.getTool(request.tool);
+    registry.validateParams(tool.card, request.params);
+    const context: CallContext = {
+      agent_id: request.agent_id,
+      env: request.env,
+      workflow: request.workflow,
+      action: request.action,
+      resource: request.resource,
+    };
+    authorizeToolUse(identity, tool.card, context);
+
+    const variables = request.execution_state?.variables ?? {};
+    const policy = evaluatePolicy({
+      serverRules,
+      requestRules: request.policy?.rules ?? [],
+      context: {
+        action: request.action,
+        tool: request.tool,
+        agent_id: request.agent_id,
+        env: request.env,
+        workflow: request.workflow,
+        risk: tool.card.risk,
+        params: request.params,
+        variables,
+      },
+      risk: tool.card.risk,
+      requireApprovalAt: config.requireApprovalAt,
+    });
+    const entity = request.entity_resolution ? checkEntityResolution(request.entity_resolution, request.params, variables) : null;
+
+    const failurePolicy = request.failure_policy;
+    const wantedRetries = failurePolicy?.retry ?? 0;
+    const retries = Math.min(wantedRetries, config.maxRetries);
+
+    let reconcile: PreparedCall['reconcile'];
+    const refetch = failurePolicy?.reconcile?.state_refetch ?? tool.card.state_refetch;
+    const conditions = failurePolicy?.reconcile?.conditions ?? tool.card.state_refetch?.conditions;
+    if (refetch && conditions) {
+      const label = failurePolicy?.reconcile?.state_refetch ? 'failure_policy.reconcile.state_refetch' : `state_refetch of ${tool.card.key}`;
+      reconcile = { refetch, conditions, source: refetch.tool, tool: await stateReader.resolveReadTool(identity, refetch, context, label) };
+    } else if (failurePolicy?.reconcile && !refetch) {
+      throw new ValidationError(`failure_policy.reconcile needs a state_refetch: ${tool.card.key} has none of its own`, {
+        field: 'failure_policy.reconcile.state_refetch',
+      });
+    }
+
+    let fallback: StoredTool | undefined;
+    if (failurePolicy?.fallback) {
+      fallback = await registry.getTool(failurePolicy.fallback);
+      authorizeToolUse(identity, fallback.card, context, 'fall back to');
+      registry.validateParams(fallback.card, request.params);
+    }
+    if (request.approval_contract?.state_refetch) {
+      await stateReader.resolveReadTool(identity, request.approval_contract.state_refetch, context, 'approval_contract.state_refetch');
+    }
+    return { request, idempotencyKey, tool, context, policy, entity, reconcile, fallback, retries, retriesClamped: retries < wantedRetries };
+  }
+
+  function approvalExpiry(prepared: PreparedCall): Date {
+    const contractExpiry = prepared.request.approval_contract?.expires_at;
+    if (contractExpiry) return new Date(contractExpiry);
+    return new Date(Date.now() + config.approvalTtlMs[prepared.tool.card.risk]);
+  }
+
+  /** Freezes the call as a checkpoint: everything a human and the thaw later need. */
+  async function freeze(
+    prepared: PreparedCall,
+    identity: KeyIdentity,
+    callId: string,
+    trace: TraceRecorder,
+    reason: string,
+    failure?: ExecutionOutcome,
+  ): Promise<{ row: NewApproval; summary: Record<string, unknown> }> {
+    const { request, tool } = prepared;
+    const contract = request.approval_contract;
+    const refetch = contract?.state_refetch ?? tool.card.state_refetch;
+    let frozenState: Record<string, unknown> | null = null;
+    let frozenStateError: string | undefined;
+    if (refetch) {
+      const readTool = await registry.getTool(refetch.tool);
+      const read = await stateReader.read(readTool, refetch, { params: request.params, variables: request.execution_state?.variables ?? {} });
+      if (read.ok) frozenState = read.state;
+      else frozenStateError = read.error;
+      trace.record('state_refetched', read.ok ? 'completed' : 'failed', { source: refetch.tool, purpose: 'freeze', error: frozenStateError });
+    }
+    const approvalId = newId('apr');
+    const expiresAt = approvalExpiry(prepared);
+    const action = { tool: request.tool, params: request.params, agent_id: request.agent_id, action: request.action ?? null, env: request.env ?? null, workflow: request.workflow ?? null, resource: request.resource ?? null };
+    const checkpoint = {
+      ...action,
+      variables: request.execution_state?.variables ?? {},
+      tool_outputs: request.execution_state?.tool_outputs ?? {},
+      policy_rule: prepared.policy.effect === 'require_approval' ? (prepared.policy.rule ?? null) : null,
+      contract: contract ?? null,
+      entity_resolution: request.entity_resolution ?? null,
+      frozen_state: frozenState,
+      frozen_state_error: frozenStateError ?? null,
+      failure: failure ? { status: failure.status, error: failure.error ?? null, attempts: failure.attempts } : null,
+      requester: identity.id,
+      callback_url: contract?.callback_url ?? request.callback_url ?? null,
+      request,
+      action_digest: sha256Hex(canonicalJson(action)),
+    };
+    trace.record('approval_requested', 'pending', { approval_id: approvalId, reason, expires_at: expiresAt.toISOString() });
+    return {
+      row: {
+        id: approvalId,
+        call_id: callId,
+        api_key_id: identity.id,
+        agent_id: request.agent_id,
+        tool: request.tool,
+        risk: tool.card.risk,
+        reason,
+        checkpoint,
+        expires_at: expiresAt,
+      },
+      summary: { id: approvalId, status: 'pending', reason, risk: tool.card.risk, expires_at: expiresAt.toISOString(), frozen_state: frozenState },
+    };
+  }
+
+  async function execute(prepared: PreparedCall, callId: string, trace: TraceRecorder): Promise<ExecutionOutcome> {
+    const { request, tool } = prepared;
+    const bindings = { params: request.params, variables: request.execution_state?.variables ?? {} };
+    const reconcilePlan: ReconcilePlan | undefined = prepared.reconcile && {
+      conditions: prepared.reconcile.conditions,
+      source: prepared.reconcile.source,
+      readState: () => stateReader.read(prepared.reconcile!.tool, prepared.reconcile!.refetch, bindings),
+    };
+    const fallbackTool = prepared.fallback;
+    const outcome = await runUnderFailurePolicy({
+      toolKey: tool.card.key,
+      params: request.params,
+      sideEffects: tool.card.side_effects,
+      retries: prepared.retries,
+      invoke: () => registry.invoke(tool, request.params),
+      reconcile: reconcilePlan,
+      fallback: fallbackTool && { toolKey: fallbackTool.card.key, invoke: () => registry.invoke(fallbackTool, request.params) },
+      backoffMs,
+      sleep,
+      trace,
+      // Persist the trace so far: a process that dies mid-call leaves a readable record.
+      beforeFirstAttempt: () => traces.appendEvents(callId, trace.takePending()),
+    });
+    if (outcome.attempts > 1) metrics.retries.inc(outcome.attempts - 1);
+    if (outcome.reconciliation) metrics.reconciliations.inc({ decision: String(outcome.reconciliation['decision']) });
+    return outcome;
+  }
+
+  /** Entity check, policy, then freeze or execute. Returns the answer and any checkpoint to store with it. */
+  async function decide(
+    prepared: PreparedCall,
+    identity: KeyIdentity,
+    callId: string,
+    trace: TraceRecorder,
+    progress: { toolTouched: boolean },
+  ): Promise<{ answer: CallAnswer; approval?: NewApproval }> {
+    const { request } = prepared;
+    const finish = (status: CallStatus, fields: Partial<CallAnswer> = {}): CallAnswer => {
+      trace.record('execution_completed', status, fields.reason ? { reason: fields.reason } : undefined);
+      return { status, call_id: callId, tool: request.tool, agent_id: request.agent_id, attempts: 0, ...fields, trace: trace.events };
+    };
+
+    if (prepared.entity) {
+      const entity = prepared.entity;
+      trace.record('entity_checked', entity.ok ? 'completed' : 'blocked', { entity_id: request.entity_resolution?.entity_id, checked: entity.checked });
+      if (!entity.ok) return { answer: finish('blocked', { reason: entity.reason, mismatches: entity.mismatches }) };
+    }
+
+    const policy = prepared.policy;
+    trace.record('policy_evaluated', policy.effect, { reason: policy.reason, rule: policy.rule ?? null, ignored: policy.ignored.length ? policy.ignored : undefined });
+    if (policy.effect === 'deny') return { answer: finish('blocked', { reason: policy.reason }) };
+    const contract = request.approval_contract;
+    if (policy.effect === 'require_approval' || contract) {
+      const reason = policy.effect === 'require_approval' ? policy.reason : `approval contract: ${contract!.intent}`;
+      const frozen = await freeze(prepared, identity, callId, trace, reason);
+      return { answer: finish('pending_approval', { reason, approval: frozen.summary }), approval: frozen.row };
+    }
+
+    progress.toolTouched = true;
+    const outcome = await execute(prepared, callId, trace);
+    const { status, ...rest } = outcome;
+    const escalate = request.failure_policy?.on_failure === 'escalate' && (status === 'failed' || status === 'unknown_outcome');
+    if (!escalate) return { answer: finish(status, rest) };
+    const reason = `escalated after ${status}: ${outcome.error ?? outcome.reason ?? 'no detail'}`;
+    const frozen = await freeze(prepared, identity, callId, trace, reason, outcome);
+    return { answer: finish('escalated', { ...rest, reason, approval: frozen.summary }), approval: frozen.row };
+  }
+
+  return {
+    async call(identity: KeyIdentity, body: unknown, options: { idempotencyKeyHeader?: string } = {}): Promise<CallResult> {
+      const started = performance.now();
+      const prepared = await prepare(identity, body, options.idempotencyKeyHeader);
+      const { request, idempotencyKey, tool } = prepared;
+      const callId = newId('call');
+      const newCall = {
+        id: callId,
+        api_key_id: identity.id,
+        agent_id: request.agent_id,
+        tool: request.tool,
+        request,
+        idempotency_key: idempotencyKey ?? null,
+        lease_ms: config.callLeaseMs,
+      };
+
+      if (idempotencyKey !== undefined) {
+        const { idempotency_key: _ignored, ...payload } = request;
+        const claim = await calls.claimIdempotencyKey({ ...newCall, idempotency_key: idempotencyKey }, sha256Hex(canonicalJson(payload)), config.idempotencyTtlMs);
+        if (claim.kind === 'replay') {
+          metrics.replays.inc();
+          return { httpStatus: claim.http_status, answer: claim.answer, replayed: true };
+        }
+        if (claim.kind === 'in_flight') {
+          throw new ConflictError('idempotency_key_in_flight', 'A call with this idempotency key is still in flight; repeat it later to get its answer', {
+            call_id: claim.call_id,
+          });
+        }
+        if (claim.kind === 'payload_mismatch') {
+          throw new UnprocessableError('idempotency_key_reused', 'This idempotency key was used with a different payload', { call_id: claim.call_id });
+        }
+      } else {
+        await calls.createCall(newCall);
+      }
+
+      const trace = new TraceRecorder();
+      trace.record('request_received', 'completed', { tool: request.tool, agent_id: request.agent_id, idempotency_key: idempotencyKey ?? null });
+      trace.record('scope_checked', 'completed', { key: identity.id });
+      if (prepared.retriesClamped) trace.record('failure_policy_clamped', 'completed', { requested: request.failure_policy?.retry, cap: config.maxRetries });
+
+      const progress = { toolTouched: false };
+      try {
+        const { answer, approval } = await decide(prepared, identity, callId, trace, progress);
+        const httpStatus = httpStatusFor(answer);
+        await calls.completeCall(identity.id, callId, idempotencyKey ?? null, httpStatus, answer, performance.now() - started, async (trx) => {
+          if (approval) await approvals.insertApproval(trx, approval);
+          await traces.appendEvents(callId, trace.takePending(), trx);
+        });
+        metrics.calls.inc({ status: answer.status });
+        metrics.callDuration.observe({ status: answer.status }, (performance.now() - started) / 1000);
+        return { httpStatus, answer, replayed: false };
+      } catch (error) {
+        // Before any request left for the tool, nothing happened: give the key back. After, the
+        // call stays in flight for the recovery sweep to reconcile; it is never replayed as success.
+        if (!progress.toolTouched) await calls.releaseClaim(identity.id, callId, idempotencyKey ?? null).catch(() => {});
+        throw error;
+      }
+    },
+  };
+}
+export type CallService = ReturnType<typeof createCallService>;

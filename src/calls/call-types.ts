@@ -1,0 +1,35 @@
+import type { TraceEvent } from '../traces/trace-recorder.ts';
+
+export const CALL_STATUSES = [
+  'executed',
+  'blocked',
+  'pending_approval',
+  'failed',
+  'escalated',
+  'outcome_reconciled',
+  'replan_required',
+  'unknown_outcome',
+] as const;
+export type CallStatus = (typeof CALL_STATUSES)[number];
+
+/** What `/v1/call` answers. Domain outcomes are answers, not errors. */
+export interface CallAnswer {
+  status: CallStatus;
+  call_id: string;
+  tool: string;
+  agent_id: string;
+  attempts: number;
+  result?: unknown;
+  error?: string;
+  reason?: string;
+  mismatches?: unknown[];
+  approval?: Record<string, unknown>;
+  reconciliation?: Record<string, unknown>;
+  fallback?: { tool: string; used: boolean };
+  trace: TraceEvent[];
+}
+
+/** A checkpoint waits for a human: 202. Everything else Invoke decided: 200. */
+export function httpStatusFor(answer: Pick<CallAnswer, 'status'>): number {
+  return answer.status === 'pending_approval' || answer.status === 'escalated' ? 202 : 200;
+}

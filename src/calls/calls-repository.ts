@@ -1,0 +1,158 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Database } from '../db/schema.ts';
+import { jsonb } from '../db/store.ts';
+import { toCallSummary, type CallSummary } from '../traces/traces-repository.ts';
+import type { CallAnswer } from './call-types.ts';
+
+export interface NewCall {
+  id: string;
+  api_key_id: string;
+  agent_id: string;
+  tool: string;
+  request: unknown;
+  idempotency_key: string | null;
+  lease_ms: number;
+}
+
+export type ClaimResult =
+  | { kind: 'claimed' }
+  | { kind: 'replay'; http_status: number; answer: CallAnswer }
+  | { kind: 'in_flight'; call_id: string }
+  | { kind: 'payload_mismatch'; call_id: string };
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+async function insertCall(trx: Db, call: NewCall): Promise<void> {
+  await trx
+    .insertInto('calls')
+    .values({
+      id: call.id,
+      api_key_id: call.api_key_id,
+      agent_id: call.agent_id,
+      tool: call.tool,
+      status: 'in_flight',
+      request: jsonb(call.request),
+      idempotency_key: call.idempotency_key,
+      lease_expires_at: sql<Date>`now() + ${`${call.lease_ms} milliseconds`}::interval`,
+    })
+    .execute();
+}
+
+export function createCallsRepository(db: Kysely<Database>) {
+  return {
+    async createCall(call: NewCall): Promise<void> {
+      await insertCall(db, call);
+    },
+
+    /**
+     * Claims an idempotency key (namespaced by API key) and records the call as in flight, in one
+     * transaction, before the tool is touched. The primary key makes concurrent claims wait on
+     * each other: exactly one wins; the others see its row.
+     */
+    async claimIdempotencyKey(call: NewCall & { idempotency_key: string }, fingerprint: string, ttlMs: number): Promise<ClaimResult> {
+      return db.transaction().execute(async (trx) => {
+        const expiry = sql<Date>`now() + ${`${ttlMs} milliseconds`}::interval`;
+        const inserted = await trx
+          .insertInto('idempotency_keys')
+          .values({
+            api_key_id: call.api_key_id,
+            key: call.idempotency_key,
+            fingerprint,
+            state: 'in_flight',
+            call_id: call.id,
+            expires_at: expiry,
+          })
+          .onConflict((oc) => oc.columns(['api_key_id', 'key']).doNothing())
+          .returning('call_id')
+          .executeTakeFirst();
+        if (!inserted) {
+          // A key past its TTL is free again: take it over in place.
+          const renewed = await trx
+            .updateTable('idempotency_keys')
+            .set({ fingerprint, state: 'in_flight', call_id: call.id, http_status: null, response: null, created_at: sql`now()`, expires_at: expiry })
+            .where('api_key_id', '=', call.api_key_id)
+            .where('key', '=', call.idempotency_key)
+            .where('expires_at', '<', sql<Date>`now()`)
+            .returning('call_id')
+            .executeTakeFirst();
+          if (!renewed) {
+            const existing = await trx
+              .selectFrom('idempotency_keys')
+              .select(['fingerprint', 'state', 'call_id', 'http_status', 'response'])
+              .where('api_key_id', '=', call.api_key_id)
+              .where('key', '=', call.idempotency_key)
+              .executeTakeFirstOrThrow();
+            if (existing.fingerprint !== fingerprint) return { kind: 'payload_mismatch', call_id: existing.call_id };
+            if (existing.state === 'in_flight') return { kind: 'in_flight', call_id: existing.call_id };
+            return { kind: 'replay', http_status: existing.http_status ?? 200, answer: existing.response as CallAnswer };
+          }
+        }
+        await insertCall(trx, call);
+        return { kind: 'claimed' };
+      });
+    },
+
+    /** Records the final answer of a call and, in the same transaction, its idempotency key. */
+    async completeCall(
+      apiKeyId: string,
+      callId: string,
+      idempotencyKey: string | null,
+      httpStatus: number,
+      answer: CallAnswer,
+      durationMs: number,
+      /** Writes that must commit with the answer (a checkpoint, trace events). */
+      alsoInTransaction?: (trx: Transaction<Database>) => Promise<void>,
+    ): Promise<void> {
+      await db.transaction().execute(async (trx) => {
+        if (alsoInTransaction) await alsoInTransaction(trx);
+        await trx
+          .updateTable('calls')
+          .set({
+            status: answer.status,
+            answer: jsonb(answer),
+            attempts: answer.attempts,
+            duration_ms: Math.round(durationMs),
+            finished_at: sql`now()`,
+            lease_expires_at: null,
+          })
+          .where('id', '=', callId)
+          .execute();
+        if (idempotencyKey !== null) {
+          await trx
+            .updateTable('idempotency_keys')
+            .set({ state: 'completed', http_status: httpStatus, response: jsonb(answer) })
+            .where('api_key_id', '=', apiKeyId)
+            .where('key', '=', idempotencyKey)
+            .where('call_id', '=', callId)
+            .execute();
+        }
+      });
+    },
+
+    /** Gives back a claim whose call never reached the tool (an internal error before any attempt). */
+    async releaseClaim(apiKeyId: string, callId: string, idempotencyKey: string | null): Promise<void> {
+      await db.transaction().execute(async (trx) => {
+        await trx.deleteFrom('calls').where('id', '=', callId).where('status', '=', 'in_flight').execute();
+        if (idempotencyKey !== null) {
+          await trx
+            .deleteFrom('idempotency_keys')
+            .where('api_key_id', '=', apiKeyId)
+            .where('key', '=', idempotencyKey)
+            .where('call_id', '=', callId)
+            .where('state', '=', 'in_flight')
+            .execute();
+        }
+      });
+    },
+
+    /** Summaries plus the stored request and answer of several calls. */
+    async findCallDetails(callIds: string[]): Promise<Map<string, { summary: CallSummary; request: unknown; answer: unknown }>> {
+      const found = new Map<string, { summary: CallSummary; request: unknown; answer: unknown }>();
+      if (callIds.length === 0) return found;
+      const rows = await db.selectFrom('calls').selectAll().where('id', 'in', callIds).execute();
+      for (const row of rows) found.set(row.id, { summary: toCallSummary(row), request: row.request, answer: row.answer });
+      return found;
+    },
+  };
+}
+export type CallsRepository = ReturnType<typeof createCallsRepository>;

@@ -1,0 +1,204 @@
+import { z } from 'zod';
+import type { RiskLevel } from './tools/types.ts';
+
+/**
+ * The one place that reads the environment. `loadConfig(env)` parses it with one zod schema and
+ * throws a `ConfigError` listing every bad variable; the result is frozen and injected.
+ */
+
+const DURATION = /^(\d+)(ms|s|m|h|d)?$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "24h", "30m", "45s", "7d", "1500ms" or a bare number of seconds. */
+export function parseDuration(text: string): number | null {
+  const match = DURATION.exec(text.trim());
+  if (!match) return null;
+  return Number(match[1]) * UNIT_MS[match[2] ?? 's']!;
+}
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === null) {
+        ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration like 30s, 15m, 24h or 7d` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+const csv = z
+  .string()
+  .default('')
+  .transform((text) =>
+    text
+      .split(',')
+      .map((part) => part.trim())
+      .filter(Boolean),
+  );
+
+const intFrom = (fallback: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(fallback);
+
+const SCOPES = [
+  'tools:read',
+  'tools:call',
+  'state:verify',
+  'outcomes:reconcile',
+  'approvals:read',
+  'approvals:write',
+  'logs:read',
+  'traces:read',
+  'providers:admin',
+] as const;
+export type Scope = (typeof SCOPES)[number];
+export const ALL_SCOPES: readonly Scope[] = SCOPES;
+
+export const scopedKeySchema = z
+  .object({
+    name: z.string().optional(),
+    scopes: z.array(z.enum(SCOPES)).default([]),
+    allowed_tools: z.array(z.string()).optional(),
+    read_only: z.boolean().default(false),
+    agent_id: z.string().optional(),
+    agents: z.array(z.string()).optional(),
+    envs: z.array(z.string()).optional(),
+    workflows: z.array(z.string()).optional(),
+    allowed_actions: z.array(z.string()).optional(),
+    resources: z.array(z.string()).optional(),
+    approver_id: z.string().optional(),
+  })
+  .strict();
+export type ScopedKeyConfig = z.infer<typeof scopedKeySchema>;
+
+const scopedKeys = z
+  .string()
+  .default('')
+  .transform((text, ctx) => {
+    if (!text.trim()) return {} as Record<string, ScopedKeyConfig>;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch (error) {
+      ctx.addIssue({ code: 'custom', message: `not valid JSON (${(error as Error).message})` });
+      return z.NEVER;
+    }
+    const parsed = z.record(z.string().min(1), scopedKeySchema).safeParse(raw);
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues) {
+        ctx.addIssue({ code: 'custom', message: `${issue.path.join('.')}: ${issue.message}` });
+      }
+      return z.NEVER;
+    }
+    return parsed.data;
+  });
+
+const RISK_ORDER: RiskLevel[] = ['low', 'medium', 'high', 'critical'];
+
+/** "24h" for every risk, or per risk: "24h,high=4h,critical=30m". */
+const approvalTtl = z
+  .string()
+  .default('24h')
+  .transform((text, ctx) => {
+    const ttl: Record<RiskLevel, number> = { low: 86_400_000, medium: 86_400_000, high: 86_400_000, critical: 86_400_000 };
+    for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const [left, right] = part.includes('=') ? part.split('=', 2) : [undefined, part];
+      const ms = parseDuration(right ?? '');
+      if (ms === null || (left !== undefined && !RISK_ORDER.includes(left as RiskLevel))) {
+        ctx.addIssue({ code: 'custom', message: `"${part}" should be a duration or risk=duration (risks: ${RISK_ORDER.join(', ')})` });
+        return z.NEVER;
+      }
+      if (left === undefined) for (const risk of RISK_ORDER) ttl[risk] = ms;
+      else ttl[left as RiskLevel] = ms;
+    }
+    return ttl;
+  });
+
+export const envSchema = z.object({
+  HOST: z.string().default('0.0.0.0'),
+  PORT: intFrom(8000, 0, 65535),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DATABASE_URL: z.string().url().optional(),
+  INVOKE_DATA_DIR: z.string().default('./.invoke/data'),
+  INVOKE_API_KEYS: csv,
+  TRACE_API_KEYS: csv,
+  INVOKE_API_KEY_SCOPES: scopedKeys,
+  TRACE_API_KEY_SCOPES: scopedKeys,
+  INVOKE_POLICY_FILE: z.string().optional(),
+  INVOKE_REQUIRE_APPROVAL_AT: z.enum(['critical', 'high', 'never']).default('critical'),
+  FAILURE_POLICY_MAX_RETRIES: intFrom(5, 0, 20),
+  INVOKE_RETRY_BASE_MS: intFrom(200, 0, 60_000),
+  INVOKE_RETRY_MAX_MS: intFrom(5_000, 0, 300_000),
+  INVOKE_IDEMPOTENCY_TTL: duration('24h'),
+  INVOKE_CALL_LEASE: duration('5m'),
+  INVOKE_APPROVAL_TTL: approvalTtl,
+  INVOKE_TOOL_TIMEOUT_MS: intFrom(10_000, 100, 600_000),
+  INVOKE_FETCH_MAX_BYTES: intFrom(1_048_576, 1, 104_857_600),
+  INVOKE_FETCH_TIMEOUT_MS: intFrom(10_000, 100, 600_000),
+  INVOKE_FETCH_ALLOW_HOSTS: csv,
+  INVOKE_BODY_LIMIT_BYTES: intFrom(1_048_576, 1024, 104_857_600),
+});
+
+export type Config = Readonly<{
+  host: string;
+  port: number;
+  logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  databaseUrl?: string;
+  /** Embedded store directory; `memory://` keeps it in memory (tests). */
+  dataDir: string;
+  apiKeys: readonly string[];
+  scopedKeys: Readonly<Record<string, ScopedKeyConfig>>;
+  policyFile?: string;
+  requireApprovalAt: 'critical' | 'high' | 'never';
+  maxRetries: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  idempotencyTtlMs: number;
+  callLeaseMs: number;
+  approvalTtlMs: Readonly<Record<RiskLevel, number>>;
+  toolTimeoutMs: number;
+  fetchMaxBytes: number;
+  fetchTimeoutMs: number;
+  fetchAllowHosts: readonly string[];
+  bodyLimitBytes: number;
+}>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Treat empty strings as unset, as shells and .env files produce them.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.') || 'environment'}: ${issue.message}`));
+  }
+  const e = parsed.data;
+  return Object.freeze({
+    host: e.HOST,
+    port: e.PORT,
+    logLevel: e.LOG_LEVEL,
+    databaseUrl: e.DATABASE_URL,
+    dataDir: e.INVOKE_DATA_DIR,
+    apiKeys: [...e.INVOKE_API_KEYS, ...e.TRACE_API_KEYS],
+    scopedKeys: { ...e.TRACE_API_KEY_SCOPES, ...e.INVOKE_API_KEY_SCOPES },
+    policyFile: e.INVOKE_POLICY_FILE,
+    requireApprovalAt: e.INVOKE_REQUIRE_APPROVAL_AT,
+    maxRetries: e.FAILURE_POLICY_MAX_RETRIES,
+    retryBaseMs: e.INVOKE_RETRY_BASE_MS,
+    retryMaxMs: e.INVOKE_RETRY_MAX_MS,
+    idempotencyTtlMs: e.INVOKE_IDEMPOTENCY_TTL,
+    callLeaseMs: e.INVOKE_CALL_LEASE,
+    approvalTtlMs: e.INVOKE_APPROVAL_TTL,
+    toolTimeoutMs: e.INVOKE_TOOL_TIMEOUT_MS,
+    fetchMaxBytes: e.INVOKE_FETCH_MAX_BYTES,
+    fetchTimeoutMs: e.INVOKE_FETCH_TIMEOUT_MS,
+    fetchAllowHosts: e.INVOKE_FETCH_ALLOW_HOSTS,
+    bodyLimitBytes: e.INVOKE_BODY_LIMIT_BYTES,
+  });
+}

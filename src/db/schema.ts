@@ -1,0 +1,105 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/** Row types: they stay below the services (repositories map them to domain types). */
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type Json<T = unknown> = ColumnType<T, string, string>;
+
+export interface ApiKeysTable {
+  id: string;
+  key_hash: string;
+  name: string;
+  created_at: Timestamp;
+}
+
+export interface ProvidersTable {
+  name: string;
+  kind: string;
+  registration: Json;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface ToolsTable {
+  key: string;
+  provider: string;
+  card: Json;
+  transport: Json;
+}
+
+export interface CallsTable {
+  id: string;
+  api_key_id: string;
+  agent_id: string;
+  tool: string;
+  status: string;
+  request: Json;
+  answer: Json | null;
+  attempts: Generated<number>;
+  idempotency_key: string | null;
+  duration_ms: number | null;
+  lease_expires_at: Timestamp | null;
+  created_at: Timestamp;
+  finished_at: Timestamp | null;
+}
+
+export interface IdempotencyKeysTable {
+  api_key_id: string;
+  key: string;
+  fingerprint: string;
+  state: 'in_flight' | 'completed';
+  call_id: string;
+  http_status: number | null;
+  response: Json | null;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+}
+
+export interface TraceEventsTable {
+  id: Generated<string>;
+  call_id: string;
+  step: string;
+  status: string;
+  detail: Json | null;
+  duration_ms: number | null;
+  at: Timestamp;
+}
+
+export interface ApprovalsTable {
+  id: string;
+  call_id: string;
+  status: string;
+  api_key_id: string;
+  agent_id: string;
+  tool: string;
+  risk: string;
+  reason: string;
+  checkpoint: Json;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  decided_at: Timestamp | null;
+  decision: Json | null;
+}
+
+export interface ExecutionsTable {
+  id: string;
+  workflow_id: string;
+  api_key_id: string;
+  agent_id: string;
+  idempotency_key: string;
+  call_id: string | null;
+  status: string;
+  final_outcome: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface Database {
+  api_keys: ApiKeysTable;
+  providers: ProvidersTable;
+  tools: ToolsTable;
+  calls: CallsTable;
+  idempotency_keys: IdempotencyKeysTable;
+  trace_events: TraceEventsTable;
+  approvals: ApprovalsTable;
+  executions: ExecutionsTable;
+}

@@ -1,0 +1,127 @@
+import type { Kysely } from 'kysely';
+import { z } from 'zod';
+import type { KeyIdentity } from '../auth/keyring.ts';
+import type { CallService } from '../calls/call-service.ts';
+import type { CallAnswer } from '../calls/call-types.ts';
+import { resolveIdempotencyKey } from '../calls/call-request.ts';
+import { newId } from '../calls/fingerprint.ts';
+import type { Database } from '../db/schema.ts';
+import { NotFoundError, ValidationError } from '../errors.ts';
+import { parseInput } from '../http/validation.ts';
+
+export const WORKFLOWS = ['safe-tool-execution'] as const;
+
+const executionRequestSchema = z
+  .object({
+    workflow: z.enum(WORKFLOWS),
+    agent_id: z.string().min(1).max(200).default('anonymous'),
+    input: z
+      .object({
+        tool: z.string().min(1).max(200).optional(),
+        params: z.record(z.string(), z.unknown()).default({}),
+      })
+      .passthrough(),
+  })
+  .strict();
+
+/** What an execution's status says about the call it ran. */
+const EXECUTION_STATUS: Record<CallAnswer['status'], string> = {
+  executed: 'completed',
+  outcome_reconciled: 'completed',
+  pending_approval: 'pending_approval',
+  escalated: 'pending_approval',
+  blocked: 'blocked',
+  replan_required: 'replan_required',
+  failed: 'failed',
+  unknown_outcome: 'unknown_outcome',
+};
+
+export interface ExecutionView {
+  execution_id: string;
+  workflow_id: string;
+  agent_id: string;
+  status: string;
+  idempotency_key: string;
+  final_outcome: string | null;
+  call_id: string | null;
+  created_at: string;
+  trace?: Array<{ step: string; status: string; at: string }>;
+  result?: unknown;
+}
+
+/**
+ * Packaged workflows. `safe-tool-execution` is one call under the full controls; its
+ * idempotency key is the call's, namespaced, so a repeated key replays the same execution.
+ */
+export function createExecutionService(db: Kysely<Database>, calls: CallService) {
+  function view(row: { id: string; workflow_id: string; agent_id: string; status: string; idempotency_key: string; final_outcome: string | null; call_id: string | null; created_at: Date }): ExecutionView {
+    return {
+      execution_id: row.id,
+      workflow_id: row.workflow_id,
+      agent_id: row.agent_id,
+      status: row.status,
+      idempotency_key: row.idempotency_key,
+      final_outcome: row.final_outcome,
+      call_id: row.call_id,
+      created_at: row.created_at.toISOString(),
+    };
+  }
+
+  return {
+    async create(identity: KeyIdentity, body: unknown, headerKey: string | undefined) {
+      const request = parseInput(executionRequestSchema, body);
+      const key = resolveIdempotencyKey(undefined, headerKey);
+      if (key === undefined) throw new ValidationError('POST /v1/executions needs an Idempotency-Key header', { field: 'Idempotency-Key' });
+      const { tool, params, ...rest } = request.input;
+      if (!tool) throw new ValidationError('input.tool is required: the tool safe-tool-execution runs', { field: 'body.input.tool' });
+      const result = await calls.call(
+        identity,
+        { ...rest, tool, params, agent_id: request.agent_id, workflow: request.workflow, idempotency_key: `execution:${key}` },
+      );
+      const answer = result.answer;
+      const status = EXECUTION_STATUS[answer.status];
+      // One execution per (key, idempotency key): a replay finds the row the first request wrote.
+      await db
+        .insertInto('executions')
+        .values({
+          id: newId('exec'),
+          workflow_id: request.workflow,
+          api_key_id: identity.id,
+          agent_id: request.agent_id,
+          idempotency_key: key,
+          call_id: answer.call_id,
+          status,
+          final_outcome: answer.status,
+        })
+        .onConflict((oc) => oc.columns(['api_key_id', 'idempotency_key']).doNothing())
+        .execute();
+      const row = await db
+        .selectFrom('executions')
+        .selectAll()
+        .where('api_key_id', '=', identity.id)
+        .where('idempotency_key', '=', key)
+        .executeTakeFirstOrThrow();
+      const execution: ExecutionView = {
+        ...view(row),
+        result: answer.result,
+        trace: answer.trace.map((e) => ({ step: e.step, status: e.status, at: e.at })),
+      };
+      return { httpStatus: result.replayed ? 200 : 201, replayed: result.replayed, body: { success: status === 'completed', execution } };
+    },
+
+    async list(identity: KeyIdentity, limit: number) {
+      let query = db.selectFrom('executions').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit);
+      if (!identity.fullAccess) query = query.where('api_key_id', '=', identity.id);
+      return (await query.execute()).map(view);
+    },
+
+    async get(identity: KeyIdentity, id: string) {
+      let query = db.selectFrom('executions').selectAll().where('id', '=', id);
+      if (!identity.fullAccess) query = query.where('api_key_id', '=', identity.id);
+      const row = await query.executeTakeFirst();
+      if (!row) throw new NotFoundError(`No execution ${id}`, { execution_id: id });
+      return view(row);
+    },
+  };
+}
+export type ExecutionService = ReturnType<typeof createExecutionService>;

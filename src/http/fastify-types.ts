@@ -1,0 +1,15 @@
+import type { KeyIdentity } from '../auth/keyring.ts';
+import type { Scope } from '../config.ts';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Routes that need no API key (`/health`, Slack's own signed endpoint). */
+    public?: boolean;
+    /** The scope a key needs for this route; checked before the handler runs. */
+    scope?: Scope;
+  }
+  interface FastifyRequest {
+    identity: KeyIdentity;
+  }
+}
+export {};

@@ -1,0 +1,20 @@
+import type { FastifyInstance } from 'fastify';
+import type { Store } from '../db/store.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+
+export function registerHealthRoutes(app: FastifyInstance, store: Store, metrics: Metrics): void {
+  app.get('/health', { config: { public: true } }, async (_request, reply) => {
+    try {
+      await store.ping();
+      return { status: 'ok', store: store.kind };
+    } catch (error) {
+      return reply
+        .status(503)
+        .header('retry-after', '5')
+        .send({ status: 'unavailable', store: store.kind, error: { code: 'store_unavailable', message: (error as Error).message } });
+    }
+  });
+  app.get('/metrics', { config: { scope: 'logs:read' } }, async (_request, reply) => {
+    return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+}

@@ -1,0 +1,48 @@
+import { Ajv, type ValidateFunction } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { ValidationError } from '../errors.ts';
+
+// ajv-formats ships CommonJS; under NodeNext its default export is the module object.
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+
+/** JSON Schema validation of tool params with ajv; validators are compiled once per schema. */
+export function createParamValidator() {
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  addFormats(ajv);
+  const cache = new Map<string, ValidateFunction>();
+
+  function compile(schema: Record<string, unknown>): ValidateFunction {
+    const text = JSON.stringify(schema);
+    let validate = cache.get(text);
+    if (!validate) {
+      validate = ajv.compile(schema);
+      if (cache.size > 1000) cache.clear();
+      cache.set(text, validate);
+    }
+    return validate;
+  }
+
+  return {
+    /** Throws a ValidationError when the schema itself is not valid JSON Schema. */
+    assertValidSchema(schema: Record<string, unknown>, label: string): void {
+      try {
+        compile(schema);
+      } catch (error) {
+        throw new ValidationError(`${label} is not a valid JSON Schema: ${(error as Error).message}`);
+      }
+    },
+
+    /** Throws a 400 listing every failing path of the params. */
+    assertValidParams(toolKey: string, schema: Record<string, unknown>, params: unknown): void {
+      const validate = compile(schema);
+      if (validate(params)) return;
+      const problems = (validate.errors ?? []).map((e) => ({
+        path: `params${e.instancePath.replaceAll('/', '.')}${e.keyword === 'required' ? `.${String(e.params['missingProperty'])}` : ''}`,
+        message: e.message ?? 'invalid',
+      }));
+      const first = problems[0];
+      throw new ValidationError(`Invalid params for ${toolKey}: ${first ? `${first.path} ${first.message}` : 'rejected by its schema'}`, { problems });
+    },
+  };
+}
+export type ParamValidator = ReturnType<typeof createParamValidator>;

@@ -1,0 +1,162 @@
+import { NotFoundError, UnprocessableError, ValidationError } from '../errors.ts';
+import { parseInput } from '../http/validation.ts';
+import type { ParamValidator } from './param-validator.ts';
+import {
+  httpProviderSchema,
+  mcpProviderSchema,
+  type HttpProviderRegistration,
+  type McpProviderRegistration,
+} from './schemas.ts';
+import type { StoredTool, ToolsRepository } from './tools-repository.ts';
+import type { AttemptOutcome, CapabilityCard } from './types.ts';
+import { invokeHttpTool } from './http-invoker.ts';
+import { invokeMcpTool, listMcpTools, mcpAnnotationsToCard } from './mcp-invoker.ts';
+
+const BUILTIN_PROVIDER = 'fetch';
+
+export interface BuiltinTool {
+  card: CapabilityCard;
+  invoke(params: Record<string, unknown>, signal?: AbortSignal): Promise<AttemptOutcome>;
+}
+
+export interface ToolRegistryDeps {
+  repository: ToolsRepository;
+  validator: ParamValidator;
+  builtins: BuiltinTool[];
+  defaultTimeoutMs: number;
+}
+
+/** Providers, capability cards, discovery, and the one door through which a tool is invoked. */
+export function createToolRegistry({ repository, validator, builtins, defaultTimeoutMs }: ToolRegistryDeps) {
+  const builtinByKey = new Map(builtins.map((b) => [b.card.key, b]));
+
+  function cardDefaults(provider: string, name: string, transport: CapabilityCard['transport']): CapabilityCard {
+    return {
+      key: `${provider}.${name}`,
+      provider,
+      name,
+      description: '',
+      input_schema: { type: 'object' },
+      risk: 'medium',
+      side_effects: true,
+      idempotent: false,
+      timeout_ms: defaultTimeoutMs,
+      transport,
+    };
+  }
+
+  function httpTools(reg: HttpProviderRegistration): StoredTool[] {
+    return reg.tools.map((tool) => {
+      const { name, method, path, ...overrides } = tool;
+      const card: CapabilityCard = { ...cardDefaults(reg.name, name, 'http'), ...definedOnly(overrides) };
+      return { card, transport: { kind: 'http', base_url: reg.base_url, method, path } };
+    });
+  }
+
+  async function mcpTools(reg: McpProviderRegistration): Promise<StoredTool[]> {
+    let listed;
+    try {
+      listed = await listMcpTools(reg.mcp_url, defaultTimeoutMs);
+    } catch (error) {
+      throw new UnprocessableError('mcp_unreachable', `Could not list tools from the MCP server at ${reg.mcp_url}: ${(error as Error).message}`);
+    }
+    const overrides = new Map(reg.tools.map((t) => [t.name, t]));
+    const unknown = reg.tools.filter((t) => !listed.some((l) => l.name === t.name)).map((t) => t.name);
+    if (unknown.length > 0) {
+      throw new ValidationError(`The MCP server does not list these tools: ${unknown.join(', ')}`, { unknown_tools: unknown });
+    }
+    return listed.map((tool) => {
+      const { name: _name, ...override } = overrides.get(tool.name) ?? { name: tool.name };
+      const card: CapabilityCard = {
+        ...cardDefaults(reg.name, tool.name, 'mcp'),
+        description: tool.description ?? '',
+        input_schema: (tool.inputSchema as Record<string, unknown> | undefined) ?? { type: 'object' },
+        ...mcpAnnotationsToCard(tool.annotations),
+        ...definedOnly(override),
+      };
+      return { card, transport: { kind: 'mcp', mcp_url: reg.mcp_url, tool_name: tool.name } };
+    });
+  }
+
+  async function getTool(key: string): Promise<StoredTool> {
+    const builtin = builtinByKey.get(key);
+    if (builtin) return { card: builtin.card, transport: { kind: 'builtin' } };
+    const stored = await repository.findTool(key);
+    if (!stored) throw new NotFoundError(`Unknown tool ${key}`, { tool: key });
+    return stored;
+  }
+
+  return {
+    getTool,
+
+    async registerProvider(body: unknown): Promise<{ provider: string; kind: 'http' | 'mcp'; tools: CapabilityCard[] }> {
+      const isMcp = typeof body === 'object' && body !== null && 'mcp_url' in body;
+      const registration = isMcp ? parseInput(mcpProviderSchema, body) : parseInput(httpProviderSchema, body);
+      if (registration.name === BUILTIN_PROVIDER) {
+        throw new ValidationError(`The provider name "${BUILTIN_PROVIDER}" is reserved for built-in tools`);
+      }
+      const tools = 'mcp_url' in registration ? await mcpTools(registration) : httpTools(registration);
+      const keys = new Set<string>();
+      for (const { card } of tools) {
+        if (keys.has(card.key)) throw new ValidationError(`Tool ${card.key} is listed twice`);
+        keys.add(card.key);
+        validator.assertValidSchema(card.input_schema, `input_schema of ${card.key}`);
+      }
+      const kind = 'mcp_url' in registration ? 'mcp' : 'http';
+      await repository.replaceProvider(registration.name, kind, registration, tools);
+      return { provider: registration.name, kind, tools: tools.map((t) => t.card) };
+    },
+
+    async listCards(): Promise<CapabilityCard[]> {
+      return [...builtins.map((b) => b.card), ...(await repository.listCards())];
+    },
+
+    /** Cards ranked by a text match of the query's words on key, name and description. */
+    async discover(query: string): Promise<Array<CapabilityCard & { score: number }>> {
+      const words = query.toLowerCase().split(/[^a-z0-9_]+/).filter(Boolean);
+      const cards = [...builtins.map((b) => b.card), ...(await repository.listCards())];
+      if (words.length === 0) return cards.map((c) => ({ ...c, score: 0 }));
+      return cards
+        .map((card) => ({ ...card, score: scoreCard(card, words, query.toLowerCase().trim()) }))
+        .filter((c) => c.score > 0)
+        .sort((a, b) => b.score - a.score || a.key.localeCompare(b.key));
+    },
+
+    validateParams(card: CapabilityCard, params: unknown): void {
+      validator.assertValidParams(card.key, card.input_schema, params);
+    },
+
+    /** One attempt: at most one request to the tool. */
+    async invoke(tool: StoredTool, params: Record<string, unknown>, signal?: AbortSignal): Promise<AttemptOutcome> {
+      const { card, transport } = tool;
+      switch (transport.kind) {
+        case 'builtin': {
+          const builtin = builtinByKey.get(card.key);
+          if (!builtin) return { kind: 'failed', retryable: false, error: `built-in tool ${card.key} is not available` };
+          return builtin.invoke(params, signal);
+        }
+        case 'http':
+          return invokeHttpTool({ method: transport.method, path: transport.path }, transport.base_url, params, card.timeout_ms, signal);
+        case 'mcp':
+          return invokeMcpTool(transport.mcp_url, transport.tool_name, params, card.timeout_ms, signal);
+      }
+    },
+  };
+}
+export type ToolRegistry = ReturnType<typeof createToolRegistry>;
+
+function scoreCard(card: CapabilityCard, words: string[], phrase: string): number {
+  const key = card.key.toLowerCase();
+  const description = card.description.toLowerCase();
+  let score = key === phrase ? 10 : 0;
+  for (const word of words) {
+    if (key.includes(word)) score += 3;
+    if (card.name.toLowerCase() === word) score += 2;
+    if (description.includes(word)) score += 1;
+  }
+  return score;
+}
+
+function definedOnly<T extends Record<string, unknown>>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

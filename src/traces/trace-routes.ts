@@ -1,0 +1,129 @@
+import { Readable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { NotFoundError, ValidationError } from '../errors.ts';
+import { parseInput } from '../http/validation.ts';
+import type { TraceEvent } from './trace-recorder.ts';
+import type { CallSummary, TraceFilters, TracesRepository } from './traces-repository.ts';
+import type { CallsRepository } from '../calls/calls-repository.ts';
+
+const listQuery = z
+  .object({
+    agent_id: z.string().max(200).optional(),
+    tool: z.string().max(200).optional(),
+    status: z.string().max(50).optional(),
+    since: z.string().datetime({ offset: true }).optional(),
+    limit: z.coerce.number().int().min(1).max(500).default(50),
+    cursor: z.string().max(500).optional(),
+  })
+  .strict();
+
+const exportQuery = listQuery.omit({ limit: true, cursor: true }).extend({
+  format: z.enum(['json', 'jsonl', 'langsmith', 'helicone']).default('json'),
+  limit: z.coerce.number().int().min(1).max(1_000_000).default(100_000),
+});
+
+function encodeCursor(row: CallSummary): string {
+  return Buffer.from(JSON.stringify({ created_at: row.created_at, id: row.call_id })).toString('base64url');
+}
+
+function decodeCursor(cursor: string): TraceFilters['before'] {
+  try {
+    const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { created_at?: unknown; id?: unknown };
+    if (typeof parsed.created_at === 'string' && typeof parsed.id === 'string' && !Number.isNaN(Date.parse(parsed.created_at))) {
+      return { created_at: parsed.created_at, id: parsed.id };
+    }
+  } catch {
+    // fall through to the 400 below
+  }
+  throw new ValidationError('Invalid cursor: pass back the next_cursor of a previous page', { field: 'cursor' });
+}
+
+interface ExportRecord {
+  summary: CallSummary;
+  request: unknown;
+  answer: unknown;
+  events: TraceEvent[];
+}
+
+/** The shapes observability tools ingest: LangSmith runs, Helicone custom-log records. */
+function exportShape(format: 'json' | 'jsonl' | 'langsmith' | 'helicone', record: ExportRecord): unknown {
+  const { summary, request, answer, events } = record;
+  const req = request as { params?: unknown } | null;
+  const ans = answer as { result?: unknown; error?: string } | null;
+  if (format === 'langsmith') {
+    return {
+      id: summary.call_id,
+      name: summary.tool,
+      run_type: 'tool',
+      start_time: summary.created_at,
+      end_time: summary.finished_at,
+      inputs: { params: req?.params ?? {} },
+      outputs: ans ? { status: summary.status, result: ans.result ?? null } : null,
+      error: ans?.error ?? null,
+      extra: { metadata: { agent_id: summary.agent_id, attempts: summary.attempts, idempotency_key: summary.idempotency_key } },
+      events: events.map((e) => ({ name: e.step, time: e.at, kwargs: { status: e.status, ...e.detail } })),
+    };
+  }
+  if (format === 'helicone') {
+    return {
+      providerRequest: { url: `invoke://${summary.tool}`, json: req?.params ?? {}, meta: { agent_id: summary.agent_id, call_id: summary.call_id } },
+      providerResponse: { json: ans ?? {}, status: summary.status === 'executed' ? 200 : 500, headers: {} },
+      timing: { startTime: summary.created_at, endTime: summary.finished_at ?? summary.created_at },
+    };
+  }
+  return { ...summary, request, answer, events };
+}
+
+export function registerTraceRoutes(app: FastifyInstance, traces: TracesRepository, calls: CallsRepository): void {
+  app.get('/traces', { config: { scope: 'traces:read' } }, async (request) => {
+    const query = parseInput(listQuery, request.query, 'query');
+    const rows = await traces.listCalls({
+      agent_id: query.agent_id,
+      tool: query.tool,
+      status: query.status,
+      since: query.since ? new Date(query.since) : undefined,
+      before: query.cursor ? decodeCursor(query.cursor) : undefined,
+      limit: query.limit,
+    });
+    const last = rows.at(-1);
+    return { traces: rows, next_cursor: rows.length === query.limit && last ? encodeCursor(last) : null };
+  });
+
+  app.get('/traces/export', { config: { scope: 'traces:read' } }, async (request, reply) => {
+    const query = parseInput(exportQuery, request.query, 'query');
+    const filters = { agent_id: query.agent_id, tool: query.tool, status: query.status, since: query.since ? new Date(query.since) : undefined };
+    const asArray = query.format === 'json';
+    // Streamed page by page, so a large export never sits in memory.
+    async function* lines(): AsyncGenerator<string> {
+      let before: TraceFilters['before'];
+      let sent = 0;
+      if (asArray) yield '[';
+      while (sent < query.limit) {
+        const page = await traces.listCalls({ ...filters, before, limit: Math.min(200, query.limit - sent) });
+        if (page.length === 0) break;
+        const details = await calls.findCallDetails(page.map((p) => p.call_id));
+        const events = await traces.eventsForCalls(page.map((p) => p.call_id));
+        for (const summary of page) {
+          const detail = details.get(summary.call_id);
+          const record = exportShape(query.format, { summary, request: detail?.request ?? null, answer: detail?.answer ?? null, events: events.get(summary.call_id) ?? [] });
+          yield asArray ? `${sent === 0 ? '' : ','}\n${JSON.stringify(record)}` : `${JSON.stringify(record)}\n`;
+          sent++;
+        }
+        const last = page.at(-1)!;
+        before = { created_at: last.created_at, id: last.call_id };
+      }
+      if (asArray) yield '\n]\n';
+    }
+    void reply.header('content-type', asArray ? 'application/json' : 'application/x-ndjson');
+    void reply.header('content-disposition', `attachment; filename="invoke-traces.${asArray ? 'json' : 'jsonl'}"`);
+    return reply.send(Readable.from(lines()));
+  });
+
+  app.get('/traces/:call_id', { config: { scope: 'traces:read' } }, async (request) => {
+    const { call_id } = parseInput(z.object({ call_id: z.string().min(1).max(100) }), request.params, 'params');
+    const detail = (await calls.findCallDetails([call_id])).get(call_id);
+    if (!detail) throw new NotFoundError(`No call ${call_id}`, { call_id });
+    return { ...detail.summary, request: detail.request, answer: detail.answer, events: await traces.eventsFor(call_id) };
+  });
+}

@@ -1,0 +1,114 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+import { jsonb } from '../db/store.ts';
+import type { Database } from '../db/schema.ts';
+import type { TraceEvent } from './trace-recorder.ts';
+
+export interface CallSummary {
+  call_id: string;
+  agent_id: string;
+  tool: string;
+  status: string;
+  attempts: number;
+  idempotency_key: string | null;
+  created_at: string;
+  finished_at: string | null;
+  duration_ms: number | null;
+}
+
+export interface TraceFilters {
+  agent_id?: string;
+  tool?: string;
+  status?: string;
+  since?: Date;
+  /** Keyset cursor: rows strictly older than this (created_at, id). */
+  before?: { created_at: string; id: string };
+  limit: number;
+}
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+export function toCallSummary(row: {
+  id: string;
+  agent_id: string;
+  tool: string;
+  status: string;
+  attempts: number;
+  idempotency_key: string | null;
+  created_at: Date;
+  finished_at: Date | null;
+  duration_ms: number | null;
+}): CallSummary {
+  return {
+    call_id: row.id,
+    agent_id: row.agent_id,
+    tool: row.tool,
+    status: row.status,
+    attempts: row.attempts,
+    idempotency_key: row.idempotency_key,
+    created_at: row.created_at.toISOString(),
+    finished_at: row.finished_at ? row.finished_at.toISOString() : null,
+    duration_ms: row.duration_ms,
+  };
+}
+
+const SUMMARY_COLUMNS = ['id', 'agent_id', 'tool', 'status', 'attempts', 'idempotency_key', 'created_at', 'finished_at', 'duration_ms'] as const;
+
+export function createTracesRepository(db: Kysely<Database>) {
+  return {
+    async appendEvents(callId: string, events: TraceEvent[], trx: Db = db): Promise<void> {
+      if (events.length === 0) return;
+      await trx
+        .insertInto('trace_events')
+        .values(
+          events.map((e) => ({
+            call_id: callId,
+            step: e.step,
+            status: e.status,
+            detail: e.detail ? jsonb(e.detail) : null,
+            duration_ms: e.duration_ms ?? null,
+            at: e.at,
+          })),
+        )
+        .execute();
+    },
+
+    async eventsFor(callId: string): Promise<TraceEvent[]> {
+      return (await this.eventsForCalls([callId])).get(callId) ?? [];
+    },
+
+    /** Newest first, keyset-paginated on (created_at, id). */
+    async listCalls(filters: TraceFilters): Promise<CallSummary[]> {
+      let query = db.selectFrom('calls').select(SUMMARY_COLUMNS);
+      if (filters.agent_id) query = query.where('agent_id', '=', filters.agent_id);
+      if (filters.tool) query = query.where('tool', '=', filters.tool);
+      if (filters.status) query = query.where('status', '=', filters.status);
+      if (filters.since) query = query.where('created_at', '>=', filters.since);
+      if (filters.before) {
+        const { created_at, id } = filters.before;
+        query = query.where(sql<boolean>`(created_at, id) < (${created_at}::timestamptz, ${id})`);
+      }
+      const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filters.limit).execute();
+      return rows.map(toCallSummary);
+    },
+
+    /** Events of many calls at once, for exports. */
+    async eventsForCalls(callIds: string[]): Promise<Map<string, TraceEvent[]>> {
+      const byCall = new Map<string, TraceEvent[]>(callIds.map((id) => [id, []]));
+      if (callIds.length === 0) return byCall;
+      const rows = await db
+        .selectFrom('trace_events')
+        .select(['call_id', 'step', 'status', 'detail', 'duration_ms', 'at'])
+        .where('call_id', 'in', callIds)
+        .orderBy('id')
+        .execute();
+      for (const r of rows) {
+        const event: TraceEvent = { step: r.step, status: r.status, at: r.at.toISOString() };
+        if (r.duration_ms !== null) event.duration_ms = r.duration_ms;
+        if (r.detail !== null) event.detail = r.detail as Record<string, unknown>;
+        byCall.get(r.call_id)?.push(event);
+      }
+      return byCall;
+    },
+  };
+}
+export type TracesRepository = ReturnType<typeof createTracesRepository>;

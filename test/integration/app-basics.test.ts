@@ -1,0 +1,141 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp, type BuiltApp } from '../../src/app.ts';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+import { openStore } from '../../src/db/store.ts';
+import { buildTestApp, send } from '../helpers/app.ts';
+
+describe('health, metrics, errors', () => {
+  let built: BuiltApp;
+  beforeAll(async () => {
+    built = await buildTestApp();
+  });
+  afterAll(async () => {
+    await built.app.close();
+  });
+
+  it('serves /health without a key', async () => {
+    const res = await built.app.inject({ method: 'GET', url: '/health' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'ok', store: 'embedded' });
+  });
+
+  it('serves Prometheus metrics that count calls', async () => {
+    await send(built.app, 'POST', '/v1/call', { tool: 'fetch.url', params: { url: 'http://127.0.0.1:1/' }, agent_id: 'a' });
+    const res = await send(built.app, 'GET', '/metrics');
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/text\/plain/);
+    expect(res.text).toMatch(/invoke_calls_total\{status="failed"\} 1/);
+    expect(res.text).toMatch(/invoke_call_duration_seconds_bucket/);
+  });
+
+  it('lists the built-in fetch.url card and discovers by text', async () => {
+    const tools = await send(built.app, 'GET', '/tools');
+    expect(tools.body.tools.map((t: { key: string }) => t.key)).toContain('fetch.url');
+    const found = await send(built.app, 'GET', '/discover?q=fetch');
+    expect(found.body.tools[0].key).toBe('fetch.url');
+    expect((await send(built.app, 'GET', '/discover?q=zzzz')).body.tools).toEqual([]);
+  });
+
+  it('blocks fetch.url to loopback through the SSRF guard', async () => {
+    const res = await send(built.app, 'POST', '/v1/call', { tool: 'fetch.url', params: { url: 'http://localhost:8000/health' }, agent_id: 'a' });
+    expect(res.body.status).toBe('failed');
+    expect(res.body.error).toMatch(/SSRF/i);
+  });
+
+  it.each([
+    ['malformed JSON', '{"tool":', 400, 'invalid_json'],
+    ['wrong types', JSON.stringify({ tool: 5, agent_id: [], params: 'x' }), 400, 'validation_error'],
+    ['a huge string', JSON.stringify({ tool: 'x'.repeat(100_000), agent_id: 'a' }), 400, 'validation_error'],
+    ['a bad expression', JSON.stringify({ tool: 'fetch.url', agent_id: 'a', params: { url: 'http://x' }, policy: { rules: [{ when: 'a ==', effect: 'deny' }] } }), 400, 'validation_error'],
+    ['an unknown effect', JSON.stringify({ tool: 'fetch.url', agent_id: 'a', params: { url: 'http://x' }, policy: { rules: [{ when: 'a == b', effect: 'explode' }] } }), 400, 'validation_error'],
+  ])('answers %s with a 4xx in the one error shape', async (_name, payload, status, code) => {
+    const res = await send(built.app, 'POST', '/v1/call', payload);
+    expect(res.status).toBe(status);
+    expect(res.body.error.code).toBe(code);
+    expect(typeof res.body.error.message).toBe('string');
+  });
+
+  it('answers an oversized body with 413 and a wrong content type with 415', async () => {
+    const big = await send(built.app, 'POST', '/v1/call', JSON.stringify({ tool: 'x', agent_id: 'a', params: { blob: 'x'.repeat(1_100_000) } }));
+    expect(big.status).toBe(413);
+    expect(big.body.error.code).toBe('body_too_large');
+    const xml = await built.app.inject({ method: 'POST', url: '/v1/call', headers: { 'x-api-key': 'test-admin-key', 'content-type': 'application/xml' }, payload: '<a/>' });
+    expect(xml.statusCode).toBe(415);
+    expect(xml.json().error.code).toBe('unsupported_media_type');
+  });
+
+  it('answers an unknown route with 404 in the same shape', async () => {
+    const res = await send(built.app, 'GET', '/v1/nope');
+    expect(res.status).toBe(404);
+    expect(res.body.error.code).toBe('not_found');
+  });
+
+  it('rejects bad provider registrations with 400', async () => {
+    expect((await send(built.app, 'POST', '/v1/providers', { name: 'x' })).status).toBe(400);
+    expect((await send(built.app, 'POST', '/v1/providers', { name: 'fetch', base_url: 'http://a', tools: [{ name: 't', path: '/t' }] })).status).toBe(400);
+    const badSchema = await send(built.app, 'POST', '/v1/providers', { name: 'y', base_url: 'http://a', tools: [{ name: 't', path: '/t', input_schema: { type: 'nope' } }] });
+    expect(badSchema.status).toBe(400);
+    expect(badSchema.body.error.message).toMatch(/JSON Schema/);
+    const mcpDown = await send(built.app, 'POST', '/v1/providers', { name: 'z', mcp_url: 'http://127.0.0.1:1/mcp' });
+    expect(mcpDown.status).toBe(422);
+  });
+
+  it('replaces a provider registered again under the same name', async () => {
+    await send(built.app, 'POST', '/v1/providers', { name: 'r', base_url: 'http://127.0.0.1:9', tools: [{ name: 'a', path: '/a' }, { name: 'b', path: '/b' }] });
+    await send(built.app, 'POST', '/v1/providers', { name: 'r', base_url: 'http://127.0.0.1:9', tools: [{ name: 'c', path: '/c' }] });
+    const keys = (await send(built.app, 'GET', '/v1/tools')).body.tools.map((t: { key: string }) => t.key);
+    expect(keys).toContain('r.c');
+    expect(keys).not.toContain('r.a');
+  });
+});
+
+describe('configuration and the generated key', () => {
+  it('reports every bad variable at once', () => {
+    expect(() => loadConfig({ PORT: 'abc', INVOKE_IDEMPOTENCY_TTL: 'forever', INVOKE_API_KEY_SCOPES: '{bad' })).toThrow(ConfigError);
+    try {
+      loadConfig({ PORT: 'abc', INVOKE_IDEMPOTENCY_TTL: 'forever', INVOKE_API_KEY_SCOPES: '{bad' });
+    } catch (error) {
+      const message = (error as Error).message;
+      expect(message).toMatch(/PORT/);
+      expect(message).toMatch(/INVOKE_IDEMPOTENCY_TTL/);
+      expect(message).toMatch(/INVOKE_API_KEY_SCOPES/);
+    }
+  });
+
+  it('reads the legacy TRACE_ names', async () => {
+    const config = loadConfig({ TRACE_API_KEYS: 'legacy', TRACE_API_KEY_SCOPES: JSON.stringify({ s: { scopes: ['tools:read'] } }) });
+    expect(config.apiKeys).toEqual(['legacy']);
+    expect(Object.keys(config.scopedKeys)).toEqual(['s']);
+  });
+
+  it('generates one key when none is configured, stores only its hash, and persists it', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'invoke-data-'));
+    const config = loadConfig({ INVOKE_DATA_DIR: dir, LOG_LEVEL: 'silent' });
+    const first = await buildApp(config, { logger: false });
+    const key = first.generatedApiKey!;
+    expect(key).toMatch(/^inv_/);
+    const rows = await first.store.db.selectFrom('api_keys').selectAll().execute();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.key_hash).not.toContain(key);
+    expect((await first.app.inject({ method: 'GET', url: '/v1/tools', headers: { 'x-api-key': key } })).statusCode).toBe(200);
+    expect((await first.app.inject({ method: 'GET', url: '/v1/tools' })).statusCode).toBe(401);
+    await first.app.close();
+
+    const second = await buildApp(config, { logger: false });
+    expect(second.generatedApiKey).toBeNull();
+    expect((await second.app.inject({ method: 'GET', url: '/v1/tools', headers: { 'x-api-key': key } })).statusCode).toBe(200);
+    await second.app.close();
+  });
+
+  it('answers 503 on /health when the store is down', async () => {
+    const store = await openStore({ dataDir: 'memory://' });
+    const built = await buildTestApp({}, store);
+    await store.close();
+    const res = await built.app.inject({ method: 'GET', url: '/health' });
+    expect(res.statusCode).toBe(503);
+    await built.app.close();
+  });
+});

@@ -1,0 +1,274 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ValidationError } from '../../src/errors.ts';
+import type { ExpressionContext } from '../../src/policy/expression.ts';
+import { evaluatePolicy, loadPolicyFile, policyRuleSchema, type PolicyEvaluationInput, type PolicyRule } from '../../src/policy/policy.ts';
+
+const context: ExpressionContext = {
+  action: 'git_push',
+  tool: 'github.push',
+  agent_id: 'release-bot',
+  env: 'production',
+  params: { branch: 'main', amount: 500 },
+  variables: {},
+};
+
+function decide(overrides: Partial<PolicyEvaluationInput>) {
+  return evaluatePolicy({ serverRules: [], requestRules: [], context, risk: 'low', requireApprovalAt: 'critical', ...overrides });
+}
+
+describe('evaluatePolicy: defaults and risk threshold', () => {
+  it('allows when nothing matches and the risk is below the threshold', () => {
+    const decision = decide({ risk: 'high' });
+    expect(decision).toEqual({
+      effect: 'allow',
+      reason: 'no policy rule matched; risk high is below the approval threshold (critical)',
+      matched: [],
+      ignored: [],
+    });
+    expect(decision.rule).toBeUndefined();
+  });
+
+  it.each([
+    ['critical', 'critical', 'require_approval'],
+    ['high', 'critical', 'allow'],
+    ['high', 'high', 'require_approval'],
+    ['critical', 'high', 'require_approval'],
+    ['medium', 'high', 'allow'],
+    ['low', 'high', 'allow'],
+    ['critical', 'never', 'allow'],
+  ] as const)('risk %s with threshold %s -> %s', (risk, requireApprovalAt, effect) => {
+    expect(decide({ risk, requireApprovalAt }).effect).toBe(effect);
+  });
+
+  it('names the risk in the reason', () => {
+    expect(decide({ risk: 'critical' }).reason).toBe('risk critical requires approval (threshold: critical)');
+    expect(decide({ risk: 'critical', requireApprovalAt: 'never' }).reason).toBe('no policy rule matched; approval by risk is disabled');
+  });
+
+  it('a matching server allow exempts the risk threshold', () => {
+    const serverRules: PolicyRule[] = [{ when: 'agent_id == "release-bot"', effect: 'allow', reason: 'release bot is trusted' }];
+    const decision = decide({ risk: 'critical', serverRules });
+    expect(decision.effect).toBe('allow');
+    expect(decision.rule).toMatchObject({ source: 'server', index: 0, effect: 'allow', when: 'agent_id == "release-bot"' });
+    expect(decision.reason).toBe('risk critical exempted from approval by server policy rules[0]: release bot is trusted');
+  });
+
+  it('a server allow that does not match exempts nothing', () => {
+    const decision = decide({ risk: 'critical', serverRules: [{ when: 'agent_id == other', effect: 'allow' }] });
+    expect(decision.effect).toBe('require_approval');
+    expect(decision.rule).toBeUndefined();
+  });
+
+  it('a matching server allow below the threshold is the deciding rule', () => {
+    const decision = decide({ serverRules: [{ name: 'pushes', when: 'action == git_push', effect: 'allow' }] });
+    expect(decision).toMatchObject({ effect: 'allow', reason: 'allowed by server policy rules[0] "pushes"', rule: { name: 'pushes', source: 'server' } });
+  });
+
+  it('the context risk defaults to the tool risk, so rules can use it', () => {
+    expect(decide({ risk: 'high', serverRules: [{ when: 'risk == high', effect: 'deny' }] }).effect).toBe('deny');
+    expect(decide({ risk: 'low', serverRules: [{ when: 'risk == high', effect: 'deny' }] }).effect).toBe('allow');
+  });
+});
+
+describe('evaluatePolicy: precedence', () => {
+  it('deny beats require_approval and allow, wherever they are', () => {
+    const decision = decide({
+      serverRules: [
+        { when: 'action == git_push', effect: 'allow' },
+        { when: 'branch == main', effect: 'require_approval' },
+      ],
+      requestRules: [{ when: 'env == production', effect: 'deny', reason: 'no prod pushes from this run' }],
+    });
+    expect(decision.effect).toBe('deny');
+    expect(decision.reason).toBe('no prod pushes from this run');
+    expect(decision.rule).toMatchObject({ source: 'request', index: 0, effect: 'deny' });
+    expect(decision.matched.map((r) => [r.source, r.index, r.effect])).toEqual([
+      ['server', 0, 'allow'],
+      ['server', 1, 'require_approval'],
+      ['request', 0, 'deny'],
+    ]);
+  });
+
+  it('a server deny wins with a default reason naming the rule', () => {
+    const decision = decide({ serverRules: [{ when: 'action == git_push and branch == main', effect: 'deny' }] });
+    expect(decision).toMatchObject({ effect: 'deny', reason: 'denied by server policy rules[0] (action == git_push and branch == main)' });
+  });
+
+  it('require_approval beats allow and the first match is the rule', () => {
+    const decision = decide({
+      serverRules: [
+        { when: 'action == git_push', effect: 'allow' },
+        { when: 'params.amount > 100', effect: 'require_approval', approvals_required: 2, on_expire: 'escalate', escalate_to: ['@lead'], intent: 'push' },
+      ],
+      requestRules: [{ when: 'branch == main', effect: 'require_approval', reason: 'agent asked' }],
+    });
+    expect(decision.effect).toBe('require_approval');
+    expect(decision.rule).toMatchObject({ source: 'server', index: 1, approvals_required: 2, on_expire: 'escalate', escalate_to: ['@lead'], intent: 'push' });
+    expect(decision.reason).toBe('approval required by server policy rules[1] (params.amount > 100)');
+  });
+
+  it('a request may require approval even for low risk', () => {
+    const decision = decide({ requestRules: [{ when: 'branch == main', effect: 'require_approval' }] });
+    expect(decision).toMatchObject({ effect: 'require_approval', rule: { source: 'request', index: 0 }, reason: 'approval required by request policy.rules[0] (branch == main)' });
+  });
+
+  it('a request may deny', () => {
+    expect(decide({ requestRules: [{ when: 'true', effect: 'deny' }] }).effect).toBe('deny');
+  });
+});
+
+describe('evaluatePolicy: request rules only tighten', () => {
+  it('ignores a matching request allow, listing it with the reason', () => {
+    const decision = decide({ risk: 'critical', requestRules: [{ when: 'true', effect: 'allow', reason: 'trust me' }] });
+    expect(decision.effect).toBe('require_approval');
+    expect(decision.reason).toBe('risk critical requires approval (threshold: critical)');
+    expect(decision.matched).toEqual([]);
+    expect(decision.ignored).toEqual([
+      {
+        when: 'true',
+        effect: 'allow',
+        reason: 'trust me',
+        source: 'request',
+        index: 0,
+        ignored_reason: 'request rules can only tighten policy: a request allow rule is ignored',
+      },
+    ]);
+  });
+
+  it('a request allow never overrides a server deny or require_approval', () => {
+    expect(decide({ serverRules: [{ when: 'true', effect: 'deny' }], requestRules: [{ when: 'true', effect: 'allow' }] }).effect).toBe('deny');
+    expect(decide({ serverRules: [{ when: 'true', effect: 'require_approval' }], requestRules: [{ when: 'true', effect: 'allow' }] }).effect).toBe(
+      'require_approval',
+    );
+  });
+
+  it('a non-matching request allow is not listed', () => {
+    expect(decide({ requestRules: [{ when: 'false', effect: 'allow' }] }).ignored).toEqual([]);
+  });
+
+  it('below the threshold the outcome is allow, but not because of the request rule', () => {
+    const decision = decide({ requestRules: [{ when: 'true', effect: 'allow' }] });
+    expect(decision.effect).toBe('allow');
+    expect(decision.rule).toBeUndefined();
+    expect(decision.ignored).toHaveLength(1);
+  });
+});
+
+describe('evaluatePolicy: malformed rules', () => {
+  it('names a malformed request rule by its path, even when an earlier rule matched', () => {
+    const run = () =>
+      decide({
+        serverRules: [{ when: 'true', effect: 'deny' }],
+        requestRules: [
+          { when: 'true', effect: 'deny' },
+          { when: 'amount +', effect: 'require_approval' },
+        ],
+      });
+    expect(run).toThrow(ValidationError);
+    expect(run).toThrow(/^policy\.rules\[1\]\.when: invalid expression "amount \+": Unexpected "\+" \(arithmetic is not supported\) at character 7$/);
+    try {
+      run();
+    } catch (error) {
+      expect((error as ValidationError).details).toMatchObject({ field: 'policy.rules[1].when', position: 7 });
+    }
+  });
+
+  it('names a malformed server rule', () => {
+    const run = () => decide({ serverRules: [{ when: 'true', effect: 'allow' }, { name: 'no calls', when: 'len(x) > 1', effect: 'deny' }] });
+    expect(run).toThrow('server policy rules[1] "no calls".when: invalid expression "len(x) > 1": function calls are not allowed (len) at character 0');
+  });
+});
+
+describe('policyRuleSchema', () => {
+  it('accepts a full rule', () => {
+    const rule = {
+      name: 'big refunds',
+      when: 'params.amount > 1000',
+      effect: 'require_approval',
+      intent: 'refund',
+      allowed_action: 'refund',
+      reason: 'big refund',
+      approvals_required: 2,
+      on_expire: 'escalate',
+      escalate_to: '@finance',
+    };
+    expect(policyRuleSchema.parse(rule)).toEqual(rule);
+  });
+
+  it.each([
+    [{ when: 'true' }, 'effect'],
+    [{ when: '', effect: 'allow' }, 'when'],
+    [{ when: 'true', effect: 'permit' }, 'effect'],
+    [{ when: 'true', effect: 'allow', approvals_required: 0 }, 'approvals_required'],
+    [{ when: 'true', effect: 'allow', on_expire: 'ignore' }, 'on_expire'],
+    [{ when: 'true', effect: 'allow', efect: 'deny' }, ''],
+  ])('rejects %j', (rule, field) => {
+    const result = policyRuleSchema.safeParse(rule);
+    expect(result.success).toBe(false);
+    expect(result.error!.issues[0]!.path.join('.')).toBe(field);
+  });
+});
+
+describe('loadPolicyFile', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'invoke-policy-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function file(name: string, text: string): Promise<string> {
+    const path = join(dir, name);
+    await writeFile(path, text);
+    return path;
+  }
+
+  it('reads YAML', async () => {
+    const path = await file(
+      'policy.yaml',
+      ['rules:', '  - name: main pushes', '    when: action == git_push and branch == main', '    effect: require_approval', '    escalate_to: [a, b]'].join('\n'),
+    );
+    expect(await loadPolicyFile(path)).toEqual({
+      rules: [{ name: 'main pushes', when: 'action == git_push and branch == main', effect: 'require_approval', escalate_to: ['a', 'b'] }],
+    });
+  });
+
+  it('reads JSON', async () => {
+    const path = await file('policy.json', JSON.stringify({ rules: [{ when: 'env == prod', effect: 'deny' }] }));
+    expect((await loadPolicyFile(path)).rules).toEqual([{ when: 'env == prod', effect: 'deny' }]);
+  });
+
+  it('reads an empty rule list', async () => {
+    expect(await loadPolicyFile(await file('empty.yml', 'rules: []\n'))).toEqual({ rules: [] });
+  });
+
+  it('reports schema problems with their path', async () => {
+    const path = await file('bad.yaml', 'rules:\n  - when: "true"\n    effect: maybe\n');
+    await expect(loadPolicyFile(path)).rejects.toThrow(`Policy file ${path} is invalid:\n  - rules[0].effect:`);
+  });
+
+  it('reports a missing rules list', async () => {
+    const path = await file('norules.yaml', '# nothing here\n');
+    await expect(loadPolicyFile(path)).rejects.toThrow(`Policy file ${path} is invalid:\n  - rules:`);
+  });
+
+  it('reports a malformed when expression', async () => {
+    const path = await file('badwhen.yaml', 'rules:\n  - when: "ok == 1"\n    effect: allow\n  - when: "a == b && c"\n    effect: deny\n');
+    await expect(loadPolicyFile(path)).rejects.toThrow(`Policy file ${path} is invalid:\n  - rules[1].when: invalid expression "a == b && c"`);
+  });
+
+  it('reports unparsable JSON and YAML', async () => {
+    const json = await file('broken.json', '{"rules": [');
+    await expect(loadPolicyFile(json)).rejects.toThrow(`Policy file ${json} is not valid JSON`);
+    const yaml = await file('broken.yaml', 'rules: [a, b\n');
+    await expect(loadPolicyFile(yaml)).rejects.toThrow(`Policy file ${yaml} is not valid YAML`);
+  });
+
+  it('reports a missing file', async () => {
+    await expect(loadPolicyFile(join(dir, 'nope.yaml'))).rejects.toThrow(/^Cannot read policy file .*nope\.yaml: ENOENT/);
+  });
+});
