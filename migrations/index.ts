@@ -1,5 +1,6 @@
 import type { Migration } from 'kysely';
 import * as core from './20261123_0001_core.ts';
+import * as approvals from './20261123_0002_approvals.ts';
 
 /**
  * Every migration, by its timestamped name. Listed statically (rather than read from the folder
@@ -7,4 +8,5 @@ import * as core from './20261123_0001_core.ts';
  */
 export const migrations: Record<string, Migration> = {
   '20261123_0001_core': core,
+  '20261123_0002_approvals': approvals,
 };

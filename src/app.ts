@@ -1,5 +1,9 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { registerApprovalRoutes } from './approvals/approval-routes.ts';
+import { createApprovalService, type ApprovalService } from './approvals/approval-service.ts';
+import { createApprovalWaiter } from './approvals/approval-waiter.ts';
 import { createApprovalsRepository } from './approvals/approvals-repository.ts';
+import { createCallbackOutbox, type CallbackOutbox } from './approvals/callback-outbox.ts';
 import { ensureBootstrapKey, loadKeyring } from './auth/keyring.ts';
 import { registerCallRoutes } from './calls/call-routes.ts';
 import { createCallService, type CallService } from './calls/call-service.ts';
@@ -14,6 +18,7 @@ import { createExecutionService } from './executions/execution-service.ts';
 import { registerAuth } from './http/auth-hook.ts';
 import { registerErrorHandling } from './http/error-handler.ts';
 import { registerHealthRoutes } from './http/health-routes.ts';
+import { registerInputGuard } from './http/input-guard.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { loadPolicyFile, type PolicyRule } from './policy/policy.ts';
 import { createFetchUrlTool } from './tools/fetch-url.ts';
@@ -34,7 +39,7 @@ export interface AppDeps {
 export interface BuiltApp {
   app: FastifyInstance;
   store: Store;
-  services: { calls: CallService; registry: ToolRegistry; metrics: Metrics };
+  services: { calls: CallService; registry: ToolRegistry; metrics: Metrics; approvals: ApprovalService; callbacks: CallbackOutbox };
   /** Set when no key was configured and one was generated at this start: shown once. */
   generatedApiKey: string | null;
 }
@@ -61,19 +66,45 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     defaultTimeoutMs: config.toolTimeoutMs,
   });
   const callsRepository = createCallsRepository(store.db);
+  const approvalsRepository = createApprovalsRepository(store.db);
+  const callbacks = createCallbackOutbox(store.db, { secret: config.callbackSecret, allowHosts: config.callbackAllowHosts });
   const tracesRepository = createTracesRepository(store.db);
   const calls = createCallService({
     config,
     registry,
     calls: callsRepository,
     traces: tracesRepository,
-    approvals: createApprovalsRepository(store.db),
+    approvals: approvalsRepository,
+    assertCallbackUrl: callbacks.assertCallbackUrl,
     metrics,
     serverRules,
     sleep: deps.sleep,
   });
-  const state = createStateService(createStateReader(registry));
+  const stateReader = createStateReader(registry);
+  const state = createStateService(stateReader);
   const executions = createExecutionService(store.db, calls);
+  const waiter = createApprovalWaiter(store);
+  await waiter.start();
+  const approvalService = createApprovalService({
+    config,
+    db: store.db,
+    approvals: approvalsRepository,
+    calls: callsRepository,
+    callService: calls,
+    traces: tracesRepository,
+    registry,
+    stateReader,
+    outbox: callbacks,
+    waiter,
+  });
+  // Deliver due callbacks from this process too (the sweeps also do), so agents hear back promptly.
+  const outboxTimer =
+    config.outboxIntervalMs > 0
+      ? setInterval(() => {
+          callbacks.deliverDue().catch((error: unknown) => app.log.warn({ err: error }, 'callback delivery pass failed'));
+        }, config.outboxIntervalMs)
+      : null;
+  outboxTimer?.unref();
 
   const app = Fastify({
     logger: deps.logger ?? { level: config.logLevel, redact: ['req.headers["x-api-key"]', 'req.headers.authorization'] },
@@ -81,15 +112,20 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     genReqId: () => crypto.randomUUID(),
   });
   registerErrorHandling(app);
+  registerInputGuard(app);
   registerAuth(app, keyring);
   registerHealthRoutes(app, store, metrics);
   registerToolRoutes(app, registry);
   registerCallRoutes(app, calls, state);
   registerTraceRoutes(app, tracesRepository, callsRepository);
   registerExecutionRoutes(app, executions);
+  registerApprovalRoutes(app, approvalService);
   app.addHook('onClose', async () => {
+    if (outboxTimer) clearInterval(outboxTimer);
+    await waiter.close();
+    await callbacks.close();
     await fetchUrl.close();
     if (!deps.store) await store.close();
   });
-  return { app, store, services: { calls, registry, metrics }, generatedApiKey };
+  return { app, store, services: { calls, registry, metrics, approvals: approvalService, callbacks }, generatedApiKey };
 }

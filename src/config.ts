@@ -138,6 +138,12 @@ export const envSchema = z.object({
   INVOKE_FETCH_TIMEOUT_MS: intFrom(10_000, 100, 600_000),
   INVOKE_FETCH_ALLOW_HOSTS: csv,
   INVOKE_BODY_LIMIT_BYTES: intFrom(1_048_576, 1024, 104_857_600),
+  INVOKE_APPROVERS: csv,
+  INVOKE_CRITICAL_APPROVALS: intFrom(2, 1, 10),
+  INVOKE_APPROVAL_WAIT_MAX: duration('60s'),
+  INVOKE_CALLBACK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
+  INVOKE_CALLBACK_ALLOWLIST: csv,
+  INVOKE_OUTBOX_INTERVAL_MS: intFrom(2_000, 0, 3_600_000),
 });
 
 export type Config = Readonly<{
@@ -162,6 +168,14 @@ export type Config = Readonly<{
   fetchTimeoutMs: number;
   fetchAllowHosts: readonly string[];
   bodyLimitBytes: number;
+  /** Ids allowed to decide approvals through the API; empty: any holder of approvals:write. */
+  approvers: readonly string[];
+  criticalApprovals: number;
+  approvalWaitMaxMs: number;
+  callbackSecret?: string;
+  callbackAllowHosts: readonly string[];
+  /** How often this process delivers due outbox rows; 0 leaves it to the sweeps. */
+  outboxIntervalMs: number;
 }>;
 
 export class ConfigError extends Error {
@@ -200,5 +214,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     fetchTimeoutMs: e.INVOKE_FETCH_TIMEOUT_MS,
     fetchAllowHosts: e.INVOKE_FETCH_ALLOW_HOSTS,
     bodyLimitBytes: e.INVOKE_BODY_LIMIT_BYTES,
+    approvers: e.INVOKE_APPROVERS,
+    criticalApprovals: e.INVOKE_CRITICAL_APPROVALS,
+    approvalWaitMaxMs: e.INVOKE_APPROVAL_WAIT_MAX,
+    callbackSecret: e.INVOKE_CALLBACK_SECRET,
+    callbackAllowHosts: e.INVOKE_CALLBACK_ALLOWLIST,
+    outboxIntervalMs: e.INVOKE_OUTBOX_INTERVAL_MS,
   });
 }

@@ -2,13 +2,15 @@ import type { KeyIdentity } from '../auth/keyring.ts';
 import { authorizeToolUse, type CallContext } from '../auth/scopes.ts';
 import type { Config } from '../config.ts';
 import type { ApprovalsRepository, NewApproval } from '../approvals/approvals-repository.ts';
+import { buildPendingApproval, type PendingApproval } from '../approvals/freeze.ts';
 import { ConflictError, UnprocessableError, ValidationError } from '../errors.ts';
 import { parseInput } from '../http/validation.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { evaluatePolicy, type PolicyDecision, type PolicyRule } from '../policy/policy.ts';
 import type { StoredTool } from '../tools/tools-repository.ts';
 import type { ToolRegistry } from '../tools/tool-registry.ts';
-import type { StateRefetch } from '../tools/types.ts';
+import type { CapabilityCard, StateRefetch } from '../tools/types.ts';
+import { assertValidConditions } from '../policy/conditions.ts';
 import { TraceRecorder } from '../traces/trace-recorder.ts';
 import type { TracesRepository } from '../traces/traces-repository.ts';
 import { callRequestSchema, resolveIdempotencyKey, type CallRequest } from './call-request.ts';
@@ -27,6 +29,8 @@ export interface CallServiceDeps {
   approvals: ApprovalsRepository;
   metrics: Metrics;
   serverRules: PolicyRule[];
+  /** Refuses a callback URL the SSRF guard would not deliver to (400). */
+  assertCallbackUrl: (url: string, field: string) => void;
   sleep?: (ms: number) => Promise<void>;
 }
 
@@ -48,9 +52,16 @@ interface PreparedCall {
   fallback?: StoredTool;
   retries: number;
   retriesClamped: boolean;
+  leaseMs: number;
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** The call's answer with its final trace event. */
+export function finishAnswer(callId: string, request: Pick<CallRequest, 'tool' | 'agent_id'>, trace: TraceRecorder, status: CallStatus, fields: Partial<CallAnswer> = {}): CallAnswer {
+  trace.record('execution_completed', status, fields.reason ? { reason: fields.reason } : undefined);
+  return { status, call_id: callId, tool: request.tool, agent_id: request.agent_id, attempts: 0, ...fields, trace: trace.events };
+}
 
 /**
  * `/v1/call`: validate, scope, claim the idempotency key, check the entity, apply policy, then run
@@ -81,31 +92,47 @@ export function createCallService(deps: CallServiceDeps) {
     authorizeToolUse(identity, tool.card, context);
 
     const variables = request.execution_state?.variables ?? {};
-    const policy = evaluatePolicy({
-      serverRules,
-      requestRules: request.policy?.rules ?? [],
-      context: {
-        action: request.action,
-        tool: request.tool,
-        agent_id: request.agent_id,
-        env: request.env,
-        workflow: request.workflow,
-        risk: tool.card.risk,
-        params: request.params,
-        variables,
-      },
-      risk: tool.card.risk,
-      requireApprovalAt: config.requireApprovalAt,
-    });
+    const policyFor = (card: CapabilityCard) =>
+      evaluatePolicy({
+        serverRules,
+        requestRules: request.policy?.rules ?? [],
+        context: {
+          action: request.action,
+          tool: card.key,
+          agent_id: request.agent_id,
+          env: request.env,
+          workflow: request.workflow,
+          risk: card.risk,
+          params: request.params,
+          variables,
+        },
+        risk: card.risk,
+        requireApprovalAt: config.requireApprovalAt,
+      });
+    const policy = policyFor(tool.card);
     const entity = request.entity_resolution ? checkEntityResolution(request.entity_resolution, request.params, variables) : null;
 
     const failurePolicy = request.failure_policy;
     const wantedRetries = failurePolicy?.retry ?? 0;
     const retries = Math.min(wantedRetries, config.maxRetries);
 
+    // Every state read this call may make is checked now, before anything is claimed or run:
+    // a tool without side effects, that this key may use, with well-formed conditions.
+    const cardRefetch = tool.card.state_refetch;
+    if (cardRefetch) {
+      await stateReader.resolveReadTool(identity, cardRefetch, context, `state_refetch of ${tool.card.key}`);
+      if (cardRefetch.conditions) assertValidConditions(cardRefetch.conditions, `state_refetch.conditions of ${tool.card.key}`);
+    }
+    const contract = request.approval_contract;
+    if (contract?.state_refetch) await stateReader.resolveReadTool(identity, contract.state_refetch, context, 'approval_contract.state_refetch');
+    if (contract) assertValidConditions(contract.conditions, 'approval_contract.conditions');
+    if (request.callback_url) deps.assertCallbackUrl(request.callback_url, 'callback_url');
+    if (contract?.callback_url) deps.assertCallbackUrl(contract.callback_url, 'approval_contract.callback_url');
+
     let reconcile: PreparedCall['reconcile'];
-    const refetch = failurePolicy?.reconcile?.state_refetch ?? tool.card.state_refetch;
-    const conditions = failurePolicy?.reconcile?.conditions ?? tool.card.state_refetch?.conditions;
+    const refetch = failurePolicy?.reconcile?.state_refetch ?? cardRefetch;
+    const conditions = failurePolicy?.reconcile?.conditions ?? cardRefetch?.conditions;
+    if (failurePolicy?.reconcile) assertValidConditions(failurePolicy.reconcile.conditions, 'failure_policy.reconcile.conditions');
     if (refetch && conditions) {
       const label = failurePolicy?.reconcile?.state_refetch ? 'failure_policy.reconcile.state_refetch' : `state_refetch of ${tool.card.key}`;
       reconcile = { refetch, conditions, source: refetch.tool, tool: await stateReader.resolveReadTool(identity, refetch, context, label) };
@@ -120,20 +147,26 @@ export function createCallService(deps: CallServiceDeps) {
       fallback = await registry.getTool(failurePolicy.fallback);
       authorizeToolUse(identity, fallback.card, context, 'fall back to');
       registry.validateParams(fallback.card, request.params);
+      // A fallback is no way around policy: it must be a tool this call could run directly.
+      const fallbackPolicy = policyFor(fallback.card);
+      if (fallbackPolicy.effect !== 'allow') {
+        throw new ValidationError(`failure_policy.fallback ${fallback.card.key} is not allowed to run unattended: ${fallbackPolicy.reason}`, {
+          field: 'failure_policy.fallback',
+          effect: fallbackPolicy.effect,
+        });
+      }
     }
-    if (request.approval_contract?.state_refetch) {
-      await stateReader.resolveReadTool(identity, request.approval_contract.state_refetch, context, 'approval_contract.state_refetch');
-    }
-    return { request, idempotencyKey, tool, context, policy, entity, reconcile, fallback, retries, retriesClamped: retries < wantedRetries };
+    const leaseMs = leaseFor(tool.card.timeout_ms, retries, fallback?.card.timeout_ms, reconcile?.tool.card.timeout_ms);
+    return { request, idempotencyKey, tool, context, policy, entity, reconcile, fallback, retries, retriesClamped: retries < wantedRetries, leaseMs };
   }
 
-  function approvalExpiry(prepared: PreparedCall): Date {
-    const contractExpiry = prepared.request.approval_contract?.expires_at;
-    if (contractExpiry) return new Date(contractExpiry);
-    return new Date(Date.now() + config.approvalTtlMs[prepared.tool.card.risk]);
+  /** Long enough for every attempt, backoff, reconciliation read and the fallback, so recovery never takes a live call for dead. */
+  function leaseFor(timeoutMs: number, retries: number, fallbackMs = 0, readMs = 0): number {
+    const worstCase = (retries + 1) * (timeoutMs + readMs) + retries * config.retryMaxMs + fallbackMs;
+    return Math.max(config.callLeaseMs, worstCase + 60_000);
   }
 
-  /** Freezes the call as a checkpoint: everything a human and the thaw later need. */
+  /** Reads the state at freeze time (when a refetch is known) and builds the checkpoint. */
   async function freeze(
     prepared: PreparedCall,
     identity: KeyIdentity,
@@ -141,52 +174,33 @@ export function createCallService(deps: CallServiceDeps) {
     trace: TraceRecorder,
     reason: string,
     failure?: ExecutionOutcome,
-  ): Promise<{ row: NewApproval; summary: Record<string, unknown> }> {
+  ): Promise<PendingApproval> {
     const { request, tool } = prepared;
-    const contract = request.approval_contract;
-    const refetch = contract?.state_refetch ?? tool.card.state_refetch;
+    const refetch = request.approval_contract?.state_refetch ?? tool.card.state_refetch;
     let frozenState: Record<string, unknown> | null = null;
     let frozenStateError: string | undefined;
     if (refetch) {
-      const readTool = await registry.getTool(refetch.tool);
-      const read = await stateReader.read(readTool, refetch, { params: request.params, variables: request.execution_state?.variables ?? {} });
+      const read = await stateReader.read(await registry.getTool(refetch.tool), refetch, {
+        params: request.params,
+        variables: request.execution_state?.variables ?? {},
+      });
       if (read.ok) frozenState = read.state;
       else frozenStateError = read.error;
       trace.record('state_refetched', read.ok ? 'completed' : 'failed', { source: refetch.tool, purpose: 'freeze', error: frozenStateError });
     }
-    const approvalId = newId('apr');
-    const expiresAt = approvalExpiry(prepared);
-    const action = { tool: request.tool, params: request.params, agent_id: request.agent_id, action: request.action ?? null, env: request.env ?? null, workflow: request.workflow ?? null, resource: request.resource ?? null };
-    const checkpoint = {
-      ...action,
-      variables: request.execution_state?.variables ?? {},
-      tool_outputs: request.execution_state?.tool_outputs ?? {},
-      policy_rule: prepared.policy.effect === 'require_approval' ? (prepared.policy.rule ?? null) : null,
-      contract: contract ?? null,
-      entity_resolution: request.entity_resolution ?? null,
-      frozen_state: frozenState,
-      frozen_state_error: frozenStateError ?? null,
-      failure: failure ? { status: failure.status, error: failure.error ?? null, attempts: failure.attempts } : null,
-      requester: identity.id,
-      callback_url: contract?.callback_url ?? request.callback_url ?? null,
+    const pending = buildPendingApproval(config, {
       request,
-      action_digest: sha256Hex(canonicalJson(action)),
-    };
-    trace.record('approval_requested', 'pending', { approval_id: approvalId, reason, expires_at: expiresAt.toISOString() });
-    return {
-      row: {
-        id: approvalId,
-        call_id: callId,
-        api_key_id: identity.id,
-        agent_id: request.agent_id,
-        tool: request.tool,
-        risk: tool.card.risk,
-        reason,
-        checkpoint,
-        expires_at: expiresAt,
-      },
-      summary: { id: approvalId, status: 'pending', reason, risk: tool.card.risk, expires_at: expiresAt.toISOString(), frozen_state: frozenState },
-    };
+      card: tool.card,
+      callId,
+      requester: identity.id,
+      reason,
+      policyRule: prepared.policy.effect === 'require_approval' ? (prepared.policy.rule ?? null) : null,
+      frozenState,
+      frozenStateError,
+      failure: failure ? { status: failure.status, error: failure.error ?? null, attempts: failure.attempts } : undefined,
+    });
+    trace.record('approval_requested', 'pending', { approval_id: pending.row.id, reason, expires_at: pending.summary.expires_at });
+    return pending;
   }
 
   async function execute(prepared: PreparedCall, callId: string, trace: TraceRecorder): Promise<ExecutionOutcome> {
@@ -226,10 +240,7 @@ export function createCallService(deps: CallServiceDeps) {
     progress: { toolTouched: boolean },
   ): Promise<{ answer: CallAnswer; approval?: NewApproval }> {
     const { request } = prepared;
-    const finish = (status: CallStatus, fields: Partial<CallAnswer> = {}): CallAnswer => {
-      trace.record('execution_completed', status, fields.reason ? { reason: fields.reason } : undefined);
-      return { status, call_id: callId, tool: request.tool, agent_id: request.agent_id, attempts: 0, ...fields, trace: trace.events };
-    };
+    const finish = (status: CallStatus, fields: Partial<CallAnswer> = {}) => finishAnswer(callId, request, trace, status, fields);
 
     if (prepared.entity) {
       const entity = prepared.entity;
@@ -258,6 +269,30 @@ export function createCallService(deps: CallServiceDeps) {
   }
 
   return {
+    /**
+     * Runs a frozen call after its approval was claimed, through the same path as a live call
+     * (failure policy, reconciliation, traces). The checks that ran at freeze time are not
+     * repeated against the requester's key; the approval stands for them.
+     */
+    async runApproved(callId: string, request: CallRequest, requesterKeyId: string, approvalId: string): Promise<CallResult> {
+      const started = performance.now();
+      const identity: KeyIdentity = { id: requesterKeyId, name: 'approved checkpoint', fullAccess: true };
+      const prepared = await prepare(identity, request, undefined);
+      const trace = new TraceRecorder();
+      trace.record('approval_thawed', 'completed', { approval_id: approvalId });
+      await calls.markInFlight(callId, prepared.leaseMs);
+      const outcome = await execute(prepared, callId, trace);
+      const { status, ...rest } = outcome;
+      const earlier = await traces.eventsFor(callId);
+      const answer = finishAnswer(callId, request, trace, status, rest);
+      answer.trace = [...earlier, ...trace.events];
+      const httpStatus = httpStatusFor(answer);
+      await calls.completeCall(callId, httpStatus, answer, null, (trx) => traces.appendEvents(callId, trace.takePending(), trx));
+      metrics.calls.inc({ status: answer.status });
+      metrics.callDuration.observe({ status: answer.status }, (performance.now() - started) / 1000);
+      return { httpStatus, answer, replayed: false };
+    },
+
     async call(identity: KeyIdentity, body: unknown, options: { idempotencyKeyHeader?: string } = {}): Promise<CallResult> {
       const started = performance.now();
       const prepared = await prepare(identity, body, options.idempotencyKeyHeader);
@@ -270,7 +305,7 @@ export function createCallService(deps: CallServiceDeps) {
         tool: request.tool,
         request,
         idempotency_key: idempotencyKey ?? null,
-        lease_ms: config.callLeaseMs,
+        lease_ms: prepared.leaseMs,
       };
 
       if (idempotencyKey !== undefined) {
@@ -301,7 +336,7 @@ export function createCallService(deps: CallServiceDeps) {
       try {
         const { answer, approval } = await decide(prepared, identity, callId, trace, progress);
         const httpStatus = httpStatusFor(answer);
-        await calls.completeCall(identity.id, callId, idempotencyKey ?? null, httpStatus, answer, performance.now() - started, async (trx) => {
+        await calls.completeCall(callId, httpStatus, answer, performance.now() - started, async (trx) => {
           if (approval) await approvals.insertApproval(trx, approval);
           await traces.appendEvents(callId, trace.takePending(), trx);
         });
@@ -309,10 +344,20 @@ export function createCallService(deps: CallServiceDeps) {
         metrics.callDuration.observe({ status: answer.status }, (performance.now() - started) / 1000);
         return { httpStatus, answer, replayed: false };
       } catch (error) {
-        // Before any request left for the tool, nothing happened: give the key back. After, the
-        // call stays in flight for the recovery sweep to reconcile; it is never replayed as success.
-        if (!progress.toolTouched) await calls.releaseClaim(identity.id, callId, idempotencyKey ?? null).catch(() => {});
-        throw error;
+        // Before any request left for the tool, nothing happened: give the key back.
+        if (!progress.toolTouched) {
+          await calls.releaseClaim(identity.id, callId, idempotencyKey ?? null).catch(() => {});
+          throw error;
+        }
+        // After, what the tool did is unknown: say so, and store it so the key replays that
+        // instead of staying in flight. (If even that write fails, the recovery sweep finds it.)
+        const answer = finishAnswer(callId, request, trace, 'unknown_outcome', {
+          error: `internal error after the tool was called: ${(error as Error).message}`,
+          reason: 'Invoke failed after sending the request; reconcile against live state before repeating the action',
+        });
+        await calls.completeCall(callId, 200, answer, performance.now() - started, (trx) => traces.appendEvents(callId, trace.takePending(), trx));
+        metrics.calls.inc({ status: answer.status });
+        return { httpStatus: 200, answer, replayed: false };
       }
     },
   };

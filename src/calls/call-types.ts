@@ -1,3 +1,4 @@
+import type { ApprovalSummary } from '../approvals/freeze.ts';
 import type { TraceEvent } from '../traces/trace-recorder.ts';
 
 export const CALL_STATUSES = [
@@ -9,6 +10,8 @@ export const CALL_STATUSES = [
   'outcome_reconciled',
   'replan_required',
   'unknown_outcome',
+  'rejected',
+  'cancelled',
 ] as const;
 export type CallStatus = (typeof CALL_STATUSES)[number];
 
@@ -23,7 +26,7 @@ export interface CallAnswer {
   error?: string;
   reason?: string;
   mismatches?: unknown[];
-  approval?: Record<string, unknown>;
+  approval?: ApprovalSummary;
   reconciliation?: Record<string, unknown>;
   fallback?: { tool: string; used: boolean };
   trace: TraceEvent[];

@@ -22,6 +22,13 @@ export type ClaimResult =
 
 type Db = Kysely<Database> | Transaction<Database>;
 
+export interface CallDetail {
+  summary: CallSummary;
+  api_key_id: string;
+  request: unknown;
+  answer: unknown;
+}
+
 async function insertCall(trx: Db, call: NewCall): Promise<void> {
   await trx
     .insertInto('calls')
@@ -36,6 +43,35 @@ async function insertCall(trx: Db, call: NewCall): Promise<void> {
       lease_expires_at: sql<Date>`now() + ${`${call.lease_ms} milliseconds`}::interval`,
     })
     .execute();
+}
+
+/**
+ * The answer of a call, stored on the call and, when it has one, on its idempotency key, so a
+ * repeat replays it. Runs inside the caller's transaction.
+ */
+async function writeAnswer(trx: Transaction<Database>, callId: string, httpStatus: number, answer: CallAnswer, durationMs: number | null): Promise<void> {
+  const call = await trx
+    .updateTable('calls')
+    .set({
+      status: answer.status,
+      answer: jsonb(answer),
+      attempts: answer.attempts,
+      ...(durationMs === null ? {} : { duration_ms: Math.round(durationMs) }),
+      finished_at: sql`now()`,
+      lease_expires_at: null,
+    })
+    .where('id', '=', callId)
+    .returning(['api_key_id', 'idempotency_key'])
+    .executeTakeFirst();
+  if (call?.idempotency_key) {
+    await trx
+      .updateTable('idempotency_keys')
+      .set({ state: 'completed', http_status: httpStatus, response: jsonb(answer) })
+      .where('api_key_id', '=', call.api_key_id)
+      .where('key', '=', call.idempotency_key)
+      .where('call_id', '=', callId)
+      .execute();
+  }
 }
 
 export function createCallsRepository(db: Kysely<Database>) {
@@ -73,6 +109,8 @@ export function createCallsRepository(db: Kysely<Database>) {
             .where('api_key_id', '=', call.api_key_id)
             .where('key', '=', call.idempotency_key)
             .where('expires_at', '<', sql<Date>`now()`)
+            // A call still in flight keeps its key, however old: it is reconciled, never re-run.
+            .where('state', '=', 'completed')
             .returning('call_id')
             .executeTakeFirst();
           if (!renewed) {
@@ -81,7 +119,9 @@ export function createCallsRepository(db: Kysely<Database>) {
               .select(['fingerprint', 'state', 'call_id', 'http_status', 'response'])
               .where('api_key_id', '=', call.api_key_id)
               .where('key', '=', call.idempotency_key)
-              .executeTakeFirstOrThrow();
+              .executeTakeFirst();
+            // The holder gave its claim back between our insert and this read: ask to repeat.
+            if (!existing) return { kind: 'in_flight', call_id: 'released' };
             if (existing.fingerprint !== fingerprint) return { kind: 'payload_mismatch', call_id: existing.call_id };
             if (existing.state === 'in_flight') return { kind: 'in_flight', call_id: existing.call_id };
             return { kind: 'replay', http_status: existing.http_status ?? 200, answer: existing.response as CallAnswer };
@@ -94,39 +134,28 @@ export function createCallsRepository(db: Kysely<Database>) {
 
     /** Records the final answer of a call and, in the same transaction, its idempotency key. */
     async completeCall(
-      apiKeyId: string,
       callId: string,
-      idempotencyKey: string | null,
       httpStatus: number,
       answer: CallAnswer,
-      durationMs: number,
+      durationMs: number | null,
       /** Writes that must commit with the answer (a checkpoint, trace events). */
       alsoInTransaction?: (trx: Transaction<Database>) => Promise<void>,
     ): Promise<void> {
       await db.transaction().execute(async (trx) => {
         if (alsoInTransaction) await alsoInTransaction(trx);
-        await trx
-          .updateTable('calls')
-          .set({
-            status: answer.status,
-            answer: jsonb(answer),
-            attempts: answer.attempts,
-            duration_ms: Math.round(durationMs),
-            finished_at: sql`now()`,
-            lease_expires_at: null,
-          })
-          .where('id', '=', callId)
-          .execute();
-        if (idempotencyKey !== null) {
-          await trx
-            .updateTable('idempotency_keys')
-            .set({ state: 'completed', http_status: httpStatus, response: jsonb(answer) })
-            .where('api_key_id', '=', apiKeyId)
-            .where('key', '=', idempotencyKey)
-            .where('call_id', '=', callId)
-            .execute();
-        }
+        await writeAnswer(trx, callId, httpStatus, answer, durationMs);
       });
+    },
+
+    writeAnswer,
+
+    /** A frozen call about to run after approval: in flight again, with a lease, for the recovery sweep. */
+    async markInFlight(callId: string, leaseMs: number): Promise<void> {
+      await db
+        .updateTable('calls')
+        .set({ status: 'in_flight', lease_expires_at: sql<Date>`now() + ${`${leaseMs} milliseconds`}::interval` })
+        .where('id', '=', callId)
+        .execute();
     },
 
     /** Gives back a claim whose call never reached the tool (an internal error before any attempt). */
@@ -146,11 +175,11 @@ export function createCallsRepository(db: Kysely<Database>) {
     },
 
     /** Summaries plus the stored request and answer of several calls. */
-    async findCallDetails(callIds: string[]): Promise<Map<string, { summary: CallSummary; request: unknown; answer: unknown }>> {
-      const found = new Map<string, { summary: CallSummary; request: unknown; answer: unknown }>();
+    async findCallDetails(callIds: string[]): Promise<Map<string, CallDetail>> {
+      const found = new Map<string, CallDetail>();
       if (callIds.length === 0) return found;
       const rows = await db.selectFrom('calls').selectAll().where('id', 'in', callIds).execute();
-      for (const row of rows) found.set(row.id, { summary: toCallSummary(row), request: row.request, answer: row.answer });
+      for (const row of rows) found.set(row.id, { summary: toCallSummary(row), api_key_id: row.api_key_id, request: row.request, answer: row.answer });
       return found;
     },
   };

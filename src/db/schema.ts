@@ -78,6 +78,38 @@ export interface ApprovalsTable {
   expires_at: Timestamp;
   decided_at: Timestamp | null;
   decision: Json | null;
+  approvals_required: Generated<number>;
+  approvers: Json<string[]> | null;
+  previous_approval_id: string | null;
+  action_digest: Generated<string>;
+}
+
+export interface ApprovalVotesTable {
+  approval_id: string;
+  approver: string;
+  at: Generated<Date>;
+}
+
+export interface ApprovalEventsTable {
+  id: Generated<string>;
+  approval_id: string;
+  kind: string;
+  actor: string;
+  detail: Json | null;
+  at: Generated<Date>;
+}
+
+export interface OutboxTable {
+  id: Generated<string>;
+  kind: string;
+  target: string;
+  payload: Json;
+  status: Generated<string>;
+  attempts: Generated<number>;
+  next_attempt_at: Timestamp;
+  last_error: string | null;
+  created_at: Generated<Date>;
+  delivered_at: Timestamp | null;
 }
 
 export interface ExecutionsTable {
@@ -101,5 +133,8 @@ export interface Database {
   idempotency_keys: IdempotencyKeysTable;
   trace_events: TraceEventsTable;
   approvals: ApprovalsTable;
+  approval_votes: ApprovalVotesTable;
+  approval_events: ApprovalEventsTable;
+  outbox: OutboxTable;
   executions: ExecutionsTable;
 }

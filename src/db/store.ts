@@ -18,6 +18,8 @@ export interface Store {
   db: Kysely<Database>;
   kind: 'postgres' | 'embedded';
   ping(): Promise<void>;
+  /** LISTEN on a channel (NOTIFY is sent with pg_notify in SQL); returns how to stop. */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -27,18 +29,40 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     // An idle client losing its server must not crash the process; the next query reports it.
     pool.on('error', () => {});
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    return storeFor(db, 'postgres');
+    return storeFor(db, 'postgres', async (channel, onPayload) => {
+      // A dedicated connection: a pooled one would lose its LISTEN when returned to the pool.
+      const client = new pg.Client({ connectionString: options.databaseUrl });
+      client.on('error', () => {});
+      await client.connect();
+      client.on('notification', (message) => {
+        if (message.channel === channel && message.payload) onPayload(message.payload);
+      });
+      await client.query(`listen ${quoteIdent(channel)}`);
+      return async () => {
+        await client.end().catch(() => {});
+      };
+    });
   }
   if (!options.dataDir.startsWith('memory://')) await mkdir(options.dataDir, { recursive: true });
   const pglite = await PGlite.create(options.dataDir);
   const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
-  return storeFor(db, 'embedded');
+  return storeFor(db, 'embedded', async (channel, onPayload) => {
+    const unsubscribe = await pglite.listen(channel, onPayload);
+    return async () => {
+      if (!pglite.closed) await unsubscribe().catch(() => {});
+    };
+  });
 }
 
-function storeFor(db: Kysely<Database>, kind: Store['kind']): Store {
+function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+function storeFor(db: Kysely<Database>, kind: Store['kind'], listen: Store['listen']): Store {
   return {
     db,
     kind,
+    listen,
     async ping() {
       await sql`select 1`.execute(db);
     },
@@ -50,5 +74,10 @@ function storeFor(db: Kysely<Database>, kind: Store['kind']): Store {
 
 /** A JSON value for a jsonb column. An explicit cast keeps pg and PGlite from guessing (pg sends JS arrays as Postgres arrays). */
 export function jsonb(value: unknown) {
-  return sql<string>`cast(${JSON.stringify(value ?? null)} as jsonb)`;
+  return sql<string>`cast(${jsonForPostgres(value)} as jsonb)`;
+}
+
+/** JSON text Postgres accepts: jsonb refuses the NUL character, which tool output may contain. */
+export function jsonForPostgres(value: unknown): string {
+  return JSON.stringify(value ?? null).replace(/(?<!\\)((?:\\\\)*)\\u0000/g, '$1\\ufffd');
 }

@@ -4,7 +4,7 @@ import type { KeyIdentity } from '../auth/keyring.ts';
 import type { CallService } from '../calls/call-service.ts';
 import type { CallAnswer } from '../calls/call-types.ts';
 import { resolveIdempotencyKey } from '../calls/call-request.ts';
-import { newId } from '../calls/fingerprint.ts';
+import { newId, sha256Hex } from '../calls/fingerprint.ts';
 import type { Database } from '../db/schema.ts';
 import { NotFoundError, ValidationError } from '../errors.ts';
 import { parseInput } from '../http/validation.ts';
@@ -34,6 +34,8 @@ const EXECUTION_STATUS: Record<CallAnswer['status'], string> = {
   replan_required: 'replan_required',
   failed: 'failed',
   unknown_outcome: 'unknown_outcome',
+  rejected: 'rejected',
+  cancelled: 'cancelled',
 };
 
 export interface ExecutionView {
@@ -76,7 +78,7 @@ export function createExecutionService(db: Kysely<Database>, calls: CallService)
       if (!tool) throw new ValidationError('input.tool is required: the tool safe-tool-execution runs', { field: 'body.input.tool' });
       const result = await calls.call(
         identity,
-        { ...rest, tool, params, agent_id: request.agent_id, workflow: request.workflow, idempotency_key: `execution:${key}` },
+        { ...rest, tool, params, agent_id: request.agent_id, workflow: request.workflow, idempotency_key: `execution:${sha256Hex(key)}` },
       );
       const answer = result.answer;
       const status = EXECUTION_STATUS[answer.status];

@@ -86,10 +86,16 @@ function buildHttpRequest(tool: HttpToolSpec, baseUrl: string, params: Record<st
       invalid ??= name;
       return '';
     }
-    return encodeURIComponent(String(value));
+    const text = String(value);
+    // `..` survives encodeURIComponent and URL resolution would climb out of the tool's path.
+    if (text === '.' || text === '..') {
+      invalid ??= name;
+      return '';
+    }
+    return encodeURIComponent(text);
   });
   if (missing !== undefined) return { error: `missing path parameter ${missing}` };
-  if (invalid !== undefined) return { error: `path parameter ${invalid} must be a string, number or boolean` };
+  if (invalid !== undefined) return { error: `path parameter ${invalid} must be a string, number or boolean, and not . or ..` };
 
   let url: URL;
   try {

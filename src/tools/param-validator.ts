@@ -1,4 +1,5 @@
 import { Ajv, type ValidateFunction } from 'ajv';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { ValidationError } from '../errors.ts';
 
@@ -7,15 +8,19 @@ const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
 /** JSON Schema validation of tool params with ajv; validators are compiled once per schema. */
 export function createParamValidator() {
-  const ajv = new Ajv({ allErrors: true, strict: false });
-  addFormats(ajv);
+  // Draft-07 by default; tools (MCP servers especially) that declare 2020-12 get that dialect.
+  const draft7 = new Ajv({ allErrors: true, strict: false, addUsedSchema: false });
+  const draft2020 = new Ajv2020({ allErrors: true, strict: false, addUsedSchema: false });
+  addFormats(draft7);
+  addFormats(draft2020 as unknown as Ajv);
   const cache = new Map<string, ValidateFunction>();
 
   function compile(schema: Record<string, unknown>): ValidateFunction {
     const text = JSON.stringify(schema);
     let validate = cache.get(text);
     if (!validate) {
-      validate = ajv.compile(schema);
+      const dialect = String(schema['$schema'] ?? '');
+      validate = (dialect.includes('2020-12') ? draft2020 : draft7).compile(schema);
       if (cache.size > 1000) cache.clear();
       cache.set(text, validate);
     }

@@ -135,8 +135,15 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
           if (!builtin) return { kind: 'failed', retryable: false, error: `built-in tool ${card.key} is not available` };
           return builtin.invoke(params, signal);
         }
-        case 'http':
-          return invokeHttpTool({ method: transport.method, path: transport.path }, transport.base_url, params, card.timeout_ms, signal);
+        case 'http': {
+          const outcome = await invokeHttpTool({ method: transport.method, path: transport.path }, transport.base_url, params, card.timeout_ms, signal);
+          // A gateway's 502/504 means the request went in and its fate is unknown: for a tool
+          // with side effects that must be reconciled, not retried blindly.
+          if (card.side_effects && outcome.kind === 'failed' && (outcome.http_status === 502 || outcome.http_status === 504)) {
+            return { kind: 'unknown', error: outcome.error };
+          }
+          return outcome;
+        }
         case 'mcp':
           return invokeMcpTool(transport.mcp_url, transport.tool_name, params, card.timeout_ms, signal);
       }

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { jsonb } from '../db/store.ts';
 import type { Database } from '../db/schema.ts';
 import type { CapabilityCard } from './types.ts';
@@ -19,6 +19,8 @@ export function createToolsRepository(db: Kysely<Database>) {
     /** Replaces the provider and all its tools in one transaction. */
     async replaceProvider(name: string, kind: string, registration: unknown, tools: StoredTool[]): Promise<void> {
       await db.transaction().execute(async (trx) => {
+        // Concurrent registrations of one name take turns instead of racing on the primary key.
+        await sql`select pg_advisory_xact_lock(hashtext(${`provider:${name}`}))`.execute(trx);
         await trx.deleteFrom('providers').where('name', '=', name).execute();
         await trx.insertInto('providers').values({ name, kind, registration: jsonb(registration) }).execute();
         if (tools.length > 0) {

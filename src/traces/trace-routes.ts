@@ -5,6 +5,7 @@ import { NotFoundError, ValidationError } from '../errors.ts';
 import { parseInput } from '../http/validation.ts';
 import type { TraceEvent } from './trace-recorder.ts';
 import type { CallSummary, TraceFilters, TracesRepository } from './traces-repository.ts';
+import type { KeyIdentity } from '../auth/keyring.ts';
 import type { CallsRepository } from '../calls/calls-repository.ts';
 
 const listQuery = z
@@ -23,14 +24,16 @@ const exportQuery = listQuery.omit({ limit: true, cursor: true }).extend({
   limit: z.coerce.number().int().min(1).max(1_000_000).default(100_000),
 });
 
-function encodeCursor(row: CallSummary): string {
-  return Buffer.from(JSON.stringify({ created_at: row.created_at, id: row.call_id })).toString('base64url');
+function encodeCursor(row: { cursor_at: string; call_id: string }): string {
+  return Buffer.from(JSON.stringify({ created_at: row.cursor_at, id: row.call_id })).toString('base64url');
 }
+
+const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$/;
 
 function decodeCursor(cursor: string): TraceFilters['before'] {
   try {
     const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { created_at?: unknown; id?: unknown };
-    if (typeof parsed.created_at === 'string' && typeof parsed.id === 'string' && !Number.isNaN(Date.parse(parsed.created_at))) {
+    if (typeof parsed.created_at === 'string' && typeof parsed.id === 'string' && ISO_TIMESTAMP.test(parsed.created_at) && parsed.id.length <= 100) {
       return { created_at: parsed.created_at, id: parsed.id };
     }
   } catch {
@@ -75,10 +78,16 @@ function exportShape(format: 'json' | 'jsonl' | 'langsmith' | 'helicone', record
   return { ...summary, request, answer, events };
 }
 
+/** A key without full access sees the calls it made, not every key's. */
+function ownCallsOnly(identity: KeyIdentity): string | undefined {
+  return identity.fullAccess ? undefined : identity.id;
+}
+
 export function registerTraceRoutes(app: FastifyInstance, traces: TracesRepository, calls: CallsRepository): void {
   app.get('/traces', { config: { scope: 'traces:read' } }, async (request) => {
     const query = parseInput(listQuery, request.query, 'query');
     const rows = await traces.listCalls({
+      api_key_id: ownCallsOnly(request.identity),
       agent_id: query.agent_id,
       tool: query.tool,
       status: query.status,
@@ -87,12 +96,12 @@ export function registerTraceRoutes(app: FastifyInstance, traces: TracesReposito
       limit: query.limit,
     });
     const last = rows.at(-1);
-    return { traces: rows, next_cursor: rows.length === query.limit && last ? encodeCursor(last) : null };
+    return { traces: rows.map(({ cursor_at: _cursor, ...summary }) => summary), next_cursor: rows.length === query.limit && last ? encodeCursor(last) : null };
   });
 
   app.get('/traces/export', { config: { scope: 'traces:read' } }, async (request, reply) => {
     const query = parseInput(exportQuery, request.query, 'query');
-    const filters = { agent_id: query.agent_id, tool: query.tool, status: query.status, since: query.since ? new Date(query.since) : undefined };
+    const filters = { api_key_id: ownCallsOnly(request.identity), agent_id: query.agent_id, tool: query.tool, status: query.status, since: query.since ? new Date(query.since) : undefined };
     const asArray = query.format === 'json';
     // Streamed page by page, so a large export never sits in memory.
     async function* lines(): AsyncGenerator<string> {
@@ -104,14 +113,14 @@ export function registerTraceRoutes(app: FastifyInstance, traces: TracesReposito
         if (page.length === 0) break;
         const details = await calls.findCallDetails(page.map((p) => p.call_id));
         const events = await traces.eventsForCalls(page.map((p) => p.call_id));
-        for (const summary of page) {
+        for (const { cursor_at: _cursor, ...summary } of page) {
           const detail = details.get(summary.call_id);
           const record = exportShape(query.format, { summary, request: detail?.request ?? null, answer: detail?.answer ?? null, events: events.get(summary.call_id) ?? [] });
           yield asArray ? `${sent === 0 ? '' : ','}\n${JSON.stringify(record)}` : `${JSON.stringify(record)}\n`;
           sent++;
         }
         const last = page.at(-1)!;
-        before = { created_at: last.created_at, id: last.call_id };
+        before = { created_at: last.cursor_at, id: last.call_id };
       }
       if (asArray) yield '\n]\n';
     }
@@ -123,7 +132,8 @@ export function registerTraceRoutes(app: FastifyInstance, traces: TracesReposito
   app.get('/traces/:call_id', { config: { scope: 'traces:read' } }, async (request) => {
     const { call_id } = parseInput(z.object({ call_id: z.string().min(1).max(100) }), request.params, 'params');
     const detail = (await calls.findCallDetails([call_id])).get(call_id);
-    if (!detail) throw new NotFoundError(`No call ${call_id}`, { call_id });
+    const own = ownCallsOnly(request.identity);
+    if (!detail || (own !== undefined && detail.api_key_id !== own)) throw new NotFoundError(`No call ${call_id}`, { call_id });
     return { ...detail.summary, request: detail.request, answer: detail.answer, events: await traces.eventsFor(call_id) };
   });
 }

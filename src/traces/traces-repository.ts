@@ -16,6 +16,8 @@ export interface CallSummary {
 }
 
 export interface TraceFilters {
+  /** Only this key's calls (keys without full access see their own calls only). */
+  api_key_id?: string;
   agent_id?: string;
   tool?: string;
   status?: string;
@@ -76,9 +78,17 @@ export function createTracesRepository(db: Kysely<Database>) {
       return (await this.eventsForCalls([callId])).get(callId) ?? [];
     },
 
-    /** Newest first, keyset-paginated on (created_at, id). */
-    async listCalls(filters: TraceFilters): Promise<CallSummary[]> {
-      let query = db.selectFrom('calls').select(SUMMARY_COLUMNS);
+    /**
+     * Newest first, keyset-paginated on (created_at, id). Each row carries `cursor_at`, its
+     * created_at at full microsecond precision (a JS Date keeps only milliseconds, and a
+     * millisecond cursor would skip rows created within the same millisecond).
+     */
+    async listCalls(filters: TraceFilters): Promise<Array<CallSummary & { cursor_at: string }>> {
+      let query = db
+        .selectFrom('calls')
+        .select(SUMMARY_COLUMNS)
+        .select(sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('cursor_at'));
+      if (filters.api_key_id) query = query.where('api_key_id', '=', filters.api_key_id);
       if (filters.agent_id) query = query.where('agent_id', '=', filters.agent_id);
       if (filters.tool) query = query.where('tool', '=', filters.tool);
       if (filters.status) query = query.where('status', '=', filters.status);
@@ -88,7 +98,7 @@ export function createTracesRepository(db: Kysely<Database>) {
         query = query.where(sql<boolean>`(created_at, id) < (${created_at}::timestamptz, ${id})`);
       }
       const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filters.limit).execute();
-      return rows.map(toCallSummary);
+      return rows.map((row) => ({ ...toCallSummary(row), cursor_at: row.cursor_at }));
     },
 
     /** Events of many calls at once, for exports. */

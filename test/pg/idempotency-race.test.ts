@@ -58,3 +58,19 @@ describe('idempotency on a real Postgres server', () => {
     expect(server.count('POST', '/charge')).toBe(before + 50);
   });
 });
+
+describe('provider registration on a real Postgres server', () => {
+  it('concurrent registrations of one provider all succeed and leave one set of tools', async () => {
+    const url = await createTestDatabase(inject('pgUrl'));
+    const built = await buildTestApp({ DATABASE_URL: url });
+    try {
+      const body = (i: number) => ({ name: 'p', base_url: 'http://127.0.0.1:9', tools: [{ name: `t${i}`, path: '/t' }] });
+      const results = await Promise.all([0, 1, 2, 3].map((i) => send(built.app, 'POST', '/v1/providers', body(i))));
+      expect(results.map((r) => r.status)).toEqual([201, 201, 201, 201]);
+      const keys = (await send(built.app, 'GET', '/v1/tools')).body.tools.map((t: { key: string }) => t.key).filter((k: string) => k.startsWith('p.'));
+      expect(keys).toHaveLength(1);
+    } finally {
+      await built.app.close();
+    }
+  });
+});

@@ -1,0 +1,121 @@
+import { createHmac } from 'node:crypto';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import { request } from 'undici';
+import type { Database } from '../db/schema.ts';
+import { jsonb } from '../db/store.ts';
+import { ValidationError } from '../errors.ts';
+import { assertUrlAllowed, createGuardedAgent, isSsrfBlockedError } from '../tools/ssrf-guard.ts';
+
+const MAX_ATTEMPTS = 10;
+const DELIVERY_TIMEOUT_MS = 10_000;
+
+/** `X-Invoke-Signature: sha256=<hex>`: HMAC-SHA256 of the exact body with INVOKE_CALLBACK_SECRET. */
+export function signCallback(secret: string, body: string): string {
+  return `sha256=${createHmac('sha256', secret).update(body, 'utf8').digest('hex')}`;
+}
+
+/** Backoff between delivery attempts: 5 s, 10 s, 20 s, … capped at one hour. */
+export function nextDelaySeconds(attempts: number): number {
+  return Math.min(3600, 5 * 2 ** Math.max(0, attempts - 1));
+}
+
+export interface CallbackOutboxOptions {
+  secret?: string;
+  allowHosts: readonly string[];
+}
+
+/**
+ * Agents' callbacks: a row in the durable outbox, written in the decision's transaction, then
+ * delivered (signed) and retried with backoff until it succeeds or runs out of attempts. Rows
+ * are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas deliver without doubling.
+ */
+export function createCallbackOutbox(db: Kysely<Database>, options: CallbackOutboxOptions) {
+  const agent = createGuardedAgent({ allowHosts: [...options.allowHosts], connectTimeoutMs: DELIVERY_TIMEOUT_MS });
+
+  return {
+    /** At call time: a callback URL must pass the SSRF guard, and callbacks need a secret to sign with. */
+    assertCallbackUrl(url: string, field: string): void {
+      if (!options.secret) {
+        throw new ValidationError(`${field} needs INVOKE_CALLBACK_SECRET to be configured on the server, to sign callbacks`, { field });
+      }
+      try {
+        assertUrlAllowed(new URL(url), [...options.allowHosts]);
+      } catch (error) {
+        if (isSsrfBlockedError(error)) throw new ValidationError(`${field} is refused: ${error.message}`, { field });
+        throw error;
+      }
+    },
+
+    async enqueue(trx: Transaction<Database>, url: string, payload: Record<string, unknown>): Promise<void> {
+      await trx.insertInto('outbox').values({ kind: 'callback', target: url, payload: jsonb(payload) }).execute();
+    },
+
+    /** Delivers due callbacks; returns how many were delivered. */
+    async deliverDue(limit = 20): Promise<{ delivered: number; failed: number }> {
+      // Claiming pushes next_attempt_at past the delivery timeout, so a replica that dies
+      // mid-delivery leaves the row to be retried, not lost.
+      const claimed = await db
+        .updateTable('outbox')
+        .set({ next_attempt_at: sql`now() + interval '60 seconds'`, attempts: sql`attempts + 1` })
+        .where(
+          'id',
+          'in',
+          db
+            .selectFrom('outbox')
+            .select('id')
+            .where('kind', '=', 'callback')
+            .where('status', '=', 'pending')
+            .where('next_attempt_at', '<=', sql<Date>`now()`)
+            .orderBy('next_attempt_at')
+            .limit(limit)
+            .forUpdate()
+            .skipLocked(),
+        )
+        .returning(['id', 'target', 'payload', 'attempts'])
+        .execute();
+      let delivered = 0;
+      let failed = 0;
+      for (const row of claimed) {
+        const body = JSON.stringify(row.payload);
+        let error: string | null = null;
+        try {
+          if (!options.secret) throw new Error('INVOKE_CALLBACK_SECRET is not configured');
+          const response = await request(row.target, {
+            method: 'POST',
+            dispatcher: agent,
+            headers: { 'content-type': 'application/json', 'x-invoke-signature': signCallback(options.secret, body) },
+            body,
+            headersTimeout: DELIVERY_TIMEOUT_MS,
+            bodyTimeout: DELIVERY_TIMEOUT_MS,
+          });
+          await response.body.dump();
+          if (response.statusCode >= 300) error = `HTTP ${response.statusCode}`;
+        } catch (e) {
+          error = (e as Error).message;
+        }
+        if (error === null) {
+          delivered++;
+          await db.updateTable('outbox').set({ status: 'delivered', delivered_at: sql`now()`, last_error: null }).where('id', '=', row.id).execute();
+        } else {
+          failed++;
+          const dead = row.attempts >= MAX_ATTEMPTS;
+          await db
+            .updateTable('outbox')
+            .set({
+              status: dead ? 'dead' : 'pending',
+              last_error: error.slice(0, 1000),
+              next_attempt_at: sql`now() + ${`${nextDelaySeconds(row.attempts)} seconds`}::interval`,
+            })
+            .where('id', '=', row.id)
+            .execute();
+        }
+      }
+      return { delivered, failed };
+    },
+
+    async close(): Promise<void> {
+      await agent.close();
+    },
+  };
+}
+export type CallbackOutbox = ReturnType<typeof createCallbackOutbox>;

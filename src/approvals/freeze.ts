@@ -1,0 +1,100 @@
+import type { CallRequest } from '../calls/call-request.ts';
+import { newId } from '../calls/fingerprint.ts';
+import type { Config } from '../config.ts';
+import type { MatchedRule } from '../policy/policy.ts';
+import type { CapabilityCard } from '../tools/types.ts';
+import type { NewApproval } from './approvals-repository.ts';
+import { actionDigest, actionOf, type Checkpoint } from './checkpoint.ts';
+
+export interface FreezeInput {
+  request: CallRequest;
+  card: CapabilityCard;
+  callId: string;
+  requester: string;
+  reason: string;
+  policyRule: MatchedRule | null;
+  frozenState: Record<string, unknown> | null;
+  frozenStateError?: string;
+  failure?: Checkpoint['failure'];
+  /** Set when this approval replaces another (requeue after drift, escalation after expiry). */
+  previousApprovalId?: string;
+  /** Who may decide, when not the default approvers (escalation). */
+  approvers?: string[] | null;
+  expiresAt?: Date;
+}
+
+export interface PendingApproval {
+  row: NewApproval;
+  /** What the agent's answer shows of it. */
+  summary: ApprovalSummary;
+}
+
+export interface ApprovalSummary {
+  id: string;
+  status: string;
+  reason: string;
+  risk: string;
+  expires_at: string;
+  approvals_required: number;
+  frozen_state: Record<string, unknown> | null;
+  previous_approval_id?: string;
+}
+
+/** How many distinct approvers must approve: the rule's or contract's quorum, at least two for critical risk. */
+export function approvalsRequired(config: Config, card: CapabilityCard, rule: MatchedRule | null, request: CallRequest): number {
+  const critical = card.risk === 'critical' ? config.criticalApprovals : 1;
+  return Math.max(1, critical, rule?.approvals_required ?? 1, request.approval_contract?.approvals_required ?? 1);
+}
+
+/** Builds a pending approval and its checkpoint: plain data, stored by the caller in its transaction. */
+export function buildPendingApproval(config: Config, input: FreezeInput): PendingApproval {
+  const { request, card } = input;
+  const contract = request.approval_contract ?? null;
+  const id = newId('apr');
+  const expiresAt =
+    input.expiresAt ?? (contract?.expires_at ? new Date(contract.expires_at) : new Date(Date.now() + config.approvalTtlMs[card.risk]));
+  const digest = actionDigest(request);
+  const checkpoint: Checkpoint = {
+    ...actionOf(request),
+    variables: request.execution_state?.variables ?? {},
+    tool_outputs: request.execution_state?.tool_outputs ?? {},
+    policy_rule: input.policyRule,
+    contract,
+    entity_resolution: request.entity_resolution ?? null,
+    frozen_state: input.frozenState,
+    frozen_state_error: input.frozenStateError ?? null,
+    failure: input.failure ?? null,
+    requester: input.requester,
+    callback_url: contract?.callback_url ?? request.callback_url ?? null,
+    request,
+    action_digest: digest,
+  };
+  const required = approvalsRequired(config, card, input.policyRule, request);
+  return {
+    row: {
+      id,
+      call_id: input.callId,
+      api_key_id: input.requester,
+      agent_id: request.agent_id,
+      tool: request.tool,
+      risk: card.risk,
+      reason: input.reason,
+      checkpoint: checkpoint as unknown as Record<string, unknown>,
+      expires_at: expiresAt,
+      approvals_required: required,
+      approvers: input.approvers ?? null,
+      previous_approval_id: input.previousApprovalId ?? null,
+      action_digest: digest,
+    },
+    summary: {
+      id,
+      status: 'pending',
+      reason: input.reason,
+      risk: card.risk,
+      expires_at: expiresAt.toISOString(),
+      approvals_required: required,
+      frozen_state: input.frozenState,
+      ...(input.previousApprovalId ? { previous_approval_id: input.previousApprovalId } : {}),
+    },
+  };
+}
