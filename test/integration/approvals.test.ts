@@ -1,0 +1,423 @@
+import { createHmac } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { BuiltApp } from '../../src/app.ts';
+import { buildTestApp, send } from '../helpers/app.ts';
+import { json, startToolServer, type RecordedRequest } from '../helpers/tool-server.ts';
+
+const APPROVER_SCOPES = ['approvals:read', 'approvals:write'];
+const ALICE = 'key-alice';
+const BOB = 'key-bob';
+const CAROL = 'key-carol';
+const SECRET = 'callback-secret-0123456789';
+
+/**
+ * Freeze, decide, thaw: every thaw outcome against real tools on loopback. The requester is the
+ * admin key; approvers are scoped keys bound to approver ids.
+ */
+describe('approvals', () => {
+  let built: BuiltApp;
+  let tools: Awaited<ReturnType<typeof startToolServer>>;
+  let hooks: Awaited<ReturnType<typeof startToolServer>>;
+  let invoice: Record<string, unknown>;
+  let hookStatus = 200;
+  let outage = false;
+
+  beforeAll(async () => {
+    tools = await startToolServer({
+      'POST /remind': (_req, res) => json(res, 200, { sent: true }),
+      'GET /invoices/*': (_req, res) => json(res, 200, invoice),
+      'POST /flaky': (_req, res) => (outage ? json(res, 503, { error: 'down' }) : json(res, 200, { charged: true })),
+    });
+    hooks = await startToolServer({ 'POST /hook': (_req, res) => json(res, hookStatus, { ok: hookStatus < 300 }) });
+    built = await buildTestApp({
+      INVOKE_API_KEY_SCOPES: JSON.stringify({
+        [ALICE]: { scopes: APPROVER_SCOPES, approver_id: 'alice' },
+        [BOB]: { scopes: APPROVER_SCOPES, approver_id: 'bob' },
+        [CAROL]: { scopes: APPROVER_SCOPES, approver_id: 'carol' },
+      }),
+      INVOKE_APPROVAL_TTL: '24h,critical=30m',
+      INVOKE_CALLBACK_SECRET: SECRET,
+      INVOKE_CALLBACK_ALLOWLIST: `127.0.0.1:${hooks.port}`,
+      INVOKE_OUTBOX_INTERVAL_MS: '0',
+    });
+    const res = await send(built.app, 'POST', '/v1/providers', {
+      name: 'billing',
+      base_url: tools.url,
+      tools: [
+        { name: 'send_reminder', path: '/remind', risk: 'high' },
+        { name: 'wire', path: '/remind', risk: 'critical' },
+        { name: 'get_invoice', method: 'GET', path: '/invoices/{invoice_id}', side_effects: false, risk: 'low' },
+        { name: 'flaky_charge', path: '/flaky', risk: 'medium' },
+      ],
+    });
+    expect(res.status).toBe(201);
+  });
+  afterAll(async () => {
+    await built.app.close();
+    await tools.close();
+    await hooks.close();
+  });
+  beforeEach(() => {
+    invoice = { invoice_id: 'inv_1', customer_id: 'cust_1', invoice_status: 'overdue', balance: 100 };
+    hookStatus = 200;
+  });
+
+  const reminders = () => tools.count('POST', '/remind');
+  const contract = (extra: Record<string, unknown> = {}) => ({
+    intent: 'send_invoice_reminder',
+    conditions: { invoice_status: 'overdue', balance: '> 0' },
+    threshold: 'strict',
+    state_refetch: { tool: 'billing.get_invoice', params: { invoice_id: '{{params.invoice_id}}' } },
+    ...extra,
+  });
+  const freeze = async (body: Record<string, unknown> = {}) => {
+    const res = await send(built.app, 'POST', '/v1/call', {
+      tool: 'billing.send_reminder',
+      params: { invoice_id: 'inv_1', customer_id: 'cust_1' },
+      agent_id: 'billing_agent',
+      approval_contract: contract(),
+      ...body,
+    });
+    expect(res.status).toBe(202);
+    expect(res.body.status).toBe('pending_approval');
+    return res.body as { call_id: string; approval: { id: string; expires_at: string; frozen_state: Record<string, unknown> } };
+  };
+  const approve = (id: string, key: string, body: Record<string, unknown> = {}) => send(built.app, 'POST', `/approvals/${id}/approve`, body, { 'x-api-key': key });
+
+  it('freezes with the state at freeze time and runs it once on approval', async () => {
+    const before = reminders();
+    const frozen = await freeze({ idempotency_key: 'rem-1' });
+    expect(frozen.approval.frozen_state).toMatchObject({ invoice_status: 'overdue', balance: 100 });
+    expect(reminders()).toBe(before);
+
+    const listed = await send(built.app, 'GET', '/approvals?status=pending', undefined, { 'x-api-key': ALICE });
+    expect(listed.body.approvals.map((a: { id: string }) => a.id)).toContain(frozen.approval.id);
+
+    const res = await approve(frozen.approval.id, ALICE, { comment: 'looks right' });
+    expect(res.status).toBe(200);
+    expect(res.body.outcome).toBe('executed');
+    expect(res.body.approval.status).toBe('executed');
+    expect(res.body.call).toMatchObject({ status: 'executed', result: { sent: true } });
+    expect(reminders()).toBe(before + 1);
+
+    // The agent repeating its call gets the final answer, not the pending one.
+    const again = await send(built.app, 'POST', '/v1/call', {
+      tool: 'billing.send_reminder',
+      params: { invoice_id: 'inv_1', customer_id: 'cust_1' },
+      agent_id: 'billing_agent',
+      approval_contract: contract(),
+      idempotency_key: 'rem-1',
+    });
+    expect(again.status).toBe(200);
+    expect(again.body.status).toBe('executed');
+    expect(reminders()).toBe(before + 1);
+
+    // A second decision is a 409 with the current status; nothing runs again.
+    const second = await approve(frozen.approval.id, BOB);
+    expect(second.status).toBe(409);
+    expect(second.body.error.details.status).toBe('executed');
+    expect(reminders()).toBe(before + 1);
+
+    const trace = await send(built.app, 'GET', `/traces/${frozen.call_id}`);
+    const steps = trace.body.events.map((e: { step: string }) => e.step);
+    expect(steps).toEqual(expect.arrayContaining(['approval_requested', 'approval_decided', 'approval_thawed', 'attempt_started']));
+    const audit = await built.store.db.selectFrom('approval_events').selectAll().where('approval_id', '=', frozen.approval.id).execute();
+    expect(audit.map((a) => a.kind)).toEqual(['approved', 'executed']);
+    expect(audit[0]!.actor).toBe('alice');
+  });
+
+  it('rejects with a reason; the repeated call replays the rejection', async () => {
+    const frozen = await freeze({ idempotency_key: 'rem-rej' });
+    const res = await send(built.app, 'POST', `/approvals/${frozen.approval.id}/reject`, { reason: 'customer paid by phone' }, { 'x-api-key': ALICE });
+    expect(res.body).toMatchObject({ outcome: 'rejected', approval: { status: 'rejected' } });
+    const again = await send(built.app, 'POST', '/v1/call', {
+      tool: 'billing.send_reminder',
+      params: { invoice_id: 'inv_1', customer_id: 'cust_1' },
+      agent_id: 'billing_agent',
+      approval_contract: contract(),
+      idempotency_key: 'rem-rej',
+    });
+    expect(again.body.status).toBe('rejected');
+    expect(again.body.reason).toMatch(/customer paid by phone/);
+    expect((await send(built.app, 'POST', `/approvals/${frozen.approval.id}/reject`, {}, { 'x-api-key': ALICE })).status).toBe(400);
+  });
+
+  it('cancels an expired approval: nothing runs', async () => {
+    const before = reminders();
+    const frozen = await freeze({ approval_contract: contract({ expires_at: new Date(Date.now() - 1000).toISOString() }) });
+    const res = await approve(frozen.approval.id, ALICE);
+    expect(res.body).toMatchObject({ outcome: 'cancelled', reason: 'expired', approval: { status: 'expired' }, call: { status: 'cancelled' } });
+    expect(reminders()).toBe(before);
+  });
+
+  it('cancels when the rule allows another action than the frozen one', async () => {
+    const frozen = await freeze({
+      approval_contract: undefined,
+      action: 'send_sms',
+      policy: { rules: [{ when: 'tool == billing.send_reminder', effect: 'require_approval', allowed_action: 'send_email', reason: 'reminders need a human' }] },
+    });
+    const res = await approve(frozen.approval.id, ALICE);
+    expect(res.body).toMatchObject({ outcome: 'cancelled', approval: { status: 'cancelled' } });
+    expect(res.body.reason).toMatch(/send_email/);
+  });
+
+  it('blocks when live state now points at another entity', async () => {
+    const before = reminders();
+    const frozen = await freeze({ entity_resolution: { entity_id: 'cust_1', source: 'crm' } });
+    invoice = { ...invoice, customer_id: 'cust_2' };
+    const res = await approve(frozen.approval.id, ALICE);
+    expect(res.body).toMatchObject({ outcome: 'blocked', approval: { status: 'blocked' }, call: { status: 'blocked' } });
+    expect(reminders()).toBe(before);
+  });
+
+  it('requeues on drift under strict: the old approval is invalidated, a fresh one carries live state', async () => {
+    const before = reminders();
+    const frozen = await freeze({ idempotency_key: 'rem-drift' });
+    invoice = { ...invoice, balance: 40 }; // still > 0, but changed since the freeze
+    const res = await approve(frozen.approval.id, ALICE);
+    expect(res.body.outcome).toBe('requeued');
+    expect(res.body.approval.status).toBe('invalidated');
+    expect(res.body.drift.fields).toContainEqual(expect.objectContaining({ field: 'balance', frozen: 100, live: 40, changed: true, satisfied: true }));
+    const fresh = res.body.new_approval;
+    expect(fresh).toMatchObject({ status: 'pending', previous_approval_id: frozen.approval.id, frozen_state: { balance: 40 } });
+    expect(reminders()).toBe(before);
+
+    // The agent's repeated call now shows the fresh pending approval.
+    const again = await send(built.app, 'POST', '/v1/call', {
+      tool: 'billing.send_reminder',
+      params: { invoice_id: 'inv_1', customer_id: 'cust_1' },
+      agent_id: 'billing_agent',
+      approval_contract: contract(),
+      idempotency_key: 'rem-drift',
+    });
+    expect(again.status).toBe(202);
+    expect(again.body.approval.id).toBe(fresh.id);
+
+    // Approving the fresh one against unchanged state executes.
+    const done = await approve(fresh.id, ALICE);
+    expect(done.body.outcome).toBe('executed');
+    expect(reminders()).toBe(before + 1);
+  });
+
+  it('executes the same drift under threshold conditions, and requeues when a condition fails', async () => {
+    const before = reminders();
+    const loose = await freeze({ approval_contract: contract({ threshold: 'conditions' }) });
+    invoice = { ...invoice, balance: 40 };
+    expect((await approve(loose.approval.id, ALICE)).body.outcome).toBe('executed');
+    expect(reminders()).toBe(before + 1);
+
+    const failing = await freeze({ approval_contract: contract({ threshold: 'conditions' }) });
+    invoice = { ...invoice, invoice_status: 'paid' };
+    const res = await approve(failing.approval.id, ALICE);
+    expect(res.body.outcome).toBe('requeued');
+    expect(reminders()).toBe(before + 1);
+  });
+
+  it('judges a condition field missing at freeze by the condition alone', async () => {
+    invoice = { invoice_id: 'inv_1', customer_id: 'cust_1', invoice_status: 'overdue' }; // no balance at freeze
+    const frozen = await freeze();
+    invoice = { ...invoice, balance: 10 };
+    expect((await approve(frozen.approval.id, ALICE)).body.outcome).toBe('executed');
+  });
+
+  it('answers replan_required on drift when the contract says on_mismatch: replan', async () => {
+    const frozen = await freeze({ approval_contract: contract({ on_mismatch: 'replan' }) });
+    invoice = { ...invoice, invoice_status: 'paid' };
+    const res = await approve(frozen.approval.id, ALICE);
+    expect(res.body).toMatchObject({ outcome: 'replan_required', approval: { status: 'invalidated' }, call: { status: 'replan_required' } });
+  });
+
+  it("uses the approver's current_state when given", async () => {
+    const frozen = await freeze();
+    const res = await approve(frozen.approval.id, ALICE, { current_state: { invoice_status: 'paid', balance: 0 } });
+    expect(res.body.outcome).toBe('requeued');
+  });
+
+  it('refetch shows the drift and decides nothing', async () => {
+    const frozen = await freeze();
+    invoice = { ...invoice, balance: 5 };
+    const res = await send(built.app, 'POST', `/approvals/${frozen.approval.id}/refetch`, {}, { 'x-api-key': ALICE });
+    expect(res.body.live_state.balance).toBe(5);
+    expect(res.body.drift.drifted).toBe(true);
+    expect(res.body.approval.status).toBe('pending');
+  });
+
+  describe('who may decide', () => {
+    it('not the key that requested the call, not the requesting agent, not a claimed identity', async () => {
+      const frozen = await freeze();
+      const own = await approve(frozen.approval.id, 'test-admin-key');
+      expect(own.status).toBe(403);
+      expect(own.body.error.details.reason).toBe('requester');
+      const claimed = await approve(frozen.approval.id, ALICE, { approver: 'bob' });
+      expect(claimed.status).toBe(403);
+      const agentFrozen = await freeze({ agent_id: 'alice' });
+      const agentSelf = await approve(agentFrozen.approval.id, ALICE);
+      expect(agentSelf.status).toBe(403);
+      expect(agentSelf.body.error.details.reason).toBe('requesting_agent');
+      expect((await approve(frozen.approval.id, ALICE, { approver: 'alice' })).body.outcome).toBe('executed');
+    });
+
+    it('a key without approvals:write cannot decide; unknown ids are 404', async () => {
+      const frozen = await freeze();
+      const scoped = await send(built.app, 'GET', `/approvals/${frozen.approval.id}`, undefined, { 'x-api-key': ALICE });
+      expect(scoped.body.approval.checkpoint.params).toEqual({ invoice_id: 'inv_1', customer_id: 'cust_1' });
+      expect((await approve('apr_nope', ALICE)).status).toBe(404);
+    });
+
+    it('critical risk needs two distinct approvers', async () => {
+      const before = reminders();
+      const res = await send(built.app, 'POST', '/v1/call', { tool: 'billing.wire', params: {}, agent_id: 'billing_agent' });
+      expect(res.status).toBe(202);
+      expect(res.body.approval.approvals_required).toBe(2);
+      const expiresIn = Date.parse(res.body.approval.expires_at) - Date.now();
+      expect(expiresIn).toBeLessThanOrEqual(30 * 60_000);
+      expect(expiresIn).toBeGreaterThan(29 * 60_000);
+      const id = res.body.approval.id;
+      const first = await approve(id, ALICE);
+      expect(first.body).toMatchObject({ outcome: 'awaiting_approvals', approvals_received: 1 });
+      expect((await approve(id, ALICE)).body).toMatchObject({ outcome: 'awaiting_approvals', approvals_received: 1 });
+      expect(reminders()).toBe(before);
+      const second = await approve(id, BOB);
+      expect(second.body.outcome).toBe('executed');
+      expect(second.body.approval.approvals.map((a: { approver: string }) => a.approver).sort()).toEqual(['alice', 'bob']);
+      expect(reminders()).toBe(before + 1);
+    });
+
+    it('a quorum of three ends with a single reject', async () => {
+      const frozen = await freeze({ approval_contract: contract({ approvals_required: 3 }) });
+      expect((await approve(frozen.approval.id, ALICE)).body.outcome).toBe('awaiting_approvals');
+      expect((await approve(frozen.approval.id, BOB)).body.outcome).toBe('awaiting_approvals');
+      const rejected = await send(built.app, 'POST', `/approvals/${frozen.approval.id}/reject`, { reason: 'no' }, { 'x-api-key': CAROL });
+      expect(rejected.body.outcome).toBe('rejected');
+      expect((await approve(frozen.approval.id, CAROL)).status).toBe(409);
+    });
+  });
+
+  it('escalates on expiry to the approvers named in escalate_to', async () => {
+    const frozen = await freeze({ approval_contract: contract({ expires_at: new Date(Date.now() - 1000).toISOString(), on_expire: 'escalate', escalate_to: ['carol'] }) });
+    const res = await approve(frozen.approval.id, ALICE);
+    expect(res.body.outcome).toBe('escalated');
+    expect(res.body.approval.status).toBe('escalated');
+    const fresh = res.body.new_approval.id;
+    expect((await approve(fresh, ALICE)).status).toBe(403);
+    expect((await approve(fresh, CAROL)).body.outcome).toBe('executed');
+  });
+
+  it('an escalation from a failure policy is approved like any other, and runs the call again', async () => {
+    outage = true;
+    const res = await send(built.app, 'POST', '/v1/call', {
+      tool: 'billing.flaky_charge',
+      params: {},
+      agent_id: 'billing_agent',
+      failure_policy: { retry: 1, on_failure: 'escalate' },
+    });
+    expect(res.status).toBe(202);
+    expect(res.body.status).toBe('escalated');
+    expect(tools.count('POST', '/flaky')).toBe(2);
+    const stored = await send(built.app, 'GET', `/approvals/${res.body.approval.id}`, undefined, { 'x-api-key': ALICE });
+    expect(stored.body.approval.checkpoint.failure).toMatchObject({ status: 'failed', attempts: 2 });
+    outage = false;
+    const approved = await approve(res.body.approval.id, ALICE);
+    expect(approved.body).toMatchObject({ outcome: 'executed', call: { status: 'executed', result: { charged: true } } });
+    expect(tools.count('POST', '/flaky')).toBe(3);
+  });
+
+  it('long-polls until the decision', async () => {
+    const frozen = await freeze();
+    const started = Date.now();
+    const waiting = send(built.app, 'GET', `/approvals/${frozen.approval.id}?wait=10`, undefined, { 'x-api-key': ALICE });
+    await new Promise((r) => setTimeout(r, 200));
+    await approve(frozen.approval.id, BOB);
+    const res = await waiting;
+    expect(res.body.approval.status).toBe('executed');
+    expect(Date.now() - started).toBeLessThan(5000);
+    const quick = await send(built.app, 'GET', `/approvals/${(await freeze()).approval.id}?wait=0.3`, undefined, { 'x-api-key': ALICE });
+    expect(quick.body.approval.status).toBe('pending');
+  });
+
+  describe('callbacks', () => {
+    const callbackUrl = () => `${hooks.url}/hook`;
+    const lastHook = (): RecordedRequest => hooks.requests.at(-1)!;
+
+    it('POSTs the final outcome, signed, and retries from the outbox', async () => {
+      const frozen = await freeze({ callback_url: callbackUrl() });
+      hookStatus = 500;
+      await approve(frozen.approval.id, ALICE);
+      const firstPass = await built.services.callbacks.deliverDue();
+      expect(firstPass).toEqual({ delivered: 0, failed: 1 });
+      const row = await built.store.db.selectFrom('outbox').selectAll().orderBy('id', 'desc').executeTakeFirstOrThrow();
+      expect(row).toMatchObject({ status: 'pending', attempts: 1 });
+      expect(row.next_attempt_at.getTime()).toBeGreaterThan(Date.now());
+
+      hookStatus = 200;
+      await built.store.db.updateTable('outbox').set({ next_attempt_at: sql`now()` }).where('id', '=', row.id).execute();
+      expect(await built.services.callbacks.deliverDue()).toEqual({ delivered: 1, failed: 0 });
+      expect(await built.services.callbacks.deliverDue()).toEqual({ delivered: 0, failed: 0 });
+
+      const hook = lastHook();
+      expect(hook.body).toMatchObject({ event: 'approval.decided', approval_id: frozen.approval.id, status: 'executed', call: { status: 'executed' } });
+      const delivered = hooks.requests.filter((r) => r.path === '/hook');
+      expect(delivered).toHaveLength(2);
+    });
+
+    it('signs the body with HMAC-SHA256', async () => {
+      const received: Array<{ body: string; signature: string }> = [];
+      const raw = await import('node:http');
+      const server = raw.createServer((req, res) => {
+        let body = '';
+        req.on('data', (c) => (body += c));
+        req.on('end', () => {
+          received.push({ body, signature: String(req.headers['x-invoke-signature']) });
+          res.end('ok');
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+      const port = (server.address() as { port: number }).port;
+      const local = await buildTestApp({ INVOKE_CALLBACK_SECRET: SECRET, INVOKE_CALLBACK_ALLOWLIST: `127.0.0.1:${port}`, INVOKE_OUTBOX_INTERVAL_MS: '0', INVOKE_API_KEY_SCOPES: JSON.stringify({ [ALICE]: { scopes: APPROVER_SCOPES, approver_id: 'alice' } }) }, built.store);
+      try {
+        const res = await send(local.app, 'POST', '/v1/call', {
+          tool: 'billing.get_invoice',
+          params: { invoice_id: 'inv_1' },
+          agent_id: 'a',
+          approval_contract: { intent: 'look', callback_url: `http://127.0.0.1:${port}/cb` },
+        });
+        await send(local.app, 'POST', `/approvals/${res.body.approval.id}/reject`, { reason: 'no' }, { 'x-api-key': ALICE });
+        await local.services.callbacks.deliverDue();
+        const got = received.at(-1)!;
+        expect(got.signature).toBe(`sha256=${createHmac('sha256', SECRET).update(got.body).digest('hex')}`);
+        expect(JSON.parse(got.body)).toMatchObject({ status: 'rejected', approval_id: res.body.approval.id });
+      } finally {
+        await local.app.close();
+        server.close();
+      }
+    });
+
+    it('refuses callback URLs the SSRF guard would refuse, and callbacks without a secret', async () => {
+      const res = await send(built.app, 'POST', '/v1/call', { tool: 'billing.get_invoice', params: { invoice_id: 'x' }, agent_id: 'a', callback_url: 'http://169.254.169.254/latest' });
+      expect(res.status).toBe(400);
+      expect(res.body.error.details.field).toBe('callback_url');
+      const noSecret = await buildTestApp({}, built.store);
+      try {
+        const r = await send(noSecret.app, 'POST', '/v1/call', { tool: 'billing.get_invoice', params: { invoice_id: 'x' }, agent_id: 'a', callback_url: 'https://example.com/hook' });
+        expect(r.status).toBe(400);
+        expect(r.body.error.message).toMatch(/INVOKE_CALLBACK_SECRET/);
+      } finally {
+        await noSecret.app.close();
+      }
+    });
+  });
+
+  it('keeps decisions across a restart: status lives in the store', async () => {
+    const frozen = await freeze();
+    await send(built.app, 'POST', `/approvals/${frozen.approval.id}/reject`, { reason: 'no' }, { 'x-api-key': ALICE });
+    const restarted = await buildTestApp({ INVOKE_API_KEY_SCOPES: JSON.stringify({ [ALICE]: { scopes: APPROVER_SCOPES, approver_id: 'alice' } }) }, built.store);
+    try {
+      const res = await send(restarted.app, 'GET', `/approvals/${frozen.approval.id}`, undefined, { 'x-api-key': ALICE });
+      expect(res.body.approval.status).toBe('rejected');
+      expect((await send(restarted.app, 'POST', `/approvals/${frozen.approval.id}/approve`, {}, { 'x-api-key': ALICE })).status).toBe(409);
+    } finally {
+      await restarted.app.close();
+    }
+  });
+});
