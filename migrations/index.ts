@@ -1,6 +1,7 @@
 import type { Migration } from 'kysely';
 import * as core from './20261123_0001_core.ts';
 import * as approvals from './20261123_0002_approvals.ts';
+import * as slack from './20261123_0003_slack.ts';
 
 /**
  * Every migration, by its timestamped name. Listed statically (rather than read from the folder
@@ -9,4 +10,5 @@ import * as approvals from './20261123_0002_approvals.ts';
 export const migrations: Record<string, Migration> = {
   '20261123_0001_core': core,
   '20261123_0002_approvals': approvals,
+  '20261123_0003_slack': slack,
 };

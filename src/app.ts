@@ -1,4 +1,5 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { silentNotifier, type ApprovalNotifier } from './approvals/approval-notifier.ts';
 import { registerApprovalRoutes } from './approvals/approval-routes.ts';
 import { createApprovalService, type ApprovalService } from './approvals/approval-service.ts';
 import { createApprovalWaiter } from './approvals/approval-waiter.ts';
@@ -67,6 +68,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   });
   const callsRepository = createCallsRepository(store.db);
   const approvalsRepository = createApprovalsRepository(store.db);
+  const notifier: ApprovalNotifier = silentNotifier;
   const callbacks = createCallbackOutbox(store.db, { secret: config.callbackSecret, allowHosts: config.callbackAllowHosts });
   const tracesRepository = createTracesRepository(store.db);
   const calls = createCallService({
@@ -76,6 +78,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     traces: tracesRepository,
     approvals: approvalsRepository,
     assertCallbackUrl: callbacks.assertCallbackUrl,
+    notifier,
     metrics,
     serverRules,
     sleep: deps.sleep,
@@ -96,6 +99,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     stateReader,
     outbox: callbacks,
     waiter,
+    notifier,
   });
   // Deliver due callbacks from this process too (the sweeps also do), so agents hear back promptly.
   const outboxTimer =

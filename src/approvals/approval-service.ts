@@ -14,7 +14,8 @@ import type { ToolRegistry } from '../tools/tool-registry.ts';
 import type { StateRefetch } from '../tools/types.ts';
 import { TraceRecorder } from '../traces/trace-recorder.ts';
 import type { TracesRepository } from '../traces/traces-repository.ts';
-import type { ApprovalRow, ApprovalsRepository } from './approvals-repository.ts';
+import type { ApprovalNotifier } from './approval-notifier.ts';
+import type { ApprovalRow, ApprovalsRepository, NewApproval } from './approvals-repository.ts';
 import type { ApprovalWaiter } from './approval-waiter.ts';
 import type { CallbackOutbox } from './callback-outbox.ts';
 import { actionDigest, type Checkpoint } from './checkpoint.ts';
@@ -68,13 +69,14 @@ export interface ApprovalServiceDeps {
   stateReader: StateReader;
   outbox: CallbackOutbox;
   waiter: ApprovalWaiter;
+  notifier: ApprovalNotifier;
 }
 
 const FINAL = new Set(['executed', 'failed', 'rejected', 'expired', 'cancelled', 'blocked', 'invalidated', 'escalated']);
 
 /** Deciding approvals: the same code for the API, Slack and the sweeps. */
 export function createApprovalService(deps: ApprovalServiceDeps) {
-  const { config, db, approvals, calls, callService, traces, registry, stateReader, outbox, waiter } = deps;
+  const { config, db, approvals, calls, callService, traces, registry, stateReader, outbox, waiter, notifier } = deps;
 
   async function view(row: ApprovalRow): Promise<ApprovalView> {
     const cp = row.checkpoint as Checkpoint;
@@ -170,7 +172,11 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     /** Final outcomes go to the agent's callback; a requeue or escalation is not final. */
     final: boolean;
     unexpiredOnly?: boolean;
-    also?: (trx: Transaction<Database>) => Promise<void>;
+    /** An approval that replaces this one (requeue, escalation), created in the same transaction. */
+    replacement?: { row: NewApproval; drift?: DriftReport | null };
+    outcome: string;
+    reason?: string | null;
+    drift?: DriftReport | null;
   }
 
   /**
@@ -186,7 +192,18 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       await traces.appendEvents(row.call_id, s.trace.takePending(), trx);
       await approvals.recordEvent(s.status, row.id, s.actor, s.decision, trx);
       if (s.final && cp.callback_url) await outbox.enqueue(trx, cp.callback_url, callbackPayload(row, s.status, s.actor, s.answer));
-      await s.also?.(trx);
+      if (s.replacement) await approvals.insertApproval(trx, s.replacement.row);
+      await notifier.decided(trx, {
+        approvalId: row.id,
+        status: s.status,
+        outcome: s.outcome,
+        actor: s.actor,
+        reason: s.reason ?? null,
+        answer: s.answer,
+        drift: s.drift ?? null,
+        newApprovalId: s.replacement?.row.id ?? null,
+      });
+      if (s.replacement) await notifier.created(trx, { approval: s.replacement.row, replaces: row.id, drift: s.replacement.drift ?? null });
       await approvals.notifyDecided(trx, row.id);
       return true;
     });
@@ -229,14 +246,16 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         trace,
         actor,
         final: false,
-        also: (trx) => approvals.insertApproval(trx, fresh.row),
+        outcome: 'escalated',
+        reason: `expired; escalated to ${approvers?.join(', ') ?? 'the approvers'}`,
+        replacement: { row: fresh.row },
       });
       if (!won) throw alreadyDecided(await load(row.id));
       return { outcome: 'escalated', approval: await view(await load(row.id)), new_approval: fresh.summary, call: answer };
     }
     trace.record('approval_decided', 'expired', { approval_id: row.id });
     const answer = await callAnswerFor(row, 'cancelled', { reason: 'the approval expired before it was approved' }, trace);
-    const won = await settle(row, { status: 'expired', decision: { outcome: 'cancelled', reason: 'expired' }, answer, trace, actor, final: true });
+    const won = await settle(row, { status: 'expired', decision: { outcome: 'cancelled', reason: 'expired' }, answer, trace, actor, final: true, outcome: 'cancelled', reason: 'the approval expired' });
     if (!won) throw alreadyDecided(await load(row.id));
     return { outcome: 'cancelled', reason: 'expired', approval: await view(await load(row.id)), call: answer };
   }
@@ -283,7 +302,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       const trace = new TraceRecorder();
       trace.record('approval_decided', 'rejected', { approval_id: row.id, approver: actor.approver, reason });
       const answer = await callAnswerFor(row, 'rejected', { reason: `rejected by ${actor.approver}: ${reason}` }, trace);
-      const won = await settle(row, { status: 'rejected', decision: { outcome: 'rejected', approver: actor.approver, reason }, answer, trace, actor: actor.approver, final: true });
+      const won = await settle(row, { status: 'rejected', decision: { outcome: 'rejected', approver: actor.approver, reason }, answer, trace, actor: actor.approver, final: true, outcome: 'rejected', reason });
       if (!won) throw alreadyDecided(await load(id));
       return { outcome: 'rejected', reason, approval: await view(await load(id)), call: answer };
     },
@@ -324,7 +343,17 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
           const answer = await callAnswerFor(row, callStatus, fields, trace);
           const drift = verdict.outcome === 'replan_required' ? verdict.drift : null;
           const status = verdict.outcome === 'replan_required' ? 'invalidated' : verdict.outcome;
-          const won = await settle(row, { status, decision: { outcome: verdict.outcome, reason: verdict.reason, drift, ...seen }, answer, trace, actor: actor.approver, final: true });
+          const won = await settle(row, {
+            status,
+            decision: { outcome: verdict.outcome, reason: verdict.reason, drift, ...seen },
+            answer,
+            trace,
+            actor: actor.approver,
+            final: true,
+            outcome: verdict.outcome,
+            reason: verdict.reason,
+            drift,
+          });
           if (!won) throw alreadyDecided(await load(id));
           return { outcome: verdict.outcome, reason: verdict.reason, drift, approval: await view(await load(id)), call: answer };
         }
@@ -339,7 +368,10 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
             trace,
             actor: actor.approver,
             final: false,
-            also: (trx) => approvals.insertApproval(trx, fresh.row),
+            outcome: 'requeued',
+            reason: verdict.reason,
+            drift: verdict.drift,
+            replacement: { row: fresh.row, drift: verdict.drift },
           });
           if (!won) throw alreadyDecided(await load(id));
           return { outcome: 'requeued', reason: verdict.reason, drift: verdict.drift, new_approval: fresh.summary, approval: await view(await load(id)), call: answer };
@@ -366,6 +398,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
             await approvals.recordExecution(trx, row.id, final, { outcome: ran.status, drift: verdict.drift, ...seen, result: ran.result ?? null, error: ran.error ?? null });
             await approvals.recordEvent(final, row.id, actor.approver, { call_status: ran.status }, trx);
             if (cp.callback_url) await outbox.enqueue(trx, cp.callback_url, callbackPayload(row, final, actor.approver, ran));
+            await notifier.decided(trx, { approvalId: row.id, status: final, outcome: ran.status, actor: actor.approver, reason: ran.reason ?? ran.error ?? null, answer: ran, drift: verdict.drift });
             await approvals.notifyDecided(trx, row.id);
           });
           return { outcome: ran.status, drift: verdict.drift, approval: await view(await load(id)), call: ran };

@@ -3,6 +3,7 @@ import { authorizeToolUse, type CallContext } from '../auth/scopes.ts';
 import type { Config } from '../config.ts';
 import type { ApprovalsRepository, NewApproval } from '../approvals/approvals-repository.ts';
 import { buildPendingApproval, type PendingApproval } from '../approvals/freeze.ts';
+import type { ApprovalNotifier } from '../approvals/approval-notifier.ts';
 import { ConflictError, UnprocessableError, ValidationError } from '../errors.ts';
 import { parseInput } from '../http/validation.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -29,6 +30,7 @@ export interface CallServiceDeps {
   approvals: ApprovalsRepository;
   metrics: Metrics;
   serverRules: PolicyRule[];
+  notifier: ApprovalNotifier;
   /** Refuses a callback URL the SSRF guard would not deliver to (400). */
   assertCallbackUrl: (url: string, field: string) => void;
   sleep?: (ms: number) => Promise<void>;
@@ -337,7 +339,10 @@ export function createCallService(deps: CallServiceDeps) {
         const { answer, approval } = await decide(prepared, identity, callId, trace, progress);
         const httpStatus = httpStatusFor(answer);
         await calls.completeCall(callId, httpStatus, answer, performance.now() - started, async (trx) => {
-          if (approval) await approvals.insertApproval(trx, approval);
+          if (approval) {
+            await approvals.insertApproval(trx, approval);
+            await deps.notifier.created(trx, { approval });
+          }
           await traces.appendEvents(callId, trace.takePending(), trx);
         });
         metrics.calls.inc({ status: answer.status });

@@ -124,6 +124,12 @@ export function createCallsRepository(db: Kysely<Database>) {
             if (!existing) return { kind: 'in_flight', call_id: 'released' };
             if (existing.fingerprint !== fingerprint) return { kind: 'payload_mismatch', call_id: existing.call_id };
             if (existing.state === 'in_flight') return { kind: 'in_flight', call_id: existing.call_id };
+            await trx
+              .updateTable('idempotency_keys')
+              .set({ replays: sql`replays + 1` })
+              .where('api_key_id', '=', call.api_key_id)
+              .where('key', '=', call.idempotency_key)
+              .execute();
             return { kind: 'replay', http_status: existing.http_status ?? 200, answer: existing.response as CallAnswer };
           }
         }

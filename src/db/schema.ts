@@ -52,6 +52,7 @@ export interface IdempotencyKeysTable {
   response: Json | null;
   created_at: Timestamp;
   expires_at: Timestamp;
+  replays: Generated<number>;
 }
 
 export interface TraceEventsTable {
@@ -82,6 +83,10 @@ export interface ApprovalsTable {
   approvers: Json<string[]> | null;
   previous_approval_id: string | null;
   action_digest: Generated<string>;
+  slack_channel: string | null;
+  slack_ts: string | null;
+  slack_thread_ts: string | null;
+  reminded_at: Timestamp | null;
 }
 
 export interface ApprovalVotesTable {

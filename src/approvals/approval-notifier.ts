@@ -1,0 +1,37 @@
+import type { Transaction } from 'kysely';
+import type { CallAnswer } from '../calls/call-types.ts';
+import type { DriftReport } from '../calls/state-verify.ts';
+import type { Database } from '../db/schema.ts';
+import type { NewApproval } from './approvals-repository.ts';
+
+export interface ApprovalCreated {
+  approval: NewApproval;
+  /** The approval this one replaces: its card's thread is where the new card goes. */
+  replaces?: string | null;
+  drift?: DriftReport | null;
+}
+
+export interface ApprovalDecided {
+  approvalId: string;
+  status: string;
+  outcome: string;
+  actor: string;
+  reason?: string | null;
+  answer?: CallAnswer;
+  drift?: DriftReport | null;
+  newApprovalId?: string | null;
+}
+
+/**
+ * Told of every approval created and decided, inside the transaction that does it, so what it
+ * writes (Slack posts in the outbox) commits or rolls back with the decision.
+ */
+export interface ApprovalNotifier {
+  created(trx: Transaction<Database>, event: ApprovalCreated): Promise<void>;
+  decided(trx: Transaction<Database>, event: ApprovalDecided): Promise<void>;
+}
+
+export const silentNotifier: ApprovalNotifier = {
+  created: async () => {},
+  decided: async () => {},
+};
