@@ -29,6 +29,10 @@ import { registerToolRoutes } from './tools/tool-routes.ts';
 import { createToolsRepository } from './tools/tools-repository.ts';
 import { registerTraceRoutes } from './traces/trace-routes.ts';
 import { createTracesRepository } from './traces/traces-repository.ts';
+import { createInvokeCommand } from './slack/invoke-command.ts';
+import { createSlackApp, createSlackClient } from './slack/slack-app.ts';
+import { createSlackNotifier } from './slack/slack-notifier.ts';
+import { createSlackOutbox, type SlackOutbox } from './slack/slack-outbox.ts';
 
 export interface AppDeps {
   /** An already-open store (tests share one across apps); otherwise one is opened from config. */
@@ -40,7 +44,15 @@ export interface AppDeps {
 export interface BuiltApp {
   app: FastifyInstance;
   store: Store;
-  services: { calls: CallService; registry: ToolRegistry; metrics: Metrics; approvals: ApprovalService; callbacks: CallbackOutbox };
+  services: {
+    calls: CallService;
+    registry: ToolRegistry;
+    metrics: Metrics;
+    approvals: ApprovalService;
+    callbacks: CallbackOutbox;
+    slackOutbox: SlackOutbox | null;
+    deliverOutbox: () => Promise<void>;
+  };
   /** Set when no key was configured and one was generated at this start: shown once. */
   generatedApiKey: string | null;
 }
@@ -68,7 +80,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   });
   const callsRepository = createCallsRepository(store.db);
   const approvalsRepository = createApprovalsRepository(store.db);
-  const notifier: ApprovalNotifier = silentNotifier;
+  // Slack, when configured: approval cards and decisions go through its outbox.
+  const slackOutbox = config.slack ? createSlackOutbox(store.db, createSlackClient(config.slack)) : null;
+  const slackNotifier = config.slack && slackOutbox ? createSlackNotifier(store.db, slackOutbox, config.slack.approvalChannel) : null;
+  const notifier: ApprovalNotifier = slackNotifier ?? silentNotifier;
   const callbacks = createCallbackOutbox(store.db, { secret: config.callbackSecret, allowHosts: config.callbackAllowHosts });
   const tracesRepository = createTracesRepository(store.db);
   const calls = createCallService({
@@ -101,11 +116,29 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     waiter,
     notifier,
   });
-  // Deliver due callbacks from this process too (the sweeps also do), so agents hear back promptly.
+  const slackApp =
+    config.slack && slackOutbox && slackNotifier
+      ? createSlackApp({
+          config: config.slack,
+          approvals: approvalService,
+          notifier: slackNotifier,
+          outbox: slackOutbox,
+          runCommand: createInvokeCommand({ db: store.db, traces: tracesRepository, calls: callsRepository, approvals: approvalService, registry }).run,
+          cardChannel: async (id) =>
+            (await store.db.selectFrom('approvals').select('slack_channel').where('id', '=', id).executeTakeFirst())?.slack_channel ?? null,
+          log: { warn: (obj, msg) => app.log.warn(obj, msg), error: (obj, msg) => app.log.error(obj, msg) },
+        })
+      : null;
+  // Deliver due callbacks and Slack posts from this process too (the sweeps also do), so agents
+  // and approvers hear back promptly.
+  const deliverOutbox = async () => {
+    await callbacks.deliverDue();
+    if (slackOutbox) await slackOutbox.deliverDue();
+  };
   const outboxTimer =
     config.outboxIntervalMs > 0
       ? setInterval(() => {
-          callbacks.deliverDue().catch((error: unknown) => app.log.warn({ err: error }, 'callback delivery pass failed'));
+          deliverOutbox().catch((error: unknown) => app.log.warn({ err: error }, 'outbox delivery pass failed'));
         }, config.outboxIntervalMs)
       : null;
   outboxTimer?.unref();
@@ -124,12 +157,15 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   registerTraceRoutes(app, tracesRepository, callsRepository);
   registerExecutionRoutes(app, executions);
   registerApprovalRoutes(app, approvalService);
+  slackApp?.register(app);
+  await slackApp?.start();
   app.addHook('onClose', async () => {
     if (outboxTimer) clearInterval(outboxTimer);
+    await slackApp?.stop();
     await waiter.close();
     await callbacks.close();
     await fetchUrl.close();
     if (!deps.store) await store.close();
   });
-  return { app, store, services: { calls, registry, metrics, approvals: approvalService, callbacks }, generatedApiKey };
+  return { app, store, services: { calls, registry, metrics, approvals: approvalService, callbacks, slackOutbox, deliverOutbox }, generatedApiKey };
 }

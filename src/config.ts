@@ -144,7 +144,29 @@ export const envSchema = z.object({
   INVOKE_CALLBACK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
   INVOKE_CALLBACK_ALLOWLIST: csv,
   INVOKE_OUTBOX_INTERVAL_MS: intFrom(2_000, 0, 3_600_000),
+  SLACK_BOT_TOKEN: z.string().optional(),
+  SLACK_SIGNING_SECRET: z.string().optional(),
+  SLACK_APP_TOKEN: z.string().optional(),
+  SLACK_APPROVAL_CHANNEL: z.string().optional(),
+  SLACK_APPROVER_IDS: csv,
+  SLACK_TRACE_VIEWER_IDS: csv,
+  SLACK_API_URL: z.string().url().optional(),
 });
+
+export interface SlackConfig {
+  botToken: string;
+  /** HTTP mode verifies requests with it; Socket Mode does not need it. */
+  signingSecret?: string;
+  /** Set: Socket Mode (no public URL needed). */
+  appToken?: string;
+  approvalChannel: string;
+  /** User ids (U…, W…) and user-group ids (S…) allowed to decide. */
+  approverIds: readonly string[];
+  /** Extra ids allowed to query with /invoke. */
+  traceViewerIds: readonly string[];
+  /** Web API base URL (an on-premise proxy or a local emulator); Slack's own when unset. */
+  apiUrl?: string;
+}
 
 export type Config = Readonly<{
   host: string;
@@ -176,6 +198,8 @@ export type Config = Readonly<{
   callbackAllowHosts: readonly string[];
   /** How often this process delivers due outbox rows; 0 leaves it to the sweeps. */
   outboxIntervalMs: number;
+  /** Unset: Invoke runs without Slack. */
+  slack?: SlackConfig;
 }>;
 
 export class ConfigError extends Error {
@@ -193,6 +217,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.') || 'environment'}: ${issue.message}`));
   }
   const e = parsed.data;
+  const slack = slackConfigFrom(e);
   return Object.freeze({
     host: e.HOST,
     port: e.PORT,
@@ -220,5 +245,31 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     callbackSecret: e.INVOKE_CALLBACK_SECRET,
     callbackAllowHosts: e.INVOKE_CALLBACK_ALLOWLIST,
     outboxIntervalMs: e.INVOKE_OUTBOX_INTERVAL_MS,
+    slack,
   });
+}
+
+/** Slack is on when a bot token is set; then the rest it needs must be there too. */
+function slackConfigFrom(e: z.infer<typeof envSchema>): SlackConfig | undefined {
+  if (!e.SLACK_BOT_TOKEN) {
+    const stray = (['SLACK_SIGNING_SECRET', 'SLACK_APP_TOKEN', 'SLACK_APPROVAL_CHANNEL'] as const).filter((k) => e[k]);
+    if (stray.length > 0) throw new ConfigError([`SLACK_BOT_TOKEN: required when ${stray.join(', ')} is set`]);
+    return undefined;
+  }
+  const problems: string[] = [];
+  if (!e.SLACK_APPROVAL_CHANNEL) problems.push('SLACK_APPROVAL_CHANNEL: required with SLACK_BOT_TOKEN (the channel approval cards go to)');
+  if (!e.SLACK_SIGNING_SECRET && !e.SLACK_APP_TOKEN) {
+    problems.push('SLACK_SIGNING_SECRET: required with SLACK_BOT_TOKEN (or set SLACK_APP_TOKEN for Socket Mode)');
+  }
+  if (e.SLACK_APPROVER_IDS.length === 0) problems.push('SLACK_APPROVER_IDS: required with SLACK_BOT_TOKEN (who may decide in Slack)');
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    botToken: e.SLACK_BOT_TOKEN,
+    signingSecret: e.SLACK_SIGNING_SECRET,
+    appToken: e.SLACK_APP_TOKEN,
+    approvalChannel: e.SLACK_APPROVAL_CHANNEL!,
+    approverIds: e.SLACK_APPROVER_IDS,
+    traceViewerIds: e.SLACK_TRACE_VIEWER_IDS,
+    apiUrl: e.SLACK_API_URL,
+  };
 }

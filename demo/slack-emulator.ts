@@ -1,0 +1,365 @@
+// A local stand-in for Slack's Web API, for tests and the demo (Slack cannot be reached from
+// here). It answers the methods Invoke uses, keeps a minimal picture of the channels, records
+// every call, and can fail on demand so retries can be exercised. Point `@slack/web-api`
+// (or Bolt's `clientOptions`) at it with `slackApiUrl: emulator.url`.
+import { createServer } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface RecordedCall {
+  method: string;
+  /** Form values stay strings, as Slack receives them; JSON-encoded fields are decoded. */
+  args: Record<string, unknown>;
+  token: string | undefined;
+  /** Epoch milliseconds. */
+  at: number;
+  /** Set when this call was answered by an injected fault. */
+  fault?: SlackFault;
+}
+
+export interface EmulatedMessage {
+  channel: string;
+  ts: string;
+  thread_ts?: string;
+  text?: string;
+  blocks?: unknown;
+  attachments?: unknown;
+  user: string;
+  bot_id: string;
+  /** How many times `chat.update` replaced it. */
+  updates: number;
+}
+
+export interface EphemeralMessage {
+  channel: string;
+  user: string;
+  message_ts: string;
+  thread_ts?: string;
+  text?: string;
+  blocks?: unknown;
+}
+
+export interface OpenedView {
+  id: string;
+  trigger_id: string;
+  view: Record<string, unknown>;
+}
+
+export interface RecordedResponse {
+  id: string;
+  body: unknown;
+  at: number;
+}
+
+export type SlackFault =
+  | { status: 429; retryAfter: number }
+  | { status: 500 | 502 | 503 | 504 }
+  | { error: string };
+
+export interface SlackEmulatorOptions {
+  port?: number;
+  /** Members of user groups, for `usergroups.users.list`. */
+  userGroups?: Record<string, string[]>;
+}
+
+export interface SlackEmulator {
+  /** Base for `slackApiUrl`, ending in `/api/`. */
+  readonly url: string;
+  readonly identity: { teamId: string; userId: string; botId: string };
+  readonly calls: readonly RecordedCall[];
+  readonly messages: readonly EmulatedMessage[];
+  readonly ephemerals: readonly EphemeralMessage[];
+  readonly views: readonly OpenedView[];
+  readonly responses: readonly RecordedResponse[];
+  callsTo(method: string): RecordedCall[];
+  /** Answer the next `times` calls to `method` with this fault instead of running it. */
+  failNext(method: string, fault: SlackFault, times?: number): void;
+  /** An absolute `response_url` on the emulator; POSTs to it land in `responses`. */
+  responseUrl(id: string): string;
+  /** Forget calls, messages, views, responses and pending faults (timestamps stay monotonic). */
+  reset(): void;
+  close(): Promise<void>;
+}
+
+type Args = Record<string, unknown>;
+type Answer = { ok: true; [key: string]: unknown } | { ok: false; error: string };
+
+const IDENTITY = { teamId: 'T0INVOKE', userId: 'U0INVOKEBOT', botId: 'B0INVOKEBOT' } as const;
+const WORKSPACE_URL = 'https://invoke-emulator.slack.com/';
+// Fields the Web API client sends JSON-encoded inside a form body.
+const JSON_FIELDS = ['blocks', 'attachments', 'view', 'metadata'];
+const MAX_BLOCKS = 50;
+
+const fail = (error: string): Answer => ({ ok: false, error });
+const text = (args: Args, key: string): string | undefined => {
+  const value = args[key];
+  return typeof value === 'string' && value !== '' ? value : undefined;
+};
+
+export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Promise<SlackEmulator> {
+  const calls: RecordedCall[] = [];
+  const messages: EmulatedMessage[] = [];
+  const ephemerals: EphemeralMessage[] = [];
+  const views: OpenedView[] = [];
+  const responses: RecordedResponse[] = [];
+  const usedTriggers = new Set<string>();
+  const faults = new Map<string, SlackFault[]>();
+  const userGroups = options.userGroups ?? {};
+
+  let sequence = 0;
+  // Slack timestamps: seconds and six digits, unique and increasing.
+  const nextTs = () => {
+    sequence += 1;
+    const seconds = 1_700_000_000 + Math.floor(sequence / 10_000);
+    return `${seconds}.${String((sequence % 10_000) * 100).padStart(6, '0')}`;
+  };
+  const findMessage = (args: Args) =>
+    messages.find((m) => m.channel === text(args, 'channel') && m.ts === text(args, 'ts'));
+  const messageContentError = (args: Args) => {
+    if (args.blocks !== undefined && !Array.isArray(args.blocks)) return 'invalid_blocks_format';
+    if (Array.isArray(args.blocks) && args.blocks.length > MAX_BLOCKS) return 'invalid_blocks';
+    return undefined;
+  };
+
+  const methods: Record<string, (args: Args) => Answer> = {
+    'auth.test': () => ({
+      ok: true,
+      url: WORKSPACE_URL,
+      team: 'Invoke Emulator',
+      user: 'invoke',
+      team_id: IDENTITY.teamId,
+      user_id: IDENTITY.userId,
+      bot_id: IDENTITY.botId,
+      is_enterprise_install: false,
+    }),
+
+    'chat.postMessage': (args) => {
+      const channel = text(args, 'channel');
+      if (!channel) return fail('channel_not_found');
+      if (!text(args, 'text') && args.blocks === undefined && args.attachments === undefined) {
+        return fail('no_text');
+      }
+      const contentError = messageContentError(args);
+      if (contentError) return fail(contentError);
+      const message: EmulatedMessage = {
+        channel,
+        ts: nextTs(),
+        ...(text(args, 'thread_ts') ? { thread_ts: text(args, 'thread_ts') } : {}),
+        ...(args.text !== undefined ? { text: String(args.text) } : {}),
+        ...(args.blocks !== undefined ? { blocks: args.blocks } : {}),
+        ...(args.attachments !== undefined ? { attachments: args.attachments } : {}),
+        user: IDENTITY.userId,
+        bot_id: IDENTITY.botId,
+        updates: 0,
+      };
+      messages.push(message);
+      return { ok: true, channel, ts: message.ts, message: shownMessage(message) };
+    },
+
+    'chat.update': (args) => {
+      const message = findMessage(args);
+      if (!message) return fail('message_not_found');
+      const contentError = messageContentError(args);
+      if (contentError) return fail(contentError);
+      // As in Slack, omitted fields keep their previous value; `blocks: []` removes blocks.
+      if (args.text !== undefined) message.text = String(args.text);
+      if (args.blocks !== undefined) message.blocks = args.blocks;
+      if (args.attachments !== undefined) message.attachments = args.attachments;
+      message.updates += 1;
+      return {
+        ok: true,
+        channel: message.channel,
+        ts: message.ts,
+        text: message.text ?? '',
+        message: shownMessage(message),
+      };
+    },
+
+    'chat.postEphemeral': (args) => {
+      const channel = text(args, 'channel');
+      const user = text(args, 'user');
+      if (!channel) return fail('channel_not_found');
+      if (!user) return fail('user_not_found');
+      if (!text(args, 'text') && args.blocks === undefined) return fail('no_text');
+      const ephemeral: EphemeralMessage = {
+        channel,
+        user,
+        message_ts: nextTs(),
+        ...(text(args, 'thread_ts') ? { thread_ts: text(args, 'thread_ts') } : {}),
+        ...(args.text !== undefined ? { text: String(args.text) } : {}),
+        ...(args.blocks !== undefined ? { blocks: args.blocks } : {}),
+      };
+      ephemerals.push(ephemeral);
+      return { ok: true, message_ts: ephemeral.message_ts };
+    },
+
+    'chat.getPermalink': (args) => {
+      const message = findMessage(args);
+      if (!message) return fail('message_not_found');
+      const permalink = `${WORKSPACE_URL}archives/${message.channel}/p${message.ts.replace('.', '')}`;
+      return { ok: true, channel: message.channel, permalink };
+    },
+
+    'views.open': (args) => {
+      const triggerId = text(args, 'trigger_id');
+      const view = args.view;
+      if (!triggerId || typeof view !== 'object' || view === null) return fail('invalid_arguments');
+      // A trigger opens one view, as in Slack.
+      if (usedTriggers.has(triggerId)) return fail('exchanged_trigger_id');
+      usedTriggers.add(triggerId);
+      const opened: OpenedView = {
+        id: `V${String(views.length + 1).padStart(8, '0')}`,
+        trigger_id: triggerId,
+        view: view as Record<string, unknown>,
+      };
+      views.push(opened);
+      return { ok: true, view: { id: opened.id, team_id: IDENTITY.teamId, ...opened.view } };
+    },
+
+    'conversations.info': (args) => {
+      const channel = text(args, 'channel');
+      if (!channel) return fail('channel_not_found');
+      return {
+        ok: true,
+        channel: { id: channel, name: channel.toLowerCase(), is_channel: true, is_private: false, is_member: true },
+      };
+    },
+
+    'users.info': (args) => {
+      const user = text(args, 'user');
+      if (!user) return fail('user_not_found');
+      const name = user.toLowerCase();
+      return {
+        ok: true,
+        user: {
+          id: user,
+          team_id: IDENTITY.teamId,
+          name,
+          real_name: name,
+          is_bot: false,
+          tz: 'UTC',
+          profile: { display_name: name, real_name: name },
+        },
+      };
+    },
+
+    'usergroups.users.list': (args) => {
+      const members = userGroups[text(args, 'usergroup') ?? ''];
+      return members ? { ok: true, users: members } : fail('no_such_subteam');
+    },
+  };
+
+  const server = createServer((req, res) => {
+    readBody(req)
+      .then((raw) => route(req, res, raw))
+      .catch(() => answer(res, 400, fail('invalid_request')));
+  });
+
+  const route = (req: IncomingMessage, res: ServerResponse, raw: string) => {
+    const path = new URL(req.url ?? '/', 'http://emulator').pathname;
+    const apiMethod = /^\/api\/([\w.]+)$/.exec(path)?.[1];
+    const responseId = /^\/response\/([^/]+)$/.exec(path)?.[1];
+    let args: Args;
+    try {
+      args = parseArgs(req, raw);
+    } catch {
+      return answer(res, 200, fail('invalid_json'));
+    }
+
+    if (responseId !== undefined && req.method === 'POST') {
+      responses.push({ id: decodeURIComponent(responseId), body: args, at: Date.now() });
+      return answer(res, 200, { ok: true });
+    }
+    if (apiMethod === undefined) return answer(res, 404, fail('not_found'));
+
+    const call: RecordedCall = { method: apiMethod, args, token: tokenOf(req, args), at: Date.now() };
+    calls.push(call);
+    const fault = faults.get(apiMethod)?.shift();
+    if (fault) {
+      call.fault = fault;
+      if ('error' in fault) return answer(res, 200, fail(fault.error));
+      if (fault.status === 429) {
+        return answer(res, 429, fail('ratelimited'), { 'Retry-After': String(fault.retryAfter) });
+      }
+      return answer(res, fault.status, fail('internal_error'));
+    }
+    const handler = methods[apiMethod];
+    if (!handler) return answer(res, 200, fail('unknown_method'));
+    if (!call.token) return answer(res, 200, fail('not_authed'));
+    return answer(res, 200, handler(args));
+  };
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
+  });
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    url: `${base}/api/`,
+    identity: IDENTITY,
+    calls,
+    messages,
+    ephemerals,
+    views,
+    responses,
+    callsTo: (method) => calls.filter((call) => call.method === method),
+    failNext: (method, fault, times = 1) => {
+      faults.set(method, [...(faults.get(method) ?? []), ...Array.from({ length: times }, () => fault)]);
+    },
+    responseUrl: (id) => `${base}/response/${encodeURIComponent(id)}`,
+    reset: () => {
+      for (const list of [calls, messages, ephemerals, views, responses]) list.length = 0;
+      usedTriggers.clear();
+      faults.clear();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+// Slack accepts form bodies (what the Web API client sends, with objects JSON-encoded),
+// JSON bodies (what `respond()` sends) and query parameters.
+function parseArgs(req: IncomingMessage, raw: string): Args {
+  const args: Args = Object.fromEntries(new URL(req.url ?? '/', 'http://emulator').searchParams);
+  const type = req.headers['content-type'] ?? '';
+  if (type.startsWith('application/json')) {
+    const body: unknown = raw.trim() === '' ? {} : JSON.parse(raw);
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new Error('not an object');
+    Object.assign(args, body);
+  } else {
+    Object.assign(args, Object.fromEntries(new URLSearchParams(raw)));
+  }
+  for (const field of JSON_FIELDS) {
+    const value = args[field];
+    if (typeof value === 'string') args[field] = JSON.parse(value) as unknown;
+  }
+  return args;
+}
+
+// A message as Slack shows it in answers: without the channel, which sits beside it.
+function shownMessage({ channel: _channel, updates: _updates, ...message }: EmulatedMessage) {
+  return { type: 'message', ...message };
+}
+
+function tokenOf(req: IncomingMessage, args: Args): string | undefined {
+  const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+  return bearer ?? (typeof args.token === 'string' ? args.token : undefined);
+}
+
+function answer(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', ...headers });
+  res.end(JSON.stringify(body));
+}

@@ -1,0 +1,531 @@
+import type { DriftField, DriftReport } from '../calls/state-verify.ts';
+import type { ApprovalCardInput, DecidedCardInput, SlackMessage } from './card-types.ts';
+
+/**
+ * Block Kit builders for approval cards, thread replies and the reject modal. Pure functions over
+ * plain data: no I/O, no clock (dates come in as arguments), the same input gives the same blocks.
+ * Every user-supplied string is escaped and every text is cut to Slack's limits before it leaves.
+ */
+
+type Block = Record<string, unknown>;
+type Risk = ApprovalCardInput['risk'];
+
+/** Slack's Block Kit limits, plus our own ceiling for the whole message (`msg_blocks_too_long`). */
+export const SLACK_LIMITS = {
+  headerText: 150,
+  sectionText: 3000,
+  sectionFields: 10,
+  fieldText: 2000,
+  contextElements: 10,
+  actionsElements: 25,
+  buttonText: 75,
+  buttonValue: 2000,
+  actionId: 255,
+  blockId: 255,
+  confirmTitle: 100,
+  confirmText: 300,
+  blocks: 50,
+  /** Slack's undocumented limit is about 13k characters; we keep the blocks' JSON under this. */
+  totalChars: 12_000,
+} as const;
+
+export const APPROVE_ACTION_ID = 'approval_approve';
+export const REJECT_ACTION_ID = 'approval_reject';
+export const REFETCH_ACTION_ID = 'approval_refetch';
+export const REJECT_MODAL_CALLBACK_ID = 'approval_reject_modal';
+export const REJECT_REASON_BLOCK_ID = 'reason';
+export const REJECT_REASON_ACTION_ID = 'reason_input';
+
+const ELLIPSIS = '…';
+/** Smallest budget a shrinkable section is cut to when the whole message is too large. */
+const MIN_PART_BUDGET = 300;
+/** Values shown inline (conditions, drift) are cut to this, so a list shows several of them. */
+const INLINE_VALUE_MAX = 300;
+
+// ---------------------------------------------------------------------------------------------
+// Text helpers
+// ---------------------------------------------------------------------------------------------
+
+/** Slack's escaping: `&`, `<` and `>` are its control characters (mentions, links, dates). */
+export function escapeText(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** Cuts `s` to at most `max` characters, ending with "…" when cut; never splits a surrogate pair. */
+export function truncate(s: string, max: number): string {
+  if (s.length <= max) return s;
+  if (max <= 0) return '';
+  let cut = max - 1;
+  if (cut > 0 && isHighSurrogate(s.charCodeAt(cut - 1))) cut -= 1;
+  return s.slice(0, cut) + ELLIPSIS;
+}
+
+function isHighSurrogate(code: number): boolean {
+  return code >= 0xd800 && code <= 0xdbff;
+}
+
+interface FitOptions {
+  /** Inside a code block: break runs of backticks so user text cannot close the block. */
+  code?: boolean;
+}
+
+/**
+ * Length of the longest prefix of `raw` whose escaped form fits in `budget` characters. Counts
+ * entities whole and surrogate pairs whole, so a cut never leaves `&am` or half an emoji.
+ */
+function fittingPrefix(raw: string, budget: number, options: FitOptions = {}): number {
+  let used = 0;
+  let i = 0;
+  while (i < raw.length) {
+    const ch = raw[i]!;
+    const width = isHighSurrogate(raw.charCodeAt(i)) && i + 1 < raw.length ? 2 : 1;
+    let cost = width;
+    if (ch === '&') cost = 5;
+    else if (ch === '<' || ch === '>') cost = 4;
+    else if (options.code && ch === '`' && raw[i + 1] === '`') cost = 2;
+    if (used + cost > budget) break;
+    used += cost;
+    i += width;
+  }
+  return i;
+}
+
+/** Escapes for a code block: a zero-width space between backticks keeps "```" from closing it. */
+function escapeCode(raw: string): string {
+  return escapeText(raw).replace(/`(?=`)/g, '`\u200b');
+}
+
+/** Escapes `raw` and cuts the result to `max` characters (ending with "…" when cut). */
+function escapeWithin(raw: string, max: number): string {
+  const whole = escapeText(raw);
+  if (whole.length <= max) return whole;
+  if (max <= 0) return '';
+  return escapeText(raw.slice(0, fittingPrefix(raw, max - 1))) + ELLIPSIS;
+}
+
+/**
+ * Inline code for a user value. A backtick would end the span early, so it is shown as the
+ * look-alike "ˋ" (U+02CB); the value is escaped and cut to `max` characters, ticks included.
+ */
+function inlineCode(raw: string, max: number): string {
+  return '`' + escapeWithin(raw.replace(/`/g, '\u02cb'), Math.max(1, max - 2)) + '`';
+}
+
+/**
+ * A fenced code block whose whole text (fences and the truncation note included) fits in `max`.
+ * When cut, a visible note says how many characters of the original were left out.
+ */
+function codeBlock(raw: string, max: number): string {
+  const open = '```\n';
+  const close = '\n```';
+  const whole = open + escapeCode(raw) + close;
+  if (whole.length <= max) return whole;
+  const note = (n: number): string => `\n_${ELLIPSIS} (truncated, ${n} more characters)_`;
+  // The note's length depends on N; reserve room for the longest N it could be.
+  const budget = Math.max(0, max - open.length - close.length - note(raw.length).length);
+  const shown = fittingPrefix(raw, budget, { code: true });
+  return open + escapeCode(raw.slice(0, shown)) + close + note(raw.length - shown);
+}
+
+/** JSON for display; never throws (BigInt, cycles) and never returns undefined. */
+function displayJson(value: unknown, indent?: number): string {
+  if (value === undefined) return '(missing)';
+  try {
+    return JSON.stringify(value, null, indent) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+/** A condition as written in the contract: a string expression as-is, anything else as JSON. */
+function displayCondition(condition: unknown): string {
+  return typeof condition === 'string' ? condition : displayJson(condition);
+}
+
+/**
+ * Joins `heading` and `lines` into one text of at most `max` characters; lines that do not fit
+ * are counted in a closing "… and N more" line. Each line must already be bounded.
+ */
+function fitLines(heading: string, lines: string[], max: number): string {
+  let text = heading;
+  for (let i = 0; i < lines.length; i++) {
+    const candidate = `${text}\n${lines[i]!}`;
+    const rest = lines.length - i - 1;
+    const more = rest > 0 ? `\n${ELLIPSIS} and ${rest} more` : '';
+    if (candidate.length + more.length > max) {
+      return truncate(`${text}\n${ELLIPSIS} and ${lines.length - i} more`, max);
+    }
+    text = candidate;
+  }
+  return truncate(text, max);
+}
+
+/** Slack date formatting: rendered in the reader's time zone, ISO 8601 as the fallback. */
+function slackDate(date: Date): string {
+  const ms = date.getTime();
+  if (Number.isNaN(ms)) return 'an unknown time';
+  return `<!date^${Math.floor(ms / 1000)}^{date_short_pretty} {time}|${date.toISOString()}>`;
+}
+
+/** A Slack user id (`U…`, `W…`) becomes a mention; anything else is shown as escaped text. */
+function actor(decidedBy: string): string {
+  if (/^[UW][A-Z0-9]{2,30}$/.test(decidedBy)) return `<@${decidedBy}>`;
+  return escapeWithin(decidedBy, 200);
+}
+
+function humanize(s: string): string {
+  const words = s.replace(/_/g, ' ').trim();
+  return words.length === 0 ? words : words[0]!.toUpperCase() + words.slice(1);
+}
+
+const RISK_EMOJI: Record<Risk, string> = {
+  low: ':large_green_circle:',
+  medium: ':large_yellow_circle:',
+  high: ':large_orange_circle:',
+  critical: ':red_circle:',
+};
+
+const OUTCOME_EMOJI: Record<string, string> = {
+  executed: ':white_check_mark:',
+  approved: ':white_check_mark:',
+  rejected: ':no_entry_sign:',
+  cancelled: ':hourglass:',
+  expired: ':hourglass:',
+  blocked: ':no_entry:',
+  replan_required: ':arrows_counterclockwise:',
+  requeued: ':repeat:',
+  escalated: ':arrow_up:',
+  failed: ':x:',
+};
+
+function outcomeEmoji(outcome: string, status?: string): string {
+  return OUTCOME_EMOJI[outcome] ?? (status !== undefined ? OUTCOME_EMOJI[status] : undefined) ?? ':information_source:';
+}
+
+function mrkdwn(text: string): Record<string, unknown> {
+  return { type: 'mrkdwn', text };
+}
+
+function plainText(text: string): Record<string, unknown> {
+  return { type: 'plain_text', text, emoji: true };
+}
+
+function section(blockId: string, text: string): Block {
+  return { type: 'section', block_id: blockId, text: mrkdwn(truncate(text, SLACK_LIMITS.sectionText)) };
+}
+
+function blockSize(blocks: Block[]): number {
+  return JSON.stringify(blocks).length;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Approval cards
+// ---------------------------------------------------------------------------------------------
+
+/** Text budgets of the sections that can grow with user data, shrunk in this order if needed. */
+interface Budgets {
+  params: number;
+  conditions: number;
+  drift: number;
+  live: number;
+  reason: number;
+}
+const SHRINK_ORDER: Array<keyof Budgets> = ['params', 'conditions', 'drift', 'live', 'reason'];
+
+/**
+ * Builds with full budgets, then, while the blocks' JSON is over the total limit, shrinks the
+ * params first and the other long sections after, down to a floor that always fits.
+ */
+function fitTotal(build: (budgets: Budgets) => Block[]): Block[] {
+  const full = SLACK_LIMITS.sectionText;
+  let budgets: Budgets = { params: full, conditions: full, drift: full, live: full, reason: full };
+  let blocks = build(budgets);
+  for (const part of SHRINK_ORDER) {
+    // JSON escaping (quotes, newlines) makes the size shrink less than the budget: a few rounds.
+    for (let round = 0; round < 6; round++) {
+      const over = blockSize(blocks) - SLACK_LIMITS.totalChars;
+      if (over <= 0 || budgets[part] <= MIN_PART_BUDGET) break;
+      budgets = { ...budgets, [part]: Math.max(MIN_PART_BUDGET, budgets[part] - over - 100) };
+      blocks = build(budgets);
+    }
+  }
+  return blocks.slice(0, SLACK_LIMITS.blocks);
+}
+
+/** `approvalId.suffix.variant`: unique within a message, fresh for each version of a card. */
+function blockIdMaker(approvalId: string, variant: string): (suffix: string) => string {
+  const id = approvalId.slice(0, 200);
+  return (suffix) => `${id}.${suffix}.${variant}`;
+}
+
+function factFields(input: ApprovalCardInput): Array<Record<string, unknown>> {
+  const field = (label: string, value: string): Record<string, unknown> =>
+    mrkdwn(truncate(`*${label}*\n${value}`, SLACK_LIMITS.fieldText));
+  const approvals =
+    input.approvals_required > 1
+      ? `${input.approvals_received} of ${input.approvals_required}`
+      : `${Math.max(1, input.approvals_required)} needed`;
+  return [
+    field('Tool', inlineCode(input.tool, 300)),
+    field('Agent', inlineCode(input.agent_id, 300)),
+    field('Risk', `${RISK_EMOJI[input.risk] ?? ''} ${escapeWithin(input.risk, 20)}`.trim()),
+    field('Entity', input.entity === null || input.entity === '' ? '_none_' : inlineCode(input.entity, 300)),
+    field('Expires', slackDate(input.expires_at)),
+    field('Approvals', approvals),
+  ].slice(0, SLACK_LIMITS.sectionFields);
+}
+
+/** One drift line: "field: approved `x` → live `y`", plus why it matters when it no longer holds. */
+function driftLine(f: DriftField): string {
+  let line = `• ${inlineCode(f.field, 200)}: approved ${inlineCode(displayJson(f.frozen), INLINE_VALUE_MAX)} → live ${inlineCode(displayJson(f.live), INLINE_VALUE_MAX)}`;
+  if (!f.satisfied) line += ` _(no longer satisfies ${inlineCode(displayCondition(f.condition), 200)})_`;
+  return line;
+}
+
+/** Only fields that changed or no longer satisfy their condition are drift worth showing. */
+function driftedFields(drift: DriftReport | null | undefined): DriftField[] {
+  return (drift?.fields ?? []).filter((f) => f.changed || !f.satisfied);
+}
+
+/** The facts every version of the card shows: header, fields, reason, params, conditions, drift. */
+function factBlocks(input: ApprovalCardInput, bid: (suffix: string) => string, budgets: Budgets): Block[] {
+  const blocks: Block[] = [
+    { type: 'header', block_id: bid('head'), text: plainText(escapeWithin(input.intent, SLACK_LIMITS.headerText)) },
+    { type: 'section', block_id: bid('facts'), fields: factFields(input) },
+  ];
+
+  const whyHeading = '*Why it needs approval*\n';
+  blocks.push(section(bid('why'), whyHeading + escapeWithin(input.reason, budgets.reason - whyHeading.length)));
+
+  const paramsHeading = '*Params*\n';
+  blocks.push(section(bid('params'), paramsHeading + codeBlock(displayJson(input.params, 2), budgets.params - paramsHeading.length)));
+
+  if (input.conditions.length > 0) {
+    const lines = input.conditions.map(
+      (c) =>
+        `• ${inlineCode(c.field, 200)} ${inlineCode(displayCondition(c.condition), INLINE_VALUE_MAX)} — was ${inlineCode(displayJson(c.frozen_value), INLINE_VALUE_MAX)} at freeze`,
+    );
+    blocks.push(section(bid('cond'), fitLines('*Conditions* (value at freeze)', lines, budgets.conditions)));
+  }
+
+  const drifted = driftedFields(input.drift);
+  if (drifted.length > 0) {
+    blocks.push(
+      section(bid('drift'), fitLines(':warning: *State changed since the earlier approval*', drifted.map(driftLine), budgets.drift)),
+    );
+  }
+
+  if (input.previous_approval_id) {
+    blocks.push({
+      type: 'context',
+      block_id: bid('prev'),
+      elements: [mrkdwn(`Replaces ${inlineCode(input.previous_approval_id, 300)}`)],
+    });
+  }
+  return blocks;
+}
+
+function actionsBlock(input: ApprovalCardInput, bid: (suffix: string) => string): Block {
+  const approve: Record<string, unknown> = {
+    type: 'button',
+    action_id: APPROVE_ACTION_ID,
+    text: plainText('Approve'),
+    style: 'primary',
+    value: input.approval_id,
+  };
+  if (input.risk === 'high' || input.risk === 'critical') {
+    const tail = `\nInvoke runs ${inlineCode(input.tool, 80)} as soon as you approve.`;
+    approve.confirm = {
+      title: plainText(truncate(`Approve this ${input.risk}-risk action?`, SLACK_LIMITS.confirmTitle)),
+      text: mrkdwn(truncate(`*${escapeWithin(input.intent, SLACK_LIMITS.confirmText - tail.length - 2)}*${tail}`, SLACK_LIMITS.confirmText)),
+      confirm: plainText('Approve'),
+      deny: plainText('Cancel'),
+      style: 'primary',
+    };
+  }
+  return {
+    type: 'actions',
+    block_id: bid('actions'),
+    elements: [
+      approve,
+      // No confirm on reject: the modal asking for the reason is the second step.
+      { type: 'button', action_id: REJECT_ACTION_ID, text: plainText('Reject'), style: 'danger', value: input.approval_id },
+      { type: 'button', action_id: REFETCH_ACTION_ID, text: plainText('Refetch state'), value: input.approval_id },
+    ],
+  };
+}
+
+function pendingText(input: ApprovalCardInput): string {
+  return `Approval needed: ${escapeWithin(input.intent, SLACK_LIMITS.headerText)} (${escapeWithin(input.tool, 100)}, risk ${escapeWithin(input.risk, 20)})`;
+}
+
+/** The card posted on freeze: the facts and three buttons, each carrying the approval id. */
+export function approvalCard(input: ApprovalCardInput): SlackMessage {
+  // The received count is in the variant so a partial approval's update gets fresh block_ids.
+  const bid = blockIdMaker(input.approval_id, `p${input.approvals_received}`);
+  const blocks = fitTotal((budgets) => [...factBlocks(input, bid, budgets), actionsBlock(input, bid)]);
+  return { text: pendingText(input), blocks };
+}
+
+/** The card once decided: the same facts, no buttons, and who decided, when, with what outcome. */
+export function decidedCard(input: DecidedCardInput): SlackMessage {
+  const bid = blockIdMaker(input.approval_id, 'd');
+  const who = actor(input.decided_by);
+  const status =
+    `${outcomeEmoji(input.outcome, input.status)} *${escapeWithin(humanize(input.outcome), 100)}*` +
+    ` · ${escapeWithin(input.status, 100)} by ${who}, ${slackDate(input.decided_at)}`;
+  const blocks = fitTotal((budgets) => {
+    const out = [...factBlocks(input, bid, budgets), section(bid('status'), status)];
+    if (input.detail) out.push(section(bid('detail'), escapeWithin(input.detail, budgets.live)));
+    return out;
+  });
+  const text = `Approval ${escapeWithin(input.outcome, 100)}: ${escapeWithin(input.intent, SLACK_LIMITS.headerText)} (${escapeWithin(input.tool, 100)}), decided by ${who}`;
+  return { text, blocks };
+}
+
+/**
+ * The pending card after a refetch: buttons kept, fresh block_ids (the variant is `now`), and the
+ * live state's drift from the freeze. Decides nothing.
+ */
+export function refetchedCard(
+  input: ApprovalCardInput,
+  live: { state_source: string; drift: DriftReport | null },
+  now: Date,
+): SlackMessage {
+  const stamp = Number.isNaN(now.getTime()) ? '0' : now.getTime().toString(36);
+  const bid = blockIdMaker(input.approval_id, `r${stamp}`);
+  const drifted = driftedFields(live.drift);
+  const source = `from ${inlineCode(live.state_source, 200)}, ${slackDate(now)}`;
+  const blocks = fitTotal((budgets) => {
+    const liveText =
+      drifted.length === 0
+        ? truncate(`:mag: *Live state* (${source})\nNo drift since the freeze`, budgets.live)
+        : fitLines(`:warning: *Live state differs from the freeze* (${source})`, drifted.map(driftLine), budgets.live);
+    return [...factBlocks(input, bid, budgets), section(bid('live'), liveText), actionsBlock(input, bid)];
+  });
+  return { text: pendingText(input), blocks };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thread replies, modal, ephemeral answers
+// ---------------------------------------------------------------------------------------------
+
+export interface ThreadReplyOutcome {
+  status: string;
+  outcome: string;
+  decided_by: string;
+  reason?: string | null;
+  result_summary?: string | null;
+  new_approval_id?: string | null;
+}
+
+/** A user's reason as a block quote; our own ">" is markup, theirs is escaped. */
+function quoted(reason: string, max: number): string {
+  return escapeWithin(reason, max)
+    .split('\n')
+    .map((line) => `>${line}`)
+    .join('\n');
+}
+
+/** The short message posted in the card's thread once an approval's outcome is known. */
+export function threadReply(outcome: ThreadReplyOutcome): SlackMessage {
+  const who = actor(outcome.decided_by);
+  const reason = outcome.reason ? outcome.reason : null;
+  const summary = outcome.result_summary ? outcome.result_summary : null;
+  const next = outcome.new_approval_id ? ` (${inlineCode(outcome.new_approval_id, 200)})` : '';
+  const emoji = outcomeEmoji(outcome.outcome, outcome.status);
+
+  let headline: string;
+  switch (outcome.outcome) {
+    case 'executed':
+      headline = `${emoji} *Executed* after approval by ${who}.`;
+      break;
+    case 'rejected':
+      headline = `${emoji} *Rejected* by ${who}${reason ? ':' : ' (no reason given).'}`;
+      break;
+    case 'cancelled':
+    case 'expired':
+      headline =
+        outcome.status === 'expired' || outcome.outcome === 'expired'
+          ? `${emoji} *Cancelled*: the approval expired before anyone decided. Nothing ran.`
+          : `${emoji} *Cancelled* by ${who}. Nothing ran.`;
+      break;
+    case 'blocked':
+      headline = `${emoji} *Blocked* after approval by ${who}: a check failed before execution. Nothing ran.`;
+      break;
+    case 'replan_required':
+      headline = `${emoji} *Replan required*: the state no longer fits what was approved; the agent has to plan again. Nothing ran.`;
+      break;
+    case 'requeued':
+      headline = `${emoji} State changed since the approval; a fresh approval follows in this thread${next}.`;
+      break;
+    case 'escalated':
+      headline = `${emoji} *Escalated* by ${who}; a fresh approval follows in this thread${next}.`;
+      break;
+    case 'failed':
+      headline = `${emoji} *Failed*: the execution approved by ${who} did not succeed.`;
+      break;
+    default:
+      headline = `${emoji} *${escapeWithin(humanize(outcome.outcome), 100)}* (${escapeWithin(outcome.status, 100)}), ${who}.`;
+  }
+
+  let body = headline;
+  const room = (): number => SLACK_LIMITS.sectionText - body.length - 1;
+  if (reason && outcome.outcome !== 'executed') body += `\n${quoted(reason, Math.min(2000, room()))}`;
+  if (summary && (outcome.outcome === 'executed' || outcome.outcome === 'failed')) {
+    body += `\n${codeBlock(summary, room())}`;
+  }
+  // Notifications show only `text`: carry the reason there too, on one line.
+  let text = headline;
+  if (reason && outcome.outcome !== 'executed') {
+    text += `${headline.endsWith(':') ? ' ' : ' Reason: '}${escapeWithin(reason.replace(/\s+/g, ' '), 300)}`;
+  }
+  return { text, blocks: [{ type: 'section', text: mrkdwn(truncate(body, SLACK_LIMITS.sectionText)) }] };
+}
+
+/** The `views.open` view asking why an approval is rejected; the approval id rides in metadata. */
+export function rejectReasonModal(approvalId: string, intent: string): Record<string, unknown> {
+  return {
+    type: 'modal',
+    callback_id: REJECT_MODAL_CALLBACK_ID,
+    private_metadata: approvalId,
+    title: plainText('Reject approval'),
+    submit: plainText('Reject'),
+    close: plainText('Cancel'),
+    blocks: [
+      { type: 'section', text: mrkdwn(`Rejecting: *${escapeWithin(intent, 500)}*\nThe agent and the thread see your reason.`) },
+      {
+        type: 'input',
+        block_id: REJECT_REASON_BLOCK_ID,
+        label: plainText('Reason'),
+        element: {
+          type: 'plain_text_input',
+          action_id: REJECT_REASON_ACTION_ID,
+          multiline: true,
+          min_length: 1,
+          max_length: 2000,
+        },
+      },
+    ],
+  };
+}
+
+/**
+ * A one-section message for ephemeral answers. `text` is mrkdwn composed by the caller, who
+ * escapes any user text in it (mentions and links must survive); it is only cut to the limit.
+ */
+export function ephemeralText(text: string): SlackMessage {
+  const cut = truncateMrkdwn(text, SLACK_LIMITS.sectionText);
+  return { text: cut, blocks: [{ type: 'section', text: mrkdwn(cut) }] };
+}
+
+/** Cuts mrkdwn without leaving half an entity (`&am`) or half a `<…>` control sequence. */
+function truncateMrkdwn(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let head = truncate(text, max).slice(0, -1);
+  const openAngle = head.lastIndexOf('<');
+  if (openAngle > head.lastIndexOf('>')) head = head.slice(0, openAngle);
+  const amp = head.lastIndexOf('&');
+  if (amp !== -1 && head.indexOf(';', amp) === -1 && head.length - amp <= 5) head = head.slice(0, amp);
+  return head + ELLIPSIS;
+}

@@ -1,0 +1,107 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { ApprovalCreated, ApprovalDecided, ApprovalNotifier } from '../approvals/approval-notifier.ts';
+import type { Checkpoint } from '../approvals/checkpoint.ts';
+import type { DriftReport } from '../calls/state-verify.ts';
+import type { Database } from '../db/schema.ts';
+import { readPath } from '../policy/conditions.ts';
+import type { RiskLevel } from '../tools/types.ts';
+import { approvalCard, decidedCard, refetchedCard, threadReply } from './blocks.ts';
+import type { ApprovalCardInput } from './card-types.ts';
+import type { SlackOutbox } from './slack-outbox.ts';
+
+interface ApprovalFacts {
+  id: string;
+  tool: string;
+  agent_id: string;
+  risk: string;
+  reason: string;
+  expires_at: Date | string;
+  approvals_required: number;
+  previous_approval_id: string | null;
+  checkpoint: unknown;
+}
+
+/** The card's facts, from an approval row (or one about to be inserted). */
+export function cardInputOf(approval: ApprovalFacts, approvalsReceived: number, drift?: DriftReport | null): ApprovalCardInput {
+  const cp = approval.checkpoint as Checkpoint;
+  const conditions = cp.contract?.conditions ?? {};
+  return {
+    approval_id: approval.id,
+    intent: cp.contract?.intent ?? cp.policy_rule?.intent ?? approval.tool,
+    tool: approval.tool,
+    agent_id: approval.agent_id,
+    risk: approval.risk as RiskLevel,
+    entity: cp.entity_resolution?.entity_id ?? null,
+    expires_at: new Date(approval.expires_at),
+    reason: approval.reason,
+    params: cp.params,
+    conditions: Object.entries(conditions).map(([field, condition]) => ({ field, condition, frozen_value: readPath(cp.frozen_state ?? {}, field) })),
+    approvals_required: approval.approvals_required,
+    approvals_received: approvalsReceived,
+    drift: drift ?? null,
+    previous_approval_id: approval.previous_approval_id,
+  };
+}
+
+/** A one-line summary of what a tool returned, for the thread. */
+function resultSummary(result: unknown): string | null {
+  if (result === undefined) return null;
+  const text = JSON.stringify(result);
+  return text.length > 500 ? `${text.slice(0, 500)}…` : text;
+}
+
+/**
+ * Approvals to Slack: a card when one is created (in the replaced card's thread for a requeue),
+ * and on a decision the card updated without buttons plus a reply in its thread. Everything
+ * goes through the outbox, in the transaction of the change it reports.
+ */
+export function createSlackNotifier(db: Kysely<Database>, outbox: SlackOutbox, channel: string): ApprovalNotifier & {
+  refetched(approvalId: string, live: { state_source: string; drift: DriftReport | null }): Promise<void>;
+} {
+  async function votes(trx: Transaction<Database> | Kysely<Database>, approvalId: string): Promise<number> {
+    const row = await trx.selectFrom('approval_votes').select((eb) => eb.fn.countAll<string>().as('n')).where('approval_id', '=', approvalId).executeTakeFirst();
+    return Number(row?.n ?? 0);
+  }
+
+  /** Escalations addressed to a channel (`#ops` or a channel id) post their card there. */
+  function channelFor(approvers: string[] | null): string {
+    return approvers?.find((a) => a.startsWith('#') || /^[CG][A-Z0-9]{6,}$/.test(a)) ?? channel;
+  }
+
+  return {
+    async created(trx, event: ApprovalCreated) {
+      const message = approvalCard(cardInputOf(event.approval, 0, event.drift));
+      await outbox.enqueue(trx, { role: 'card', approval_id: event.approval.id, channel: channelFor(event.approval.approvers), thread_of: event.replaces ?? null, message });
+    },
+
+    async decided(trx, event: ApprovalDecided) {
+      const row = await trx.selectFrom('approvals').selectAll().where('id', '=', event.approvalId).executeTakeFirstOrThrow();
+      const input = cardInputOf(row, await votes(trx, row.id), event.drift);
+      const decidedAt = row.decided_at ?? new Date();
+      await outbox.enqueue(trx, {
+        role: 'update',
+        approval_id: row.id,
+        message: decidedCard({ ...input, status: event.status, outcome: event.outcome, decided_by: event.actor, decided_at: decidedAt, detail: event.reason ?? null }),
+      });
+      await outbox.enqueue(trx, {
+        role: 'reply',
+        approval_id: row.id,
+        message: threadReply({
+          status: event.status,
+          outcome: event.outcome,
+          decided_by: event.actor,
+          reason: event.reason ?? null,
+          result_summary: resultSummary(event.answer?.result),
+          new_approval_id: event.newApprovalId ?? null,
+        }),
+      });
+    },
+
+    async refetched(approvalId, live) {
+      const row = await db.selectFrom('approvals').selectAll().where('id', '=', approvalId).executeTakeFirstOrThrow();
+      const message = refetchedCard(cardInputOf(row, await votes(db, row.id)), live, new Date());
+      await outbox.enqueue(db, { role: 'update', approval_id: approvalId, message });
+    },
+  };
+}
+export type SlackNotifier = ReturnType<typeof createSlackNotifier>;

@@ -1,0 +1,335 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { BuiltApp } from '../../src/app.ts';
+import { signSlackRequest } from '../../src/slack/verify-request.ts';
+import { startSlackEmulator } from '../../demo/slack-emulator.ts';
+import { buildTestApp, send } from '../helpers/app.ts';
+import { json, startToolServer } from '../helpers/tool-server.ts';
+
+const SIGNING_SECRET = 'test-signing-secret';
+const CHANNEL = 'C0APPROVALS';
+const ALICE = 'UALICE';
+const BOB = 'UBOB';
+const VIEWER = 'UVIEWER';
+
+async function waitFor<T>(probe: () => Promise<T | undefined | null | false>, ms = 5000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * The Slack app, driven the way Slack drives it: signed HTTP requests to /slack/events. Its Web
+ * API calls go to a local emulator that records them.
+ */
+describe('Slack app', () => {
+  let built: BuiltApp;
+  let slack: Awaited<ReturnType<typeof startSlackEmulator>>;
+  let tools: Awaited<ReturnType<typeof startToolServer>>;
+  let invoice: Record<string, unknown>;
+  let responses = 0;
+
+  beforeAll(async () => {
+    slack = await startSlackEmulator();
+    tools = await startToolServer({
+      'POST /remind': (_req, res) => json(res, 200, { sent: true, channel: 'email' }),
+      'GET /invoices/*': (_req, res) => json(res, 200, invoice),
+    });
+    built = await buildTestApp({
+      SLACK_BOT_TOKEN: 'xoxb-test',
+      SLACK_SIGNING_SECRET: SIGNING_SECRET,
+      SLACK_APPROVAL_CHANNEL: CHANNEL,
+      SLACK_APPROVER_IDS: ALICE,
+      SLACK_TRACE_VIEWER_IDS: VIEWER,
+      SLACK_API_URL: slack.url,
+      INVOKE_OUTBOX_INTERVAL_MS: '0',
+    });
+    await send(built.app, 'POST', '/v1/providers', {
+      name: 'billing',
+      base_url: tools.url,
+      tools: [
+        { name: 'send_reminder', path: '/remind', risk: 'high', description: 'Email an invoice reminder' },
+        { name: 'get_invoice', method: 'GET', path: '/invoices/{invoice_id}', side_effects: false, risk: 'low' },
+      ],
+    });
+  });
+  afterAll(async () => {
+    await built.app.close();
+    await tools.close();
+    await slack.close();
+  });
+  beforeEach(() => {
+    invoice = { invoice_id: 'inv_1', invoice_status: 'overdue', balance: 100 };
+  });
+
+  const deliver = () => built.services.deliverOutbox();
+  /** Delivers the outbox until Slack received a matching call (handlers also flush it themselves). */
+  const delivered = (method: string, match: (args: Record<string, unknown>) => boolean) =>
+    waitFor(async () => {
+      await deliver();
+      return slack.callsTo(method).find((c) => match(c.args));
+    });
+
+  async function freezeAndPost(): Promise<{ id: string; callId: string; ts: string }> {
+    const res = await send(built.app, 'POST', '/v1/call', {
+      tool: 'billing.send_reminder',
+      params: { invoice_id: 'inv_1', note: 'x'.repeat(5000) },
+      agent_id: 'billing_agent',
+      approval_contract: {
+        intent: 'send_invoice_reminder',
+        conditions: { invoice_status: 'overdue', balance: '> 0' },
+        state_refetch: { tool: 'billing.get_invoice', params: { invoice_id: '{{params.invoice_id}}' } },
+      },
+    });
+    expect(res.status).toBe(202);
+    await deliver();
+    const row = await built.store.db.selectFrom('approvals').select(['slack_ts', 'slack_channel']).where('id', '=', res.body.approval.id).executeTakeFirstOrThrow();
+    expect(row.slack_channel).toBe(CHANNEL);
+    return { id: res.body.approval.id, callId: res.body.call_id, ts: row.slack_ts! };
+  }
+
+  async function slackRequest(body: string, contentType: string, timestamp = Math.floor(Date.now() / 1000), secret = SIGNING_SECRET) {
+    const started = Date.now();
+    const response = await built.app.inject({
+      method: 'POST',
+      url: '/slack/events',
+      headers: { 'content-type': contentType, ...signSlackRequest(secret, body, timestamp) },
+      payload: body,
+    });
+    return { status: response.statusCode, body: response.body, elapsed: Date.now() - started };
+  }
+
+  function interaction(payload: Record<string, unknown>) {
+    return slackRequest(new URLSearchParams({ payload: JSON.stringify(payload) }).toString(), 'application/x-www-form-urlencoded');
+  }
+
+  function click(actionId: string, approvalId: string, user: string, ts: string) {
+    const responseId = `r${++responses}`;
+    const request = interaction({
+      type: 'block_actions',
+      user: { id: user, username: user.toLowerCase(), team_id: 'T1' },
+      team: { id: 'T1', domain: 'acme' },
+      api_app_id: 'A1',
+      token: 'legacy',
+      trigger_id: `trigger-${responseId}`,
+      response_url: slack.responseUrl(responseId),
+      container: { type: 'message', message_ts: ts, channel_id: CHANNEL, is_ephemeral: false },
+      channel: { id: CHANNEL, name: 'approvals' },
+      message: { ts, text: 'card' },
+      actions: [{ action_id: actionId, block_id: `${approvalId}.actions.p0`, value: approvalId, type: 'button', action_ts: String(Date.now() / 1000) }],
+    });
+    return { request, responseId };
+  }
+
+  async function statusOf(id: string): Promise<string> {
+    return (await built.store.db.selectFrom('approvals').select('status').where('id', '=', id).executeTakeFirstOrThrow()).status;
+  }
+
+  it('posts an approval card on freeze, with buttons carrying the approval id', async () => {
+    const { id, ts } = await freezeAndPost();
+    const post = slack.callsTo('chat.postMessage').find((c) => c.args['channel'] === CHANNEL && JSON.stringify(c.args['blocks']).includes(id))!;
+    expect(post.token).toBe('xoxb-test');
+    expect(typeof post.args['text']).toBe('string');
+    const blocks = post.args['blocks'] as Array<{ type: string; elements?: Array<{ action_id: string; value: string }> }>;
+    const actions = blocks.find((b) => b.type === 'actions')!;
+    expect(actions.elements!.map((e) => e.action_id)).toEqual(['approval_approve', 'approval_reject', 'approval_refetch']);
+    expect(actions.elements!.every((e) => e.value === id)).toBe(true);
+    expect(JSON.stringify(blocks)).toContain('truncated');
+    expect(ts).toBeTruthy();
+  });
+
+  it('approves on a click: acks at once, runs once, updates the card and replies in its thread', async () => {
+    const before = tools.count('POST', '/remind');
+    const { id, callId, ts } = await freezeAndPost();
+    const { request } = click('approval_approve', id, ALICE, ts);
+    const res = await request;
+    expect(res.status).toBe(200);
+    expect(res.elapsed).toBeLessThan(3000);
+    await waitFor(async () => (await statusOf(id)) === 'executed');
+    expect(tools.count('POST', '/remind')).toBe(before + 1);
+    const update = await delivered('chat.update', (args) => args['ts'] === ts);
+    expect(JSON.stringify(update.args['blocks'])).not.toContain('approval_approve');
+    expect(JSON.stringify(update.args['blocks'])).toContain(`<@${ALICE}>`);
+    const reply = await delivered('chat.postMessage', (args) => args['thread_ts'] === ts);
+    expect(String(reply.args['text'])).toMatch(/xecuted/);
+
+    const answer = await send(built.app, 'GET', `/traces/${callId}`);
+    expect(answer.body.status).toBe('executed');
+  });
+
+  it('tells an unauthorised clicker ephemerally and leaves the card alone', async () => {
+    const { id, ts } = await freezeAndPost();
+    const updatesBefore = slack.callsTo('chat.update').length;
+    const { request, responseId } = click('approval_approve', id, BOB, ts);
+    expect((await request).status).toBe(200);
+    const response = await waitFor(async () => slack.responses.find((r) => r.id === responseId));
+    expect(response.body).toMatchObject({ response_type: 'ephemeral' });
+    expect(JSON.stringify(response.body)).toMatch(/not allowed/);
+    expect(await statusOf(id)).toBe('pending');
+    await deliver();
+    expect(slack.callsTo('chat.update')).toHaveLength(updatesBefore);
+  });
+
+  it('refuses forged, stale and future signatures with 401, and runs nothing', async () => {
+    const { id, ts } = await freezeAndPost();
+    const body = new URLSearchParams({ payload: JSON.stringify({ type: 'block_actions', user: { id: ALICE }, actions: [{ action_id: 'approval_approve', value: id }], container: { message_ts: ts } }) }).toString();
+    const now = Math.floor(Date.now() / 1000);
+    expect((await slackRequest(body, 'application/x-www-form-urlencoded', now, 'wrong-secret')).status).toBe(401);
+    expect((await slackRequest(body, 'application/x-www-form-urlencoded', now - 301)).status).toBe(401);
+    expect((await slackRequest(body, 'application/x-www-form-urlencoded', now + 301)).status).toBe(401);
+    const unsigned = await built.app.inject({ method: 'POST', url: '/slack/events', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: body });
+    expect(unsigned.statusCode).toBe(401);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await statusOf(id)).toBe('pending');
+  });
+
+  it('a double click (or a replayed request) decides once; the second clicker hears the status', async () => {
+    const before = tools.count('POST', '/remind');
+    const { id, ts } = await freezeAndPost();
+    const first = click('approval_approve', id, ALICE, ts);
+    const second = click('approval_approve', id, ALICE, ts);
+    await Promise.all([first.request, second.request]);
+    await waitFor(async () => (await statusOf(id)) === 'executed');
+    const third = click('approval_approve', id, ALICE, ts);
+    await third.request;
+    const told = await waitFor(async () => slack.responses.find((r) => r.id === third.responseId));
+    expect(JSON.stringify(told.body)).toMatch(/already executed/);
+    expect(tools.count('POST', '/remind')).toBe(before + 1);
+  });
+
+  it('rejects through a modal that asks for the reason', async () => {
+    const { id, ts } = await freezeAndPost();
+    const { request } = click('approval_reject', id, ALICE, ts);
+    expect((await request).status).toBe(200);
+    const opened = await waitFor(async () => slack.callsTo('views.open').find((c) => (c.args['view'] as { private_metadata?: string }).private_metadata === id));
+    const view = opened.args['view'] as { callback_id: string };
+    expect(view.callback_id).toBe('approval_reject_modal');
+
+    const submit = (reason: string) =>
+      interaction({
+        type: 'view_submission',
+        user: { id: ALICE },
+        team: { id: 'T1' },
+        view: { id: 'V1', callback_id: 'approval_reject_modal', private_metadata: id, state: { values: { reason: { reason_input: { type: 'plain_text_input', value: reason } } } } },
+      });
+    const empty = await submit('   ');
+    expect(JSON.parse(empty.body)).toMatchObject({ response_action: 'errors', errors: { reason: expect.any(String) } });
+    expect(await statusOf(id)).toBe('pending');
+    expect((await submit('Customer paid by phone')).status).toBe(200);
+    await waitFor(async () => (await statusOf(id)) === 'rejected');
+    const reply = await delivered('chat.postMessage', (args) => args['thread_ts'] === ts);
+    expect(JSON.stringify(reply.args)).toContain('Customer paid by phone');
+  });
+
+  it('refetch updates the card with the current drift and decides nothing', async () => {
+    const { id, ts } = await freezeAndPost();
+    invoice = { ...invoice, balance: 40 };
+    await click('approval_refetch', id, ALICE, ts).request;
+    await waitFor(async () => {
+      await deliver();
+      return slack.callsTo('chat.update').find((c) => c.args['ts'] === ts);
+    });
+    const update = slack.callsTo('chat.update').filter((c) => c.args['ts'] === ts).at(-1)!;
+    const text = JSON.stringify(update.args['blocks']);
+    expect(text).toContain('balance');
+    expect(text).toContain('approval_approve');
+    expect(await statusOf(id)).toBe('pending');
+  });
+
+  it('requeues on drift: the fresh card goes into the same thread, showing what changed', async () => {
+    const { id, ts } = await freezeAndPost();
+    invoice = { ...invoice, balance: 40 };
+    await click('approval_approve', id, ALICE, ts).request;
+    await waitFor(async () => (await statusOf(id)) === 'invalidated');
+    const freshId = (await built.store.db.selectFrom('approvals').select('id').where('previous_approval_id', '=', id).executeTakeFirstOrThrow()).id;
+    const card = await delivered('chat.postMessage', (args) => args['thread_ts'] === ts && JSON.stringify(args['blocks']).includes(`"value":"${freshId}"`));
+    const fresh = await built.store.db.selectFrom('approvals').selectAll().where('id', '=', freshId).executeTakeFirstOrThrow();
+    const text = JSON.stringify(card.args['blocks']);
+    expect(text).toContain('balance');
+    expect(text).toMatch(/100/);
+    expect(text).toMatch(/40/);
+    expect(fresh.slack_thread_ts).toBe(ts);
+  });
+
+  it('retries a post from the outbox after a 429 (at Retry-After) and after a 500', async () => {
+    // Earlier tests' posts are out of the way, so the injected faults hit this card.
+    await built.store.db.updateTable('outbox').set({ status: 'delivered' }).where('status', '=', 'pending').execute();
+    const res = await send(built.app, 'POST', '/v1/call', { tool: 'billing.send_reminder', params: { invoice_id: 'inv_9' }, agent_id: 'a', approval_contract: { intent: 'retry me' } });
+    const id = res.body.approval.id;
+    slack.failNext('chat.postMessage', { status: 429, retryAfter: 1 });
+    await deliver();
+    const row = await built.store.db
+      .selectFrom('outbox')
+      .selectAll()
+      .where('kind', '=', 'slack')
+      .where(sql<boolean>`payload->>'approval_id' = ${id}`)
+      .executeTakeFirstOrThrow();
+    expect(row.status).toBe('pending');
+    expect(row.last_error).toMatch(/rate limited/);
+    expect(row.next_attempt_at.getTime()).toBeGreaterThan(Date.now() + 500);
+    expect((await built.store.db.selectFrom('approvals').select('slack_ts').where('id', '=', id).executeTakeFirstOrThrow()).slack_ts).toBeNull();
+
+    slack.failNext('chat.postMessage', { status: 500 });
+    await built.store.db.updateTable('outbox').set({ next_attempt_at: sql`now()` }).where('id', '=', row.id).execute();
+    await deliver();
+    const after500 = await built.store.db.selectFrom('outbox').selectAll().where('id', '=', row.id).executeTakeFirstOrThrow();
+    expect(after500.status).toBe('pending');
+    expect(after500.attempts).toBe(2);
+
+    await built.store.db.updateTable('outbox').set({ next_attempt_at: sql`now()` }).where('id', '=', row.id).execute();
+    await deliver();
+    expect((await built.store.db.selectFrom('outbox').select('status').where('id', '=', row.id).executeTakeFirstOrThrow()).status).toBe('delivered');
+    expect((await built.store.db.selectFrom('approvals').select('slack_ts').where('id', '=', id).executeTakeFirstOrThrow()).slack_ts).not.toBeNull();
+  });
+
+  describe('/invoke', () => {
+    async function command(text: string, user = ALICE) {
+      const responseId = `c${++responses}`;
+      const body = new URLSearchParams({
+        token: 'legacy',
+        team_id: 'T1',
+        channel_id: CHANNEL,
+        user_id: user,
+        command: '/invoke',
+        text,
+        response_url: slack.responseUrl(responseId),
+        trigger_id: 't',
+      }).toString();
+      const res = await slackRequest(body, 'application/x-www-form-urlencoded');
+      expect(res.status).toBe(200);
+      expect(res.elapsed).toBeLessThan(3000);
+      const response = await waitFor(async () => slack.responses.find((r) => r.id === responseId));
+      return { ...response, text: JSON.stringify(response.body) };
+    }
+
+    it('answers every subcommand ephemerally', async () => {
+      const { id, callId } = await freezeAndPost();
+      const help = await command('help');
+      expect(help.body).toMatchObject({ response_type: 'ephemeral' });
+      expect(help.text).toContain('traces');
+      expect((await command('traces agent:billing_agent last:5')).text).toContain('billing.send_reminder');
+      expect((await command(`trace ${callId}`)).text).toContain('approval_requested');
+      expect((await command('approvals')).text).toContain(id);
+      expect((await command(`approval ${id}`)).text).toContain('pending');
+      expect((await command('stats 7d')).text).toMatch(/pending_approval|Pending/i);
+      expect((await command('tools')).text).toContain('billing.get_invoice');
+      const unknown = await command('dance');
+      expect(unknown.text).toContain('Unknown command');
+      expect((await command('traces', VIEWER)).body).toMatchObject({ response_type: 'ephemeral' });
+    });
+
+    it('refuses users who are neither approvers nor trace viewers', async () => {
+      expect((await command('traces', BOB)).text).toMatch(/not allowed/);
+    });
+  });
+
+  it('answers url_verification and refuses a body it cannot read', async () => {
+    const res = await slackRequest(JSON.stringify({ type: 'url_verification', challenge: 'abc' }), 'application/json');
+    expect(JSON.parse(res.body)).toEqual({ challenge: 'abc' });
+    expect((await slackRequest('{not json', 'application/json')).status).toBe(400);
+  });
+});
