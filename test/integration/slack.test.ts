@@ -11,6 +11,7 @@ const CHANNEL = 'C0APPROVALS';
 const ALICE = 'UALICE';
 const BOB = 'UBOB';
 const VIEWER = 'UVIEWER';
+const CAROL = 'UCAROL';
 
 async function waitFor<T>(probe: () => Promise<T | undefined | null | false>, ms = 5000): Promise<T> {
   const deadline = Date.now() + ms;
@@ -34,7 +35,7 @@ describe('Slack app', () => {
   let responses = 0;
 
   beforeAll(async () => {
-    slack = await startSlackEmulator();
+    slack = await startSlackEmulator({ userGroups: { S0LEADS: [CAROL] } });
     tools = await startToolServer({
       'POST /remind': (_req, res) => json(res, 200, { sent: true, channel: 'email' }),
       'GET /invoices/*': (_req, res) => json(res, 200, invoice),
@@ -43,7 +44,7 @@ describe('Slack app', () => {
       SLACK_BOT_TOKEN: 'xoxb-test',
       SLACK_SIGNING_SECRET: SIGNING_SECRET,
       SLACK_APPROVAL_CHANNEL: CHANNEL,
-      SLACK_APPROVER_IDS: ALICE,
+      SLACK_APPROVER_IDS: `${ALICE},S0LEADS`,
       SLACK_TRACE_VIEWER_IDS: VIEWER,
       SLACK_API_URL: slack.url,
       INVOKE_OUTBOX_INTERVAL_MS: '0',
@@ -159,6 +160,13 @@ describe('Slack app', () => {
 
     const answer = await send(built.app, 'GET', `/traces/${callId}`);
     expect(answer.body.status).toBe('executed');
+  });
+
+  it('lets members of an approver user group decide', async () => {
+    const { id, ts } = await freezeAndPost();
+    await click('approval_approve', id, CAROL, ts).request;
+    await waitFor(async () => (await statusOf(id)) === 'executed');
+    expect(slack.callsTo('usergroups.users.list').some((c) => c.args['usergroup'] === 'S0LEADS')).toBe(true);
   });
 
   it('tells an unauthorised clicker ephemerally and leaves the card alone', async () => {
