@@ -29,6 +29,8 @@ import { registerToolRoutes } from './tools/tool-routes.ts';
 import { createToolsRepository } from './tools/tools-repository.ts';
 import { registerTraceRoutes } from './traces/trace-routes.ts';
 import { createTracesRepository } from './traces/traces-repository.ts';
+import { startSweepSchedule } from './sweeps/sweep-scheduler.ts';
+import { createSweepService, type SweepService } from './sweeps/sweep-service.ts';
 import { createInvokeCommand } from './slack/invoke-command.ts';
 import { createSlackApp, createSlackClient } from './slack/slack-app.ts';
 import { createSlackNotifier } from './slack/slack-notifier.ts';
@@ -51,7 +53,8 @@ export interface BuiltApp {
     approvals: ApprovalService;
     callbacks: CallbackOutbox;
     slackOutbox: SlackOutbox | null;
-    deliverOutbox: () => Promise<void>;
+    deliverOutbox: () => Promise<{ delivered: number; failed: number }>;
+    sweeps: SweepService;
   };
   /** Set when no key was configured and one was generated at this start: shown once. */
   generatedApiKey: string | null;
@@ -82,7 +85,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   const approvalsRepository = createApprovalsRepository(store.db);
   // Slack, when configured: approval cards and decisions go through its outbox.
   const slackOutbox = config.slack ? createSlackOutbox(store.db, createSlackClient(config.slack)) : null;
-  const slackNotifier = config.slack && slackOutbox ? createSlackNotifier(store.db, slackOutbox, config.slack.approvalChannel) : null;
+  const slackNotifier = config.slack && slackOutbox ? createSlackNotifier(store.db, slackOutbox, config.slack.approvalChannel, config.slack.approverIds) : null;
   const notifier: ApprovalNotifier = slackNotifier ?? silentNotifier;
   const callbacks = createCallbackOutbox(store.db, { secret: config.callbackSecret, allowHosts: config.callbackAllowHosts });
   const tracesRepository = createTracesRepository(store.db);
@@ -132,9 +135,21 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   // Deliver due callbacks and Slack posts from this process too (the sweeps also do), so agents
   // and approvers hear back promptly.
   const deliverOutbox = async () => {
-    await callbacks.deliverDue();
-    if (slackOutbox) await slackOutbox.deliverDue();
+    const sent = await callbacks.deliverDue();
+    const posted = slackOutbox ? await slackOutbox.deliverDue() : { delivered: 0, failed: 0 };
+    return { delivered: sent.delivered + posted.delivered, failed: sent.failed + posted.failed };
   };
+  const sweeps = createSweepService({
+    config,
+    db: store.db,
+    approvals: approvalService,
+    calls: callsRepository,
+    callService: calls,
+    registry,
+    notifier,
+    deliverOutbox,
+    log: { warn: (obj, msg) => app.log.warn(obj, msg) },
+  });
   const outboxTimer =
     config.outboxIntervalMs > 0
       ? setInterval(() => {
@@ -159,13 +174,21 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   registerApprovalRoutes(app, approvalService);
   slackApp?.register(app);
   await slackApp?.start();
+  const sweepSchedule = startSweepSchedule({
+    expression: config.sweepCron,
+    db: store.db,
+    sweeps,
+    metrics,
+    log: { info: (obj, msg) => app.log.info(obj, msg), warn: (obj, msg) => app.log.warn(obj, msg) },
+  });
   app.addHook('onClose', async () => {
     if (outboxTimer) clearInterval(outboxTimer);
+    await sweepSchedule.stop();
     await slackApp?.stop();
     await waiter.close();
     await callbacks.close();
     await fetchUrl.close();
     if (!deps.store) await store.close();
   });
-  return { app, store, services: { calls, registry, metrics, approvals: approvalService, callbacks, slackOutbox, deliverOutbox }, generatedApiKey };
+  return { app, store, services: { calls, registry, metrics, approvals: approvalService, callbacks, slackOutbox, deliverOutbox, sweeps }, generatedApiKey };
 }

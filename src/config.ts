@@ -131,7 +131,7 @@ export const envSchema = z.object({
   INVOKE_RETRY_BASE_MS: intFrom(200, 0, 60_000),
   INVOKE_RETRY_MAX_MS: intFrom(5_000, 0, 300_000),
   INVOKE_IDEMPOTENCY_TTL: duration('24h'),
-  INVOKE_CALL_LEASE: duration('5m'),
+  INVOKE_CALL_LEASE: duration('60s'),
   INVOKE_APPROVAL_TTL: approvalTtl,
   INVOKE_TOOL_TIMEOUT_MS: intFrom(10_000, 100, 600_000),
   INVOKE_FETCH_MAX_BYTES: intFrom(1_048_576, 1, 104_857_600),
@@ -144,6 +144,21 @@ export const envSchema = z.object({
   INVOKE_CALLBACK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
   INVOKE_CALLBACK_ALLOWLIST: csv,
   INVOKE_OUTBOX_INTERVAL_MS: intFrom(2_000, 0, 3_600_000),
+  INVOKE_SWEEP_CRON: z.string().default('* * * * *'),
+  INVOKE_APPROVAL_REMIND_AT: z
+    .string()
+    .default('75%')
+    .transform((text, ctx) => {
+      const match = /^(\d{1,3}(?:\.\d+)?)%?$/.exec(text.trim());
+      const value = match ? Number(match[1]) : NaN;
+      if (!(value > 0 && value < 100)) {
+        ctx.addIssue({ code: 'custom', message: `"${text}" should be a share of the approval's lifetime between 0 and 100, like 75%` });
+        return z.NEVER;
+      }
+      return value / 100;
+    }),
+  INVOKE_TRACE_RETENTION: duration('30d'),
+  INVOKE_SWEEP_BATCH: intFrom(100, 1, 10_000),
   SLACK_BOT_TOKEN: z.string().optional(),
   SLACK_SIGNING_SECRET: z.string().optional(),
   SLACK_APP_TOKEN: z.string().optional(),
@@ -183,6 +198,7 @@ export type Config = Readonly<{
   retryBaseMs: number;
   retryMaxMs: number;
   idempotencyTtlMs: number;
+  /** Grace beyond a call's own worst-case duration before recovery treats it as interrupted. */
   callLeaseMs: number;
   approvalTtlMs: Readonly<Record<RiskLevel, number>>;
   toolTimeoutMs: number;
@@ -200,6 +216,13 @@ export type Config = Readonly<{
   outboxIntervalMs: number;
   /** Unset: Invoke runs without Slack. */
   slack?: SlackConfig;
+  /** node-cron expression for the sweeps (seconds allowed); `off` disables the schedule. */
+  sweepCron: string;
+  /** Share of an approval's lifetime after which one reminder is posted. */
+  approvalRemindAt: number;
+  traceRetentionMs: number;
+  /** Rows one sweep step handles per pass. */
+  sweepBatch: number;
 }>;
 
 export class ConfigError extends Error {
@@ -246,6 +269,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     callbackAllowHosts: e.INVOKE_CALLBACK_ALLOWLIST,
     outboxIntervalMs: e.INVOKE_OUTBOX_INTERVAL_MS,
     slack,
+    sweepCron: e.INVOKE_SWEEP_CRON,
+    approvalRemindAt: e.INVOKE_APPROVAL_REMIND_AT,
+    traceRetentionMs: e.INVOKE_TRACE_RETENTION,
+    sweepBatch: e.INVOKE_SWEEP_BATCH,
   });
 }
 

@@ -2,14 +2,14 @@ import type { Kysely, Transaction } from 'kysely';
 import type { KeyIdentity } from '../auth/keyring.ts';
 import type { CallAnswer, CallStatus } from '../calls/call-types.ts';
 import { httpStatusFor } from '../calls/call-types.ts';
-import type { CallService } from '../calls/call-service.ts';
+import type { ApprovedCall, CallService } from '../calls/call-service.ts';
 import { finishAnswer } from '../calls/call-service.ts';
 import type { CallsRepository } from '../calls/calls-repository.ts';
 import type { StateReader } from '../calls/state-reader.ts';
 import { computeDrift, type DriftReport } from '../calls/state-verify.ts';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/schema.ts';
-import { ConflictError, ForbiddenError, NotFoundError, UnprocessableError } from '../errors.ts';
+import { AppError, ConflictError, ForbiddenError, NotFoundError, UnprocessableError } from '../errors.ts';
 import type { ToolRegistry } from '../tools/tool-registry.ts';
 import type { StateRefetch } from '../tools/types.ts';
 import { TraceRecorder } from '../traces/trace-recorder.ts';
@@ -260,6 +260,70 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     return { outcome: 'cancelled', reason: 'expired', approval: await view(await load(row.id)), call: answer };
   }
 
+  /** Drift: the approval becomes invalidated and a fresh one with the live state takes its place (same Slack thread). */
+  async function requeue(
+    row: ApprovalRow,
+    verdict: { reason: string; drift: DriftReport },
+    liveState: Record<string, unknown>,
+    seen: Record<string, unknown>,
+    actor: string,
+  ): Promise<DecisionResult> {
+    const fresh = await replacement(row, `requeued after drift: ${verdict.reason}`, liveState, row.approvers as string[] | null);
+    const trace = new TraceRecorder();
+    trace.record('approval_decided', 'requeued', { approval_id: row.id, actor, new_approval_id: fresh.row.id, reason: verdict.reason });
+    const answer = await callAnswerFor(row, 'pending_approval', { reason: fresh.row.reason, approval: fresh.summary }, trace);
+    const won = await settle(row, {
+      status: 'invalidated',
+      decision: { outcome: 'requeued', reason: verdict.reason, drift: verdict.drift, new_approval_id: fresh.row.id, ...seen },
+      answer,
+      trace,
+      actor,
+      final: false,
+      outcome: 'requeued',
+      reason: verdict.reason,
+      drift: verdict.drift,
+      replacement: { row: fresh.row, drift: verdict.drift },
+    });
+    if (!won) throw alreadyDecided(await load(row.id));
+    return { outcome: 'requeued', reason: verdict.reason, drift: verdict.drift, new_approval: fresh.summary, approval: await view(await load(row.id)), call: answer };
+  }
+
+  /** A thaw verdict that ends the approval without running anything. */
+  async function endWithout(row: ApprovalRow, verdict: Extract<ThawVerdict, { outcome: 'cancelled' | 'blocked' | 'replan_required' }>, seen: Record<string, unknown>, actor: string): Promise<DecisionResult> {
+    const trace = new TraceRecorder();
+    const fields: Partial<CallAnswer> = { reason: verdict.reason };
+    if (verdict.outcome === 'blocked') fields.mismatches = verdict.mismatches;
+    trace.record('approval_decided', verdict.outcome, { approval_id: row.id, actor, reason: verdict.reason });
+    const answer = await callAnswerFor(row, verdict.outcome, fields, trace);
+    const drift = verdict.outcome === 'replan_required' ? verdict.drift : null;
+    const won = await settle(row, {
+      status: verdict.outcome === 'replan_required' ? 'invalidated' : verdict.outcome,
+      decision: { outcome: verdict.outcome, reason: verdict.reason, drift, ...seen },
+      answer,
+      trace,
+      actor,
+      final: true,
+      outcome: verdict.outcome,
+      reason: verdict.reason,
+      drift,
+    });
+    if (!won) throw alreadyDecided(await load(row.id));
+    return { outcome: verdict.outcome, reason: verdict.reason, drift, approval: await view(await load(row.id)), call: answer };
+  }
+
+  /** An approved call finished (or was reconciled after a crash): the approval records what ran, and everyone hears. */
+  async function recordApprovedOutcome(row: ApprovalRow, ran: CallAnswer, actor: string, detail: Record<string, unknown>): Promise<void> {
+    const cp = row.checkpoint as Checkpoint;
+    const final = ran.status === 'executed' || ran.status === 'outcome_reconciled' ? 'executed' : 'failed';
+    await db.transaction().execute(async (trx) => {
+      await approvals.recordExecution(trx, row.id, final, { outcome: ran.status, ...detail, result: ran.result ?? null, error: ran.error ?? null });
+      await approvals.recordEvent(final, row.id, actor, { call_status: ran.status }, trx);
+      if (cp.callback_url) await outbox.enqueue(trx, cp.callback_url, callbackPayload(row, final, actor, ran));
+      await notifier.decided(trx, { approvalId: row.id, status: final, outcome: ran.status, actor, reason: ran.reason ?? ran.error ?? null, answer: ran, drift: (detail['drift'] as DriftReport | null) ?? null });
+      await approvals.notifyDecided(trx, row.id);
+    });
+  }
+
   async function pendingOrConflict(id: string): Promise<ApprovalRow> {
     const row = await load(id);
     if (row.status !== 'pending') throw alreadyDecided(row);
@@ -328,55 +392,24 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         ? decideThaw({ checkpoint: cp, liveState: live.state, expired: false })
         : { outcome: 'blocked', reason: 'the checkpoint no longer matches the action that was approved', mismatches: [] };
       const seen = { approver: actor.approver, state_source: live.source, live_state: live.state, comment: input.comment ?? null };
-      const trace = new TraceRecorder();
 
       switch (verdict.outcome) {
         case 'expired':
           return expire(row, actor.approver);
         case 'cancelled':
         case 'blocked':
-        case 'replan_required': {
-          const callStatus: CallStatus = verdict.outcome;
-          const fields: Partial<CallAnswer> = { reason: verdict.reason };
-          if (verdict.outcome === 'blocked') fields.mismatches = verdict.mismatches;
-          trace.record('approval_decided', verdict.outcome, { approval_id: row.id, approver: actor.approver, reason: verdict.reason });
-          const answer = await callAnswerFor(row, callStatus, fields, trace);
-          const drift = verdict.outcome === 'replan_required' ? verdict.drift : null;
-          const status = verdict.outcome === 'replan_required' ? 'invalidated' : verdict.outcome;
-          const won = await settle(row, {
-            status,
-            decision: { outcome: verdict.outcome, reason: verdict.reason, drift, ...seen },
-            answer,
-            trace,
-            actor: actor.approver,
-            final: true,
-            outcome: verdict.outcome,
-            reason: verdict.reason,
-            drift,
-          });
-          if (!won) throw alreadyDecided(await load(id));
-          return { outcome: verdict.outcome, reason: verdict.reason, drift, approval: await view(await load(id)), call: answer };
-        }
-        case 'requeued': {
-          const fresh = await replacement(row, `requeued after drift: ${verdict.reason}`, live.state, row.approvers as string[] | null);
-          trace.record('approval_decided', 'requeued', { approval_id: row.id, approver: actor.approver, new_approval_id: fresh.row.id, reason: verdict.reason });
-          const answer = await callAnswerFor(row, 'pending_approval', { reason: fresh.row.reason, approval: fresh.summary }, trace);
-          const won = await settle(row, {
-            status: 'invalidated',
-            decision: { outcome: 'requeued', reason: verdict.reason, drift: verdict.drift, new_approval_id: fresh.row.id, ...seen },
-            answer,
-            trace,
-            actor: actor.approver,
-            final: false,
-            outcome: 'requeued',
-            reason: verdict.reason,
-            drift: verdict.drift,
-            replacement: { row: fresh.row, drift: verdict.drift },
-          });
-          if (!won) throw alreadyDecided(await load(id));
-          return { outcome: 'requeued', reason: verdict.reason, drift: verdict.drift, new_approval: fresh.summary, approval: await view(await load(id)), call: answer };
-        }
+        case 'replan_required':
+          return endWithout(row, verdict, seen, actor.approver);
+        case 'requeued':
+          return requeue(row, verdict, live.state, seen, actor.approver);
         case 'execute': {
+          let runnable: ApprovedCall;
+          try {
+            runnable = await callService.prepareApproved(cp.request, row.api_key_id);
+          } catch (error) {
+            if (!(error instanceof AppError)) throw error;
+            return endWithout(row, { outcome: 'cancelled', reason: `the frozen call can no longer run: ${error.message}` }, seen, actor.approver);
+          }
           // Claim first (a pending row, unexpired by the database clock), then run, once.
           const claimed = await db.transaction().execute(async (trx) => {
             const won = await approvals.decidePending(trx, row.id, 'approved', { outcome: 'executing', drift: verdict.drift, ...seen }, { unexpiredOnly: true });
@@ -391,23 +424,35 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
           await traces.appendEvents(row.call_id, [
             { step: 'approval_decided', status: 'approved', at: new Date().toISOString(), detail: { approval_id: row.id, approver: actor.approver } },
           ]);
-          const result = await callService.runApproved(row.call_id, cp.request, row.api_key_id, row.id);
-          const ran = result.answer;
-          const final = ran.status === 'executed' || ran.status === 'outcome_reconciled' ? 'executed' : 'failed';
-          await db.transaction().execute(async (trx) => {
-            await approvals.recordExecution(trx, row.id, final, { outcome: ran.status, drift: verdict.drift, ...seen, result: ran.result ?? null, error: ran.error ?? null });
-            await approvals.recordEvent(final, row.id, actor.approver, { call_status: ran.status }, trx);
-            if (cp.callback_url) await outbox.enqueue(trx, cp.callback_url, callbackPayload(row, final, actor.approver, ran));
-            await notifier.decided(trx, { approvalId: row.id, status: final, outcome: ran.status, actor: actor.approver, reason: ran.reason ?? ran.error ?? null, answer: ran, drift: verdict.drift });
-            await approvals.notifyDecided(trx, row.id);
-          });
-          return { outcome: ran.status, drift: verdict.drift, approval: await view(await load(id)), call: ran };
+          const result = await callService.runApproved(runnable, row.call_id, row.id);
+          await recordApprovedOutcome(row, result.answer, actor.approver, { drift: verdict.drift, ...seen });
+          return { outcome: result.answer.status, drift: verdict.drift, approval: await view(await load(id)), call: result.answer };
         }
       }
     },
 
     /** Used by sweeps: expire one pending approval past its expiry. */
     expire,
+
+    /** Used by the recovery sweep: an approved call whose process died was reconciled. */
+    recordApprovedOutcome,
+
+    /**
+     * Used by sweeps: read live state for a pending approval and, on drift under its contract,
+     * requeue it (or end it with replan_required) exactly as an approver's click would.
+     * Returns what happened, or null when nothing changed.
+     */
+    async revalidate(row: ApprovalRow, actor: string): Promise<DecisionResult | null> {
+      const cp = row.checkpoint as Checkpoint;
+      if (!cp.contract || Object.keys(cp.contract.conditions).length === 0) return null;
+      const live = await liveStateFor(row, undefined);
+      if (live.source === 'frozen') return null;
+      const verdict = decideThaw({ checkpoint: cp, liveState: live.state, expired: false });
+      const seen = { approver: actor, state_source: live.source, live_state: live.state, comment: null };
+      if (verdict.outcome === 'requeued') return requeue(row, verdict, live.state, seen, actor);
+      if (verdict.outcome === 'replan_required' || verdict.outcome === 'blocked') return endWithout(row, verdict, seen, actor);
+      return null;
+    },
   };
 }
 export type ApprovalService = ReturnType<typeof createApprovalService>;

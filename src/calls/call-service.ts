@@ -18,6 +18,7 @@ import { callRequestSchema, resolveIdempotencyKey, type CallRequest } from './ca
 import { httpStatusFor, type CallAnswer, type CallStatus } from './call-types.ts';
 import type { CallsRepository } from './calls-repository.ts';
 import { checkEntityResolution } from './entity-check.ts';
+import { decideReconciliation } from './reconcile-decision.ts';
 import { runUnderFailurePolicy, type ExecutionOutcome, type ReconcilePlan } from './failure-policy.ts';
 import { canonicalJson, newId, sha256Hex } from './fingerprint.ts';
 import { createStateReader } from './state-reader.ts';
@@ -34,6 +35,11 @@ export interface CallServiceDeps {
   /** Refuses a callback URL the SSRF guard would not deliver to (400). */
   assertCallbackUrl: (url: string, field: string) => void;
   sleep?: (ms: number) => Promise<void>;
+}
+
+/** A frozen call that passed its checks again and may run once its approval is claimed. */
+export interface ApprovedCall {
+  prepared: PreparedCall;
 }
 
 export interface CallResult {
@@ -165,7 +171,7 @@ export function createCallService(deps: CallServiceDeps) {
   /** Long enough for every attempt, backoff, reconciliation read and the fallback, so recovery never takes a live call for dead. */
   function leaseFor(timeoutMs: number, retries: number, fallbackMs = 0, readMs = 0): number {
     const worstCase = (retries + 1) * (timeoutMs + readMs) + retries * config.retryMaxMs + fallbackMs;
-    return Math.max(config.callLeaseMs, worstCase + 60_000);
+    return worstCase + config.callLeaseMs;
   }
 
   /** Reads the state at freeze time (when a refetch is known) and builds the checkpoint. */
@@ -272,14 +278,20 @@ export function createCallService(deps: CallServiceDeps) {
 
   return {
     /**
-     * Runs a frozen call after its approval was claimed, through the same path as a live call
-     * (failure policy, reconciliation, traces). The checks that ran at freeze time are not
-     * repeated against the requester's key; the approval stands for them.
+     * A frozen call, checked again before its approval is claimed (the tool may be gone, its
+     * schema changed), then run through the same path as a live call (failure policy,
+     * reconciliation, traces). Scope limits of the requester's key were checked at freeze time;
+     * the approval stands for them.
      */
-    async runApproved(callId: string, request: CallRequest, requesterKeyId: string, approvalId: string): Promise<CallResult> {
-      const started = performance.now();
+    async prepareApproved(request: CallRequest, requesterKeyId: string): Promise<ApprovedCall> {
       const identity: KeyIdentity = { id: requesterKeyId, name: 'approved checkpoint', fullAccess: true };
-      const prepared = await prepare(identity, request, undefined);
+      return { prepared: await prepare(identity, request, undefined) };
+    },
+
+    async runApproved(approved: ApprovedCall, callId: string, approvalId: string): Promise<CallResult> {
+      const started = performance.now();
+      const { prepared } = approved;
+      const request = prepared.request;
       const trace = new TraceRecorder();
       trace.record('approval_thawed', 'completed', { approval_id: approvalId });
       await calls.markInFlight(callId, prepared.leaseMs);
@@ -293,6 +305,70 @@ export function createCallService(deps: CallServiceDeps) {
       metrics.calls.inc({ status: answer.status });
       metrics.callDuration.observe({ status: answer.status }, (performance.now() - started) / 1000);
       return { httpStatus, answer, replayed: false };
+    },
+
+    /**
+     * A call left in flight by a process that died: the request may have reached the tool, so it
+     * is never retried blindly. With a state_refetch and conditions it is reconciled against live
+     * state; without, it becomes `unknown_outcome` and a human is told. Returns the stored answer.
+     */
+    async recoverInterrupted(call: { id: string; api_key_id: string; request: unknown }): Promise<{ answer: CallAnswer; needsAttention: boolean }> {
+      const request = call.request as CallRequest;
+      const trace = new TraceRecorder();
+      trace.record('recovery_started', 'unknown', { reason: 'the process running this call stopped before it finished' });
+      const identity: KeyIdentity = { id: call.api_key_id, name: 'recovery', fullAccess: true };
+      const prepared = await prepare(identity, request, undefined).catch(() => null);
+      const bindings = { params: request.params, variables: request.execution_state?.variables ?? {} };
+      let status: CallStatus;
+      let fields: Partial<CallAnswer>;
+      let needsAttention = false;
+      let retrySafe = false;
+      if (prepared && !prepared.tool.card.side_effects) {
+        // A read can simply be repeated: free the key so the agent's retry runs.
+        status = 'failed';
+        fields = { error: 'interrupted', reason: 'The process running this read-only call stopped; repeat it' };
+        retrySafe = true;
+      } else if (!prepared?.reconcile) {
+        status = 'unknown_outcome';
+        fields = { error: 'interrupted', reason: 'The process running this call stopped after the request may have reached the tool, and there is no state_refetch with conditions to reconcile it' };
+        needsAttention = true;
+      } else {
+        const plan = prepared.reconcile;
+        const started = performance.now();
+        const read = await stateReader.read(plan.tool, plan.refetch, bindings);
+        trace.record('state_refetched', read.ok ? 'completed' : 'failed', { source: plan.source, purpose: 'recovery', error: read.ok ? undefined : read.error }, performance.now() - started);
+        if (!read.ok) {
+          status = 'unknown_outcome';
+          fields = { error: 'interrupted', reason: `Could not read live state from ${plan.source} to reconcile: ${read.error}` };
+          needsAttention = true;
+        } else {
+          const decision = decideReconciliation({ action: { tool: request.tool, params: request.params }, current_state: read.state, conditions: plan.conditions });
+          const reconciliation = { decision: decision.decision, reason: decision.reason, current_state: read.state };
+          trace.record('outcome_reconciled', decision.decision, { reason: decision.reason });
+          metrics.reconciliations.inc({ decision: decision.decision });
+          if (decision.decision === 'do_not_retry') {
+            status = 'outcome_reconciled';
+            fields = { result: read.state, reason: decision.reason, reconciliation };
+          } else if (decision.decision === 'replan') {
+            status = 'replan_required';
+            fields = { reason: decision.reason, reconciliation };
+          } else {
+            status = 'failed';
+            fields = { error: 'interrupted', reason: `Live state shows the call did not take effect (${decision.reason}); it is safe to repeat`, reconciliation };
+            retrySafe = true;
+          }
+        }
+      }
+      const earlier = await traces.eventsFor(call.id);
+      const answer = finishAnswer(call.id, request, trace, status, fields);
+      answer.trace = [...earlier, ...trace.events];
+      await calls.completeCall(call.id, httpStatusFor(answer), answer, null, async (trx) => {
+        await traces.appendEvents(call.id, trace.takePending(), trx);
+        if (retrySafe) await calls.forgetIdempotencyKey(trx, call.id);
+        if (needsAttention) await deps.notifier.needsAttention(trx, { callId: call.id, tool: request.tool, agentId: request.agent_id, reason: fields.reason ?? 'unknown outcome' });
+      });
+      metrics.calls.inc({ status: answer.status });
+      return { answer, needsAttention };
     },
 
     async call(identity: KeyIdentity, body: unknown, options: { idempotencyKeyHeader?: string } = {}): Promise<CallResult> {

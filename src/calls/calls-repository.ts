@@ -155,6 +155,38 @@ export function createCallsRepository(db: Kysely<Database>) {
 
     writeAnswer,
 
+    /** Frees a call's idempotency key, so the agent's repeat runs afresh (its outcome was safe to retry). */
+    async forgetIdempotencyKey(trx: Transaction<Database>, callId: string): Promise<void> {
+      await trx.deleteFrom('idempotency_keys').where('call_id', '=', callId).execute();
+    },
+
+    /**
+     * Claims calls left in flight past their lease (their process died): one conditional update
+     * per row, so two replicas never recover the same call. The claim is a fresh lease.
+     */
+    async claimInterrupted(limit: number, leaseMs: number): Promise<Array<{ id: string; api_key_id: string; request: unknown }>> {
+      return db
+        .updateTable('calls')
+        .set({ lease_expires_at: sql<Date>`now() + ${`${leaseMs} milliseconds`}::interval` })
+        .where(
+          'id',
+          'in',
+          db
+            .selectFrom('calls')
+            .select('id')
+            .where('status', '=', 'in_flight')
+            .where('lease_expires_at', '<', sql<Date>`now()`)
+            .orderBy('lease_expires_at')
+            .limit(limit)
+            .forUpdate()
+            .skipLocked(),
+        )
+        .where('status', '=', 'in_flight')
+        .where('lease_expires_at', '<', sql<Date>`now()`)
+        .returning(['id', 'api_key_id', 'request'])
+        .execute();
+    },
+
     /** A frozen call about to run after approval: in flight again, with a lease, for the recovery sweep. */
     async markInFlight(callId: string, leaseMs: number): Promise<void> {
       await db

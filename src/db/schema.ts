@@ -87,6 +87,13 @@ export interface ApprovalsTable {
   slack_ts: string | null;
   slack_thread_ts: string | null;
   reminded_at: Timestamp | null;
+  revalidated_at: Timestamp | null;
+}
+
+export interface CronClaimsTable {
+  key: string;
+  claimed_by: string;
+  claimed_at: Generated<Date>;
 }
 
 export interface ApprovalVotesTable {
@@ -141,5 +148,6 @@ export interface Database {
   approval_votes: ApprovalVotesTable;
   approval_events: ApprovalEventsTable;
   outbox: OutboxTable;
+  cron_claims: CronClaimsTable;
   executions: ExecutionsTable;
 }

@@ -15,6 +15,8 @@ export function createMetrics() {
       registers: [registry],
     }),
     replays: new Counter({ name: 'invoke_idempotent_replays_total', help: 'Repeated idempotency keys answered from the store', registers: [registry] }),
+    sweepPasses: new Counter({ name: 'invoke_sweep_passes_total', help: 'Sweep passes run by this process', registers: [registry] }),
+    sweepRows: new Counter({ name: 'invoke_sweep_rows_total', help: 'Rows changed by sweeps, by step', labelNames: ['step'] as const, registers: [registry] }),
     callDuration: new Histogram({
       name: 'invoke_call_duration_seconds',
       help: 'Time to answer a call, by status',

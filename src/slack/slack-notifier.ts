@@ -5,7 +5,7 @@ import type { DriftReport } from '../calls/state-verify.ts';
 import type { Database } from '../db/schema.ts';
 import { readPath } from '../policy/conditions.ts';
 import type { RiskLevel } from '../tools/types.ts';
-import { approvalCard, decidedCard, refetchedCard, threadReply } from './blocks.ts';
+import { approvalCard, decidedCard, ephemeralText, escapeText, refetchedCard, threadReply } from './blocks.ts';
 import type { ApprovalCardInput } from './card-types.ts';
 import type { SlackOutbox } from './slack-outbox.ts';
 
@@ -55,7 +55,7 @@ function resultSummary(result: unknown): string | null {
  * and on a decision the card updated without buttons plus a reply in its thread. Everything
  * goes through the outbox, in the transaction of the change it reports.
  */
-export function createSlackNotifier(db: Kysely<Database>, outbox: SlackOutbox, channel: string): ApprovalNotifier & {
+export function createSlackNotifier(db: Kysely<Database>, outbox: SlackOutbox, channel: string, approverIds: readonly string[]): ApprovalNotifier & {
   refetched(approvalId: string, live: { state_source: string; drift: DriftReport | null }): Promise<void>;
 } {
   async function votes(trx: Transaction<Database> | Kysely<Database>, approvalId: string): Promise<number> {
@@ -95,6 +95,18 @@ export function createSlackNotifier(db: Kysely<Database>, outbox: SlackOutbox, c
           new_approval_id: event.newApprovalId ?? null,
         }),
       });
+    },
+
+    async reminded(trx, event) {
+      const mentions = approverIds.map((id) => (id.startsWith('S') ? `<!subteam^${id}>` : `<@${id}>`)).join(' ');
+      const when = Math.floor(event.expiresAt.getTime() / 1000);
+      const text = `:alarm_clock: ${mentions} this approval is still waiting and expires <!date^${when}^{time} {date_short_pretty}|${event.expiresAt.toISOString()}>.`;
+      await outbox.enqueue(trx, { role: 'reply', approval_id: event.approvalId, message: ephemeralText(text) });
+    },
+
+    async needsAttention(trx, event) {
+      const text = `:warning: Call \`${escapeText(event.callId)}\` (${escapeText(event.tool)}, agent ${escapeText(event.agentId)}) has an unknown outcome that Invoke cannot reconcile: ${escapeText(event.reason)}. Check the tool before anyone repeats it.`;
+      await outbox.enqueue(trx, { role: 'notice', channel, message: ephemeralText(text) });
     },
 
     async refetched(approvalId, live) {

@@ -14,11 +14,13 @@ const WAIT_FOR_CARD_SECONDS = 2;
  *   once posted, its channel and ts are stored on the approval.
  * - `update`: `chat.update` of the approval's card.
  * - `reply`: a message in the approval's card thread.
+ * - `notice`: a message to a channel, tied to no approval.
  */
 export type SlackPost =
   | { role: 'card'; approval_id: string; channel: string; thread_of: string | null; message: SlackMessage }
   | { role: 'update'; approval_id: string; message: SlackMessage }
-  | { role: 'reply'; approval_id: string; message: SlackMessage };
+  | { role: 'reply'; approval_id: string; message: SlackMessage }
+  | { role: 'notice'; channel: string; message: SlackMessage };
 
 export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
   async function cardOf(approvalId: string) {
@@ -40,6 +42,10 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
         .set({ slack_channel: posted.channel ?? payload.channel, slack_ts: posted.ts ?? null, slack_thread_ts: threadTs ?? null })
         .where('id', '=', payload.approval_id)
         .execute();
+      return 'done';
+    }
+    if (payload.role === 'notice') {
+      await client.chat.postMessage({ channel: payload.channel, text: payload.message.text, blocks: payload.message.blocks as never });
       return 'done';
     }
     const card = await cardOf(payload.approval_id);

@@ -13,6 +13,8 @@ export function testConfig(env: Record<string, string> = {}) {
     INVOKE_RETRY_BASE_MS: '1',
     INVOKE_RETRY_MAX_MS: '5',
     LOG_LEVEL: 'silent',
+    // Tests run sweep passes themselves, when they mean to.
+    INVOKE_SWEEP_CRON: 'off',
     ...env,
   });
 }

@@ -408,6 +408,18 @@ describe('approvals', () => {
     });
   });
 
+  it('cancels, rather than sticks, when the frozen call can no longer run (its tool was removed)', async () => {
+    await send(built.app, 'POST', '/v1/providers', { name: 'temp', base_url: tools.url, tools: [{ name: 'remind', path: '/remind', risk: 'low' }] });
+    const res = await send(built.app, 'POST', '/v1/call', { tool: 'temp.remind', params: {}, agent_id: 'a', idempotency_key: 'gone-1', approval_contract: { intent: 'x' } });
+    await send(built.app, 'POST', '/v1/providers', { name: 'temp', base_url: tools.url, tools: [{ name: 'other', path: '/remind', risk: 'low' }] });
+    const approved = await approve(res.body.approval.id, ALICE);
+    expect(approved.status).toBe(200);
+    expect(approved.body).toMatchObject({ outcome: 'cancelled', approval: { status: 'cancelled' } });
+    expect(approved.body.reason).toMatch(/Unknown tool temp.remind/);
+    const again = await send(built.app, 'POST', '/v1/call', { tool: 'temp.other', params: {}, agent_id: 'a', idempotency_key: 'gone-1', approval_contract: { intent: 'x' } });
+    expect(again.status).toBe(422);
+  });
+
   it('keeps decisions across a restart: status lives in the store', async () => {
     const frozen = await freeze();
     await send(built.app, 'POST', `/approvals/${frozen.approval.id}/reject`, { reason: 'no' }, { 'x-api-key': ALICE });

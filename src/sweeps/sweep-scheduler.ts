@@ -1,0 +1,56 @@
+import { hostname } from 'node:os';
+import cron, { type ScheduledTask } from 'node-cron';
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import type { SweepCounts, SweepService } from './sweep-service.ts';
+
+/**
+ * node-cron's run coordinator backed by Postgres: one claim row per fire, won by a conditional
+ * insert, so on many replicas each scheduled pass runs on one of them. (Passes would be safe on
+ * all at once; this only saves the duplicate work.)
+ */
+export function createPostgresRunCoordinator(db: Kysely<Database>, replicaId: string) {
+  return {
+    async shouldRun(key: string): Promise<boolean> {
+      const claimed = await db.insertInto('cron_claims').values({ key, claimed_by: replicaId }).onConflict((oc) => oc.doNothing()).returning('key').executeTakeFirst();
+      return claimed !== undefined;
+    },
+  };
+}
+
+export function formatCounts(counts: SweepCounts): string {
+  return Object.entries(counts)
+    .map(([name, value]) => `${name}=${value}`)
+    .join(' ');
+}
+
+/** Schedules sweep passes with node-cron (`INVOKE_SWEEP_CRON`, seconds allowed); started with the server. */
+export function startSweepSchedule(options: {
+  expression: string;
+  db: Kysely<Database>;
+  sweeps: SweepService;
+  metrics: Metrics;
+  log: { info(obj: unknown, msg?: string): void; warn(obj: unknown, msg?: string): void };
+}): { stop(): Promise<void> } {
+  const { expression, db, sweeps, metrics, log } = options;
+  if (expression === 'off') return { stop: async () => {} };
+  if (!cron.validate(expression)) throw new Error(`INVOKE_SWEEP_CRON: "${expression}" is not a cron expression (five or six fields, or "off")`);
+  const replicaId = `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`;
+  const task: ScheduledTask = cron.schedule(
+    expression,
+    async () => {
+      const counts = await sweeps.runPass();
+      metrics.sweepPasses.inc();
+      for (const [step, value] of Object.entries(counts)) if (value > 0) metrics.sweepRows.inc({ step }, value);
+      log.info({ sweep: counts }, `sweep pass: ${formatCounts(counts)}`);
+    },
+    { name: 'invoke-sweep', noOverlap: true, distributed: true, runCoordinator: createPostgresRunCoordinator(db, replicaId) },
+  );
+  task.on('execution:failed', (context) => log.warn({ err: context.execution?.error }, 'sweep pass failed'));
+  return {
+    async stop() {
+      await task.destroy();
+    },
+  };
+}
