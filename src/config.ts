@@ -1,3 +1,4 @@
+import cron from 'node-cron';
 import { z } from 'zod';
 import type { RiskLevel } from './tools/types.ts';
 
@@ -144,7 +145,10 @@ export const envSchema = z.object({
   INVOKE_CALLBACK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
   INVOKE_CALLBACK_ALLOWLIST: csv,
   INVOKE_OUTBOX_INTERVAL_MS: intFrom(2_000, 0, 3_600_000),
-  INVOKE_SWEEP_CRON: z.string().default('* * * * *'),
+  INVOKE_SWEEP_CRON: z
+    .string()
+    .default('* * * * *')
+    .refine((text) => text === 'off' || cron.validate(text), 'not a cron expression (five fields, or six with seconds first), or "off"'),
   INVOKE_APPROVAL_REMIND_AT: z
     .string()
     .default('75%')

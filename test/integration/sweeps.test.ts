@@ -1,0 +1,215 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { BuiltApp } from '../../src/app.ts';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+import { startSlackEmulator } from '../../demo/slack-emulator.ts';
+import { buildTestApp, send } from '../helpers/app.ts';
+import { json, startToolServer } from '../helpers/tool-server.ts';
+
+const APPROVER = 'UAPPROVER';
+
+/** Each sweep step on the embedded store; the crash and multi-replica cases run on real Postgres (test/pg). */
+describe('sweeps', () => {
+  let built: BuiltApp;
+  let slack: Awaited<ReturnType<typeof startSlackEmulator>>;
+  let tools: Awaited<ReturnType<typeof startToolServer>>;
+  let hooks: Awaited<ReturnType<typeof startToolServer>>;
+  let invoice: Record<string, unknown>;
+  const payments = new Map<string, boolean>();
+
+  beforeAll(async () => {
+    slack = await startSlackEmulator();
+    tools = await startToolServer({
+      'POST /remind': (_req, res) => json(res, 200, { sent: true }),
+      'GET /invoices/*': (_req, res) => json(res, 200, invoice),
+      'POST /charge': (req, res) => {
+        payments.set((req.body as { payment_id: string }).payment_id, true);
+        json(res, 200, { charged: true });
+      },
+      'GET /payments/*': (req, res) => json(res, 200, { charged: payments.get(req.path.split('/').pop()!) ?? false }),
+    });
+    hooks = await startToolServer({ 'POST /hook': (_req, res) => json(res, 200, { ok: true }) });
+    built = await buildTestApp({
+      SLACK_BOT_TOKEN: 'xoxb-test',
+      SLACK_SIGNING_SECRET: 'secret',
+      SLACK_APPROVAL_CHANNEL: 'C0APPROVALS',
+      SLACK_APPROVER_IDS: APPROVER,
+      SLACK_API_URL: slack.url,
+      INVOKE_OUTBOX_INTERVAL_MS: '0',
+      INVOKE_CALLBACK_SECRET: 'callback-secret-0123456789',
+      INVOKE_CALLBACK_ALLOWLIST: `127.0.0.1:${hooks.port}`,
+      INVOKE_TRACE_RETENTION: '30d',
+    });
+    await send(built.app, 'POST', '/v1/providers', {
+      name: 'billing',
+      base_url: tools.url,
+      tools: [
+        { name: 'send_reminder', path: '/remind', risk: 'high' },
+        { name: 'get_invoice', method: 'GET', path: '/invoices/{invoice_id}', side_effects: false, risk: 'low' },
+        {
+          name: 'charge',
+          path: '/charge',
+          risk: 'medium',
+          state_refetch: { tool: 'billing.get_payment', params: { payment_id: '{{params.payment_id}}' }, conditions: { charged: true } },
+        },
+        { name: 'charge_blind', path: '/charge', risk: 'medium' },
+        { name: 'get_payment', method: 'GET', path: '/payments/{payment_id}', side_effects: false, risk: 'low' },
+      ],
+    });
+  });
+  afterAll(async () => {
+    await built.app.close();
+    await Promise.all([tools.close(), hooks.close(), slack.close()]);
+  });
+  beforeEach(() => {
+    invoice = { invoice_id: 'inv_1', invoice_status: 'overdue', balance: 100 };
+  });
+
+  const pass = () => built.services.sweeps.runPass();
+  const contract = (extra: Record<string, unknown> = {}) => ({
+    intent: 'send_invoice_reminder',
+    conditions: { invoice_status: 'overdue', balance: '> 0' },
+    state_refetch: { tool: 'billing.get_invoice', params: { invoice_id: 'inv_1' } },
+    ...extra,
+  });
+  const freeze = async (extra: Record<string, unknown> = {}, body: Record<string, unknown> = {}) => {
+    const res = await send(built.app, 'POST', '/v1/call', { tool: 'billing.send_reminder', params: { invoice_id: 'inv_1' }, agent_id: 'a', approval_contract: contract(extra), ...body });
+    expect(res.status).toBe(202);
+    await built.services.deliverOutbox();
+    return res.body as { call_id: string; approval: { id: string } };
+  };
+  const approval = (id: string) => built.store.db.selectFrom('approvals').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  const cardTs = async (id: string) => (await approval(id)).slack_ts!;
+
+  it('expires stale approvals: card updated, thread told, callback sent, call cancelled', async () => {
+    const frozen = await freeze({ expires_at: new Date(Date.now() + 300).toISOString() }, { callback_url: `${hooks.url}/hook`, idempotency_key: 'exp-1' });
+    const ts = await cardTs(frozen.approval.id);
+    await new Promise((r) => setTimeout(r, 400));
+    const counts = await pass();
+    expect(counts.expired).toBeGreaterThanOrEqual(1);
+    expect((await approval(frozen.approval.id)).status).toBe('expired');
+    expect(slack.callsTo('chat.update').some((c) => c.args['ts'] === ts)).toBe(true);
+    expect(slack.callsTo('chat.postMessage').some((c) => c.args['thread_ts'] === ts)).toBe(true);
+    expect(hooks.requests.some((r) => (r.body as { approval_id?: string }).approval_id === frozen.approval.id)).toBe(true);
+    const trace = await send(built.app, 'GET', `/traces/${frozen.call_id}`);
+    expect(trace.body.status).toBe('cancelled');
+    // A second pass (or a second replica) finds nothing left to expire.
+    const again = await pass();
+    expect(again.expired).toBe(0);
+  });
+
+  it('escalates instead of expiring when the contract says so', async () => {
+    const frozen = await freeze({ expires_at: new Date(Date.now() + 200).toISOString(), on_expire: 'escalate', escalate_to: ['UBOSS'] });
+    await new Promise((r) => setTimeout(r, 300));
+    const counts = await pass();
+    expect(counts.escalated).toBeGreaterThanOrEqual(1);
+    expect((await approval(frozen.approval.id)).status).toBe('escalated');
+    const fresh = await built.store.db.selectFrom('approvals').selectAll().where('previous_approval_id', '=', frozen.approval.id).executeTakeFirstOrThrow();
+    expect(fresh).toMatchObject({ status: 'pending', approvers: ['UBOSS'] });
+  });
+
+  it('reminds once, mentioning the approvers, after 75% of the lifetime', async () => {
+    const frozen = await freeze({ expires_at: new Date(Date.now() + 2000).toISOString() });
+    const ts = await cardTs(frozen.approval.id);
+    expect((await pass()).reminded).toBe(0);
+    await new Promise((r) => setTimeout(r, 1600));
+    expect((await pass()).reminded).toBe(1);
+    expect((await pass()).reminded).toBe(0);
+    await built.services.deliverOutbox();
+    const reminder = slack.callsTo('chat.postMessage').find((c) => c.args['thread_ts'] === ts && JSON.stringify(c.args).includes('alarm_clock'))!;
+    expect(JSON.stringify(reminder.args)).toContain(`<@${APPROVER}>`);
+  });
+
+  it('revalidates pending approvals against live state and requeues on drift in the same thread', async () => {
+    const frozen = await freeze();
+    const ts = await cardTs(frozen.approval.id);
+    expect((await pass()).requeued).toBe(0);
+    invoice = { ...invoice, invoice_status: 'paid' };
+    const counts = await pass();
+    // Every pending approval on this invoice drifted, earlier tests' included.
+    expect(counts.requeued).toBeGreaterThanOrEqual(1);
+    expect((await approval(frozen.approval.id)).status).toBe('invalidated');
+    const fresh = await built.store.db.selectFrom('approvals').selectAll().where('previous_approval_id', '=', frozen.approval.id).executeTakeFirstOrThrow();
+    await built.services.deliverOutbox();
+    expect((await approval(fresh.id)).slack_thread_ts).toBe(ts);
+  });
+
+  describe('recovering interrupted calls', () => {
+    /** What a dead process leaves behind: the call in flight, its key claimed, its lease run out. */
+    async function interrupt(callId: string) {
+      await built.store.db
+        .updateTable('calls')
+        .set({ status: 'in_flight', answer: null, lease_expires_at: sql`now() - interval '1 second'` })
+        .where('id', '=', callId)
+        .execute();
+      await built.store.db.updateTable('idempotency_keys').set({ state: 'in_flight', response: null }).where('call_id', '=', callId).execute();
+    }
+
+    it('reconciles from live state: the charge happened, so the key replays outcome_reconciled', async () => {
+      const body = { tool: 'billing.charge', params: { payment_id: 'pay_1' }, agent_id: 'a', idempotency_key: 'rec-1' };
+      const first = await send(built.app, 'POST', '/v1/call', body);
+      await interrupt(first.body.call_id);
+      expect((await send(built.app, 'POST', '/v1/call', body)).status).toBe(409);
+      const counts = await pass();
+      expect(counts.recovered).toBe(1);
+      const again = await send(built.app, 'POST', '/v1/call', body);
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.body.status).toBe('outcome_reconciled');
+      expect(tools.count('POST', '/charge')).toBe(1);
+    });
+
+    it('frees the key when live state shows the call never took effect', async () => {
+      const body = { tool: 'billing.charge', params: { payment_id: 'pay_2' }, agent_id: 'a', idempotency_key: 'rec-2' };
+      const first = await send(built.app, 'POST', '/v1/call', body);
+      payments.delete('pay_2');
+      await interrupt(first.body.call_id);
+      await pass();
+      const again = await send(built.app, 'POST', '/v1/call', body);
+      expect(again.headers['idempotent-replayed']).toBeUndefined();
+      expect(again.body.status).toBe('executed');
+    });
+
+    it('without a way to reconcile: unknown_outcome, never re-run, surfaced in Slack', async () => {
+      const before = tools.count('POST', '/charge');
+      const body = { tool: 'billing.charge_blind', params: { payment_id: 'pay_3' }, agent_id: 'a', idempotency_key: 'rec-3' };
+      const first = await send(built.app, 'POST', '/v1/call', body);
+      await interrupt(first.body.call_id);
+      const counts = await pass();
+      expect(counts.unknown_outcomes).toBe(1);
+      const again = await send(built.app, 'POST', '/v1/call', body);
+      expect(again.body.status).toBe('unknown_outcome');
+      expect(tools.count('POST', '/charge')).toBe(before + 1);
+      await built.services.deliverOutbox();
+      expect(slack.callsTo('chat.postMessage').some((c) => String(c.args['text']).includes(first.body.call_id))).toBe(true);
+    });
+  });
+
+  it('trims expired idempotency keys and traces past retention, in bounded batches', async () => {
+    const res = await send(built.app, 'POST', '/v1/call', { tool: 'billing.get_invoice', params: { invoice_id: 'inv_1' }, agent_id: 'old', idempotency_key: 'old-1' });
+    await built.store.db.updateTable('idempotency_keys').set({ expires_at: sql`now() - interval '1 hour'` }).where('key', '=', 'old-1').execute();
+    await built.store.db.updateTable('calls').set({ created_at: sql`now() - interval '40 days'` }).where('id', '=', res.body.call_id).execute();
+    await built.store.db.updateTable('trace_events').set({ at: sql`now() - interval '40 days'` }).where('call_id', '=', res.body.call_id).execute();
+    const counts = await pass();
+    expect(counts.idempotency_keys_removed).toBeGreaterThanOrEqual(1);
+    expect(counts.traces_removed).toBeGreaterThanOrEqual(2);
+    expect((await send(built.app, 'GET', `/traces/${res.body.call_id}`)).status).toBe(404);
+  });
+
+  it('runs on its node-cron schedule and counts passes in /metrics', async () => {
+    const scheduled = await buildTestApp({ INVOKE_SWEEP_CRON: '* * * * * *' }, built.store);
+    try {
+      await new Promise((r) => setTimeout(r, 2300));
+      const metrics = await send(scheduled.app, 'GET', '/metrics');
+      const passes = Number(/invoke_sweep_passes_total (\d+)/.exec(metrics.text)?.[1] ?? 0);
+      expect(passes).toBeGreaterThanOrEqual(1);
+    } finally {
+      await scheduled.app.close();
+    }
+  });
+
+  it('refuses a bad cron expression at start with a readable message', () => {
+    expect(() => loadConfig({ INVOKE_SWEEP_CRON: 'every minute' })).toThrow(ConfigError);
+    expect(() => loadConfig({ INVOKE_SWEEP_CRON: 'every minute' })).toThrow(/INVOKE_SWEEP_CRON/);
+    expect(() => loadConfig({ INVOKE_APPROVAL_REMIND_AT: '150%' })).toThrow(/INVOKE_APPROVAL_REMIND_AT/);
+  });
+});
