@@ -41,6 +41,11 @@ export interface AppDeps {
   store?: Store;
   logger?: FastifyServerOptions['logger'];
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * A worker that runs one job and exits (`npm run sweep`): no generated key, no Slack
+   * connection (Socket Mode would receive clicks it may not live to handle), no timers.
+   */
+  headless?: boolean;
 }
 
 export interface BuiltApp {
@@ -65,7 +70,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   const serverRules: PolicyRule[] = config.policyFile ? (await loadPolicyFile(config.policyFile)).rules : [];
   const store = deps.store ?? (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }));
   await migrateToLatest(store.db);
-  const generatedApiKey = await ensureBootstrapKey(config, store.db);
+  const generatedApiKey = deps.headless ? null : await ensureBootstrapKey(config, store.db);
   const keyring = await loadKeyring(config, store.db);
 
   const metrics = createMetrics();
@@ -151,7 +156,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     log: { warn: (obj, msg) => app.log.warn(obj, msg) },
   });
   const outboxTimer =
-    config.outboxIntervalMs > 0
+    config.outboxIntervalMs > 0 && !deps.headless
       ? setInterval(() => {
           deliverOutbox().catch((error: unknown) => app.log.warn({ err: error }, 'outbox delivery pass failed'));
         }, config.outboxIntervalMs)
@@ -173,9 +178,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   registerExecutionRoutes(app, executions);
   registerApprovalRoutes(app, approvalService);
   slackApp?.register(app);
-  await slackApp?.start();
+  if (!deps.headless) await slackApp?.start();
   const sweepSchedule = startSweepSchedule({
-    expression: config.sweepCron,
+    expression: deps.headless ? 'off' : config.sweepCron,
     db: store.db,
     sweeps,
     metrics,
@@ -184,7 +189,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   app.addHook('onClose', async () => {
     if (outboxTimer) clearInterval(outboxTimer);
     await sweepSchedule.stop();
-    await slackApp?.stop();
+    if (!deps.headless) await slackApp?.stop();
     await waiter.close();
     await callbacks.close();
     await fetchUrl.close();

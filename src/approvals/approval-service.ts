@@ -413,17 +413,23 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
           // Claim first (a pending row, unexpired by the database clock), then run, once.
           const claimed = await db.transaction().execute(async (trx) => {
             const won = await approvals.decidePending(trx, row.id, 'approved', { outcome: 'executing', drift: verdict.drift, ...seen }, { unexpiredOnly: true });
-            if (won) await approvals.recordEvent('approved', row.id, actor.approver, { drift: verdict.drift, ...seen }, trx);
-            return won;
+            if (!won) return false;
+            await approvals.recordEvent('approved', row.id, actor.approver, { drift: verdict.drift, ...seen }, trx);
+            // In flight with a lease in the same commit: if this process dies from here on, the
+            // recovery sweep finds the call and finishes the approval.
+            await calls.markInFlight(row.call_id, runnable.leaseMs, trx);
+            await traces.appendEvents(
+              row.call_id,
+              [{ step: 'approval_decided', status: 'approved', at: new Date().toISOString(), detail: { approval_id: row.id, approver: actor.approver } }],
+              trx,
+            );
+            return true;
           });
           if (!claimed) {
             const now = await load(id);
             if (now.status === 'pending') return expire(now, actor.approver);
             throw alreadyDecided(now);
           }
-          await traces.appendEvents(row.call_id, [
-            { step: 'approval_decided', status: 'approved', at: new Date().toISOString(), detail: { approval_id: row.id, approver: actor.approver } },
-          ]);
           const result = await callService.runApproved(runnable, row.call_id, row.id);
           await recordApprovedOutcome(row, result.answer, actor.approver, { drift: verdict.drift, ...seen });
           return { outcome: result.answer.status, drift: verdict.drift, approval: await view(await load(id)), call: result.answer };

@@ -40,6 +40,8 @@ export interface CallServiceDeps {
 /** A frozen call that passed its checks again and may run once its approval is claimed. */
 export interface ApprovedCall {
   prepared: PreparedCall;
+  /** How long the call may run before recovery treats it as interrupted. */
+  leaseMs: number;
 }
 
 export interface CallResult {
@@ -285,7 +287,8 @@ export function createCallService(deps: CallServiceDeps) {
      */
     async prepareApproved(request: CallRequest, requesterKeyId: string): Promise<ApprovedCall> {
       const identity: KeyIdentity = { id: requesterKeyId, name: 'approved checkpoint', fullAccess: true };
-      return { prepared: await prepare(identity, request, undefined) };
+      const prepared = await prepare(identity, request, undefined);
+      return { prepared, leaseMs: prepared.leaseMs };
     },
 
     async runApproved(approved: ApprovedCall, callId: string, approvalId: string): Promise<CallResult> {
@@ -294,7 +297,6 @@ export function createCallService(deps: CallServiceDeps) {
       const request = prepared.request;
       const trace = new TraceRecorder();
       trace.record('approval_thawed', 'completed', { approval_id: approvalId });
-      await calls.markInFlight(callId, prepared.leaseMs);
       const outcome = await execute(prepared, callId, trace);
       const { status, ...rest } = outcome;
       const earlier = await traces.eventsFor(callId);

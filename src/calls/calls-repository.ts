@@ -188,8 +188,8 @@ export function createCallsRepository(db: Kysely<Database>) {
     },
 
     /** A frozen call about to run after approval: in flight again, with a lease, for the recovery sweep. */
-    async markInFlight(callId: string, leaseMs: number): Promise<void> {
-      await db
+    async markInFlight(callId: string, leaseMs: number, trx: Db = db): Promise<void> {
+      await trx
         .updateTable('calls')
         .set({ status: 'in_flight', lease_expires_at: sql<Date>`now() + ${`${leaseMs} milliseconds`}::interval` })
         .where('id', '=', callId)

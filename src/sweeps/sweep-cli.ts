@@ -4,8 +4,8 @@ import { formatCounts } from './sweep-scheduler.ts';
 
 /** `npm run sweep`: one pass, then exit (for operators who prefer an external scheduler). */
 async function main(): Promise<void> {
-  const config = loadConfig({ ...process.env, INVOKE_SWEEP_CRON: 'off', INVOKE_OUTBOX_INTERVAL_MS: '0' });
-  const { app, services } = await buildApp(config, { logger: { level: config.logLevel } });
+  const config = loadConfig();
+  const { app, services } = await buildApp(config, { logger: { level: config.logLevel }, headless: true });
   try {
     const started = Date.now();
     const counts = await services.sweeps.runPass();

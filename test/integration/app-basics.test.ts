@@ -130,6 +130,18 @@ describe('configuration and the generated key', () => {
     await second.app.close();
   });
 
+  it('a headless worker (npm run sweep) generates no key, so the next start still prints one', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'invoke-data-'));
+    const config = loadConfig({ INVOKE_DATA_DIR: dir, LOG_LEVEL: 'silent' });
+    const worker = await buildApp(config, { logger: false, headless: true });
+    expect(worker.generatedApiKey).toBeNull();
+    expect(await worker.store.db.selectFrom('api_keys').selectAll().execute()).toHaveLength(0);
+    await worker.app.close();
+    const server = await buildApp(config, { logger: false });
+    expect(server.generatedApiKey).toMatch(/^inv_/);
+    await server.app.close();
+  });
+
   it('answers 503 on /health when the store is down', async () => {
     const store = await openStore({ dataDir: 'memory://' });
     const built = await buildTestApp({}, store);
