@@ -52,7 +52,15 @@ async function main(): Promise<void> {
   const toolUrl = `http://127.0.0.1:${(tool.address() as AddressInfo).port}`;
 
   const { app } = await buildApp(
-    loadConfig({ INVOKE_DATA_DIR: 'memory://', INVOKE_API_KEYS: KEY, LOG_LEVEL: 'silent', INVOKE_SWEEP_CRON: 'off', INVOKE_OUTBOX_INTERVAL_MS: '0' }),
+    loadConfig({
+      INVOKE_DATA_DIR: 'memory://',
+      // Set DATABASE_URL to measure against a real Postgres server instead of the embedded store.
+      DATABASE_URL: process.env['DATABASE_URL'],
+      INVOKE_API_KEYS: KEY,
+      LOG_LEVEL: 'silent',
+      INVOKE_SWEEP_CRON: 'off',
+      INVOKE_OUTBOX_INTERVAL_MS: '0',
+    }),
     { logger: false },
   );
   const invokeUrl = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -70,7 +78,8 @@ async function main(): Promise<void> {
     return res.statusCode;
   };
 
-  console.log(`Invoke bench: ${REQUESTS} requests per case, ${CONCURRENCY} at a time, embedded store, tool on loopback\n`);
+  const storeName = process.env['DATABASE_URL'] ? 'Postgres (DATABASE_URL)' : 'embedded store';
+  console.log(`Invoke bench: ${REQUESTS} requests per case, ${CONCURRENCY} at a time, ${storeName}, tool on loopback\n`);
   const results = [
     await measure('tool called directly (baseline)', (i) => post(`${toolUrl}/echo`, { n: i })),
     await measure('through /v1/call', (i) => post(`${invokeUrl}/v1/call`, { tool: 'bench.echo', params: { n: i }, agent_id: 'bench' })),

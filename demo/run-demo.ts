@@ -25,7 +25,7 @@ import { startSlackEmulator, type SlackEmulator } from './slack-emulator.ts';
 export interface DemoOptions {
   /** How many calls the flaky MCP tool stalls on first; default FLAKY_FAIL_FIRST_N, else 2. */
   flakyFailFirstN?: number;
-  /** The agent's HTTP/MCP client timeout, the same with and without Invoke; default 1200 ms. */
+  /** The agent's HTTP/MCP client timeout, the same with and without Invoke; default 1500 ms. */
   agentTimeoutMs?: number;
   /** Progress lines while it runs. */
   log?: (line: string) => void;
@@ -253,7 +253,7 @@ async function registerProviders(env: Environment): Promise<void> {
     name: 'inventory',
     mcp_url: env.flaky.url,
     // Its annotations (readOnlyHint) make it a read: safe to retry after a timeout.
-    tools: [{ name: 'check_stock', timeout_ms: 250 }],
+    tools: [{ name: 'check_stock', timeout_ms: 200 }],
   });
   await register({
     name: 'payments',
@@ -730,7 +730,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const started = Date.now();
   const log = options.log ?? (() => undefined);
   const flakyFailFirstN = options.flakyFailFirstN ?? defaultFailFirstN();
-  const agentTimeoutMs = options.agentTimeoutMs ?? 1_200;
+  const agentTimeoutMs = options.agentTimeoutMs ?? 1_500;
   const controller = new AbortController();
   const stoppers: Stopper[] = [];
   // Stops in reverse start order; called again at the end, it also stops what was started after

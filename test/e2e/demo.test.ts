@@ -1,0 +1,83 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { formatTable, runDemo, type DemoResult, type ScenarioResult } from '../../demo/run-demo.ts';
+
+/**
+ * The blast-radius demo end to end, in-process: the mock tools, the Slack emulator and Invoke on
+ * loopback, each scenario run naive and through Invoke. The counts asserted here are the ones
+ * the demo read from the mocks and the emulator after each run.
+ */
+describe('the blast-radius demo', () => {
+  let result: DemoResult;
+  const scenario = (id: number): ScenarioResult => {
+    const found = result.scenarios.find((s) => s.id === id);
+    if (!found) throw new Error(`no scenario ${id}`);
+    expect(found.error).toBeUndefined();
+    return found;
+  };
+
+  beforeAll(async () => {
+    result = await runDemo({ flakyFailFirstN: 2 });
+  }, 60_000);
+
+  it('runs all six scenarios and stops', () => {
+    expect(result.scenarios.map((s) => [s.id, s.error])).toEqual([1, 2, 3, 4, 5, 6].map((id) => [id, undefined]));
+    expect(result.ok).toBe(true);
+  });
+
+  it('1: the flaky tool is recovered by bounded retry; the naive loop gives up', () => {
+    const s = scenario(1);
+    expect(s.naive!.counts).toEqual({ tool_calls: 2, answered: 0 });
+    expect(s.naive!.details).toMatchObject({ gave_up: true });
+    expect(s.invoke!.counts).toEqual({ tool_calls: 3, answered: 1 });
+    expect(s.invoke!.outcome).toBe('executed');
+    expect(s.invoke!.details).toMatchObject({ attempts: 3 });
+  });
+
+  it('2: a payment that timed out after the charge: naive charges twice, Invoke reconciles and charges once', () => {
+    const s = scenario(2);
+    expect(s.naive!.counts.charges).toBe(2);
+    expect(s.invoke!.counts.charges).toBe(1);
+    expect(s.invoke!.outcome).toBe('outcome_reconciled');
+    expect(s.invoke!.details).toMatchObject({ attempts: 1, reconciliation: 'do_not_retry' });
+  });
+
+  it('3: a CRM update naming another customer: naive writes the wrong record, Invoke blocks and touches nothing', () => {
+    const s = scenario(3);
+    expect(s.naive!.counts).toEqual({ writes_other: 1, writes_resolved: 0 });
+    expect(s.invoke!.counts).toEqual({ writes_other: 0, writes_resolved: 0 });
+    expect(s.invoke!.outcome).toBe('blocked');
+  });
+
+  it('4: a retried issue creation: naive opens two issues, Invoke replays the first', () => {
+    const s = scenario(4);
+    expect(s.naive!.counts.issues).toBe(2);
+    expect(s.invoke!.counts.issues).toBe(1);
+    expect(s.invoke!.outcome).toBe('executed');
+    expect(s.invoke!.details).toMatchObject({ replayed: true, agent_timeouts: 1 });
+  });
+
+  it('5: a stale approval: naive sends the reminder for a paid invoice, Invoke requeues it in the Slack thread', () => {
+    const s = scenario(5);
+    expect(s.naive!.counts).toEqual({ reminders: 1, stale_reminders: 1 });
+    expect(s.invoke!.counts).toEqual({ reminders: 0, stale_reminders: 0, slack_thread_posts: 2, slack_card_updates: 1 });
+    expect(s.invoke!.outcome).toBe('requeued');
+    expect(s.invoke!.details).toMatchObject({ approval_status: 'invalidated', fresh_card_in_thread: true, repeated_call_status: 'pending_approval' });
+    expect(result.slackThread.some((line) => line.startsWith('thread: fresh card'))).toBe(true);
+    expect(result.slackThread.some((line) => line.startsWith('card (updated 1x)'))).toBe(true);
+  });
+
+  it('6: a refund the API calls a success and the source of truth does not: naive reports success, Invoke says replan', () => {
+    const s = scenario(6);
+    expect(s.naive!.counts).toEqual({ confirmed: 0, success_reports: 1 });
+    expect(s.naive!.summary).toMatch(/refund succeeded/);
+    expect(s.invoke!.counts).toEqual({ confirmed: 0, success_reports: 1 });
+    expect(s.invoke!.outcome).toBe('replan');
+    expect(s.invoke!.details).toMatchObject({ call_status: 'executed', verify_status: 'mismatch_detected', decision: 'replan' });
+  });
+
+  it('prints a table with both runs and the Invoke answer per scenario', () => {
+    const table = formatTable(result);
+    expect(table).toMatch(/charges recorded by the payments API\s+2\s+1\s+outcome_reconciled/);
+    expect(table).toMatch(/issues created in the tracker\s+2\s+1\s+executed/);
+  });
+});
