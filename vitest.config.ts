@@ -9,7 +9,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'embedded',
-          include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts'],
+          include: ['test/unit/**/*.test.ts', 'test/integration/**/*.test.ts', 'test/e2e/**/*.test.ts'],
         },
       },
       {

@@ -358,7 +358,8 @@ function direct(ctx: Ctx, method: string, url: string, body?: unknown) {
   };
 }
 
-const failedSummary = (what: string, failures: string[]) => `${what} (${failures.length} failure${failures.length === 1 ? '' : 's'}: ${failures.at(-1) ?? 'none'})`;
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+const failedSummary = (what: string, failures: string[]) => `${what} (${plural(failures.length, 'failure')}: ${failures.at(-1) ?? 'none'})`;
 
 interface Scenario {
   id: number;
@@ -394,7 +395,7 @@ const toolTimeout: Scenario = {
       const counts = { tool_calls: flaky.calls, answered: flaky.answered };
       if (!loop.value) return { counts, summary: failedSummary('gave up: no stock figure', loop.failures), details: { requests: loop.requests, gave_up: true } };
       const stock = (loop.value.structuredContent as { in_stock?: number } | undefined)?.in_stock;
-      return { counts, summary: `got in_stock=${String(stock)} after ${loop.requests} calls`, details: { requests: loop.requests, gave_up: false } };
+      return { counts, summary: `got in_stock=${String(stock)} after ${plural(loop.requests, 'call')}`, details: { requests: loop.requests, gave_up: false } };
     } finally {
       await client.close().catch(() => undefined);
     }
@@ -405,7 +406,7 @@ const toolTimeout: Scenario = {
     return {
       counts: { tool_calls: ctx.env.flaky.calls, answered: ctx.env.flaky.answered },
       outcome: String(answer.status),
-      summary: `${answer.status} after ${answer.attempts} attempts (bounded retry: 1 + up to 3, with backoff)`,
+      summary: `${answer.status} after ${plural(Number(answer.attempts), 'attempt')} (bounded retry: 1 + up to 3, with backoff)`,
       details: { attempts: Number(answer.attempts) },
     };
   },
@@ -431,7 +432,7 @@ const paymentTimeout: Scenario = {
     return {
       counts: { charges: ctx.env.payments.charges.length },
       outcome: String(answer.status),
-      summary: `${answer.status} after ${answer.attempts} attempt${answer.attempts === 1 ? '' : 's'}${decision} (read payments.get_payment)`,
+      summary: `${answer.status} after ${plural(Number(answer.attempts), 'attempt')}${decision} (read payments.get_payment)`,
       details: { attempts: Number(answer.attempts), reconciliation: String(answer.reconciliation?.decision ?? '') },
     };
   },
@@ -614,7 +615,7 @@ const staleApproval: Scenario = {
         fresh_card_in_thread: freshCard !== undefined,
         repeated_call_status: String(again.body.status),
       },
-      summary: `approval ${decided?.status ?? '?'}: the card was marked, the fresh card (${fresh?.id ?? '?'}) went into its thread; the agent's repeated call shows ${again.body.status}`,
+      summary: `approval ${decided?.status ?? '?'}: the card was updated, the fresh card (${fresh?.id ?? '?'}) went into its thread; the agent's repeated call shows ${again.body.status}`,
     };
   },
 };
@@ -667,35 +668,25 @@ const webhookInconsistency: Scenario = {
     return { counts: shopCounts(shop), summary: status === 'succeeded' ? 'told the user "refund succeeded"' : `refund answer: ${String(status)}` };
   },
   async invoke(ctx) {
-    const { shop, invokeUrl, apiKey } = ctx.env;
-    const res = await invokeOnce(ctx, { tool: 'shop.refund_order', params: REFUND });
-    if (res.body.status !== 'executed') throw new Error(`refund through Invoke: ${res.body.status}`);
-    const claimed = res.body.result as { status?: string; amount?: number };
-    // Before telling anyone, check the tool's claim against the source of truth.
-    const verify = await httpJson(
-      'POST',
-      `${invokeUrl}/state/verify`,
-      {
-        intent: 'refund_order',
-        agent_id: AGENT,
-        required_fields: ['refund_status', 'refunded_amount'],
-        assumed_state: { refund_status: claimed.status, refunded_amount: claimed.amount },
-        state_refetch: { tool: 'shop.get_order', params: { order_id: REFUND.order_id } },
-        conditions: { refund_status: 'succeeded' },
-        on_mismatch: 'replan',
+    const { shop } = ctx.env;
+    // The same refund, with Invoke told to check a reported success against the source of truth.
+    const res = await invokeOnce(ctx, {
+      tool: 'shop.refund_order',
+      params: REFUND,
+      failure_policy: {
+        reconcile: {
+          state_refetch: { tool: 'shop.get_order', params: { order_id: '{{params.order_id}}' } },
+          conditions: { refund_status: 'succeeded' },
+          verify_success: true,
+        },
       },
-      ctx.timeoutMs,
-      { 'x-api-key': apiKey },
-    );
-    if (verify.status !== 200) throw new Error(`/state/verify answered ${verify.status} ${JSON.stringify(verify.body)}`);
-    const mismatches = (verify.body.mismatches as Array<{ field: string; assumed: unknown; current: unknown }>)
-      .filter((m) => !String(m.assumed).startsWith('{'))
-      .map((m) => `${m.field} ${JSON.stringify(m.assumed)} -> ${JSON.stringify(m.current)}`);
+    });
+    const status = String(res.body.status);
     return {
       counts: shopCounts(shop),
-      outcome: String(verify.body.decision),
-      details: { call_status: String(res.body.status), verify_status: String(verify.body.status), decision: String(verify.body.decision) },
-      summary: `call ${res.body.status}, /state/verify: ${verify.body.status}, decision ${verify.body.decision} (${[...new Set(mismatches)].join(', ')})`,
+      outcome: status,
+      details: { call_status: status },
+      summary: status === 'replan_required' ? `replan_required: ${String(res.body.reason)}` : `answered ${status}`,
     };
   },
 };
@@ -759,16 +750,17 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     for (const scenario of SCENARIOS) {
       const result: ScenarioResult = { id: scenario.id, title: scenario.title, measures: scenario.measures, naive: null, invoke: null };
       scenarios.push(result);
+      const began = Date.now();
       try {
         resetMocks(env);
         result.naive = await scenario.naive(ctx);
         resetMocks(env);
         result.invoke = await scenario.invoke(ctx);
-        log(`  ${scenario.id}. ${scenario.title}: naive ${result.naive.summary} | Invoke ${result.invoke.summary}`);
+        log(`  ${scenario.id}/${SCENARIOS.length} ${scenario.title}: done in ${((Date.now() - began) / 1000).toFixed(1)} s`);
       } catch (error) {
         if (controller.signal.aborted) throw new DemoInterrupted();
         result.error = (error as Error).message;
-        log(`  ${scenario.id}. ${scenario.title}: could not run: ${result.error}`);
+        log(`  ${scenario.id}/${SCENARIOS.length} ${scenario.title}: could not run: ${result.error}`);
       }
     }
     resetMocks(env);

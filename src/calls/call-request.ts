@@ -20,6 +20,8 @@ export const reconcileConfigSchema = z
     action: z.string().max(200).optional(),
     state_refetch: stateRefetchSchema.optional(),
     conditions: record.refine((c) => Object.keys(c).length > 0, 'needs at least one condition'),
+    /** Also check a reported success against live state: a tool can say "ok" while the source of truth disagrees. */
+    verify_success: z.boolean().default(false),
   })
   .strict();
 

@@ -229,6 +229,7 @@ export function createCallService(deps: CallServiceDeps) {
       retries: prepared.retries,
       invoke: () => registry.invoke(tool, request.params),
       reconcile: reconcilePlan,
+      verifySuccess: request.failure_policy?.reconcile?.verify_success ?? false,
       fallback: fallbackTool && { toolKey: fallbackTool.card.key, invoke: () => registry.invoke(fallbackTool, request.params) },
       backoffMs,
       sleep,

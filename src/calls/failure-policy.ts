@@ -25,6 +25,8 @@ export interface FailurePolicyRun {
   retries: number;
   invoke: () => Promise<AttemptOutcome>;
   reconcile?: ReconcilePlan;
+  /** Check a success against live state too (with `reconcile`): disagreement answers replan_required. */
+  verifySuccess?: boolean;
   fallback?: { toolKey: string; invoke: () => Promise<AttemptOutcome> };
   backoffMs: (retryNumber: number) => number;
   sleep: (ms: number) => Promise<void>;
@@ -63,6 +65,7 @@ export async function runUnderFailurePolicy(run: FailurePolicyRun): Promise<Exec
 
     if (outcome.kind === 'ok') {
       trace.record('attempt_succeeded', 'completed', { attempt: attempts, http_status: outcome.http_status }, took);
+      if (run.verifySuccess && run.reconcile) return { ...(await verifyReportedSuccess(run, run.reconcile, outcome.result)), attempts };
       return { status: 'executed', attempts, result: outcome.result };
     }
 
@@ -103,6 +106,28 @@ export async function runUnderFailurePolicy(run: FailurePolicyRun): Promise<Exec
     return { status: 'failed', attempts, error: lastError, reason: `fallback ${run.fallback.toolKey} failed too: ${outcome.error}`, fallback: { tool: run.fallback.toolKey, used: true } };
   }
   return { status: 'failed', attempts, error: lastError };
+}
+
+/** The tool said it worked; does the source of truth agree? */
+async function verifyReportedSuccess(run: FailurePolicyRun, plan: ReconcilePlan, result: unknown): Promise<Omit<ExecutionOutcome, 'attempts'>> {
+  const { trace } = run;
+  const started = performance.now();
+  const read = await plan.readState();
+  if (!read.ok) {
+    trace.record('state_refetched', 'failed', { source: plan.source, purpose: 'verify_success', error: read.error }, performance.now() - started);
+    return { status: 'executed', result, reason: `the tool reported success; live state could not be read to confirm it: ${read.error}` };
+  }
+  trace.record('state_refetched', 'completed', { source: plan.source, purpose: 'verify_success' }, performance.now() - started);
+  const decision = decideReconciliation({ action: { tool: run.toolKey, params: run.params }, current_state: read.state, conditions: plan.conditions });
+  const verification = { decision: decision.decision, reason: decision.reason, current_state: read.state };
+  trace.record('success_verified', decision.decision === 'do_not_retry' ? 'confirmed' : 'disputed', { reason: decision.reason });
+  if (decision.decision === 'do_not_retry') return { status: 'executed', result, reconciliation: verification };
+  return {
+    status: 'replan_required',
+    result,
+    reason: `the tool reported success, but the source of truth (${plan.source}) disagrees: ${decision.reason}`,
+    reconciliation: verification,
+  };
 }
 
 type ReconcileVerdict = { status: 'retry' } | { status: 'stop'; outcome: Omit<ExecutionOutcome, 'attempts'> };

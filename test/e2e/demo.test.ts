@@ -66,13 +66,13 @@ describe('the blast-radius demo', () => {
     expect(result.slackThread.some((line) => line.startsWith('card (updated 1x)'))).toBe(true);
   });
 
-  it('6: a refund the API calls a success and the source of truth does not: naive reports success, Invoke says replan', () => {
+  it('6: a refund the API calls a success and the source of truth does not: naive reports success, Invoke answers replan_required', () => {
     const s = scenario(6);
     expect(s.naive!.counts).toEqual({ confirmed: 0, success_reports: 1 });
     expect(s.naive!.summary).toMatch(/refund succeeded/);
     expect(s.invoke!.counts).toEqual({ confirmed: 0, success_reports: 1 });
-    expect(s.invoke!.outcome).toBe('replan');
-    expect(s.invoke!.details).toMatchObject({ call_status: 'executed', verify_status: 'mismatch_detected', decision: 'replan' });
+    expect(s.invoke!.outcome).toBe('replan_required');
+    expect(s.invoke!.details).toMatchObject({ call_status: 'replan_required' });
   });
 
   it('prints a table with both runs and the Invoke answer per scenario', () => {

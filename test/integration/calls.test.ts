@@ -218,6 +218,31 @@ describe('POST /v1/call', () => {
       expect(server.count('POST', '/charge')).toBe(1);
     });
 
+    it('verify_success: a success the source of truth disputes answers replan_required, a confirmed one executed', async () => {
+      // The lookup reads another payment, never charged: the charge's "ok" is disputed.
+      const disputed = await send(built.app, 'POST', '/v1/call', {
+        tool: 'billing.charge',
+        params: { payment_id: 'pay-v1', amount: 5 },
+        agent_id: 'a',
+        failure_policy: {
+          reconcile: { state_refetch: { tool: 'billing.get_payment', params: { payment_id: 'nowhere' } }, conditions: { charged: true }, verify_success: true },
+        },
+      });
+      expect(disputed.body.status).toBe('replan_required');
+      expect(disputed.body.reason).toMatch(/reported success/);
+      expect(disputed.body.trace.map((e: { step: string }) => e.step)).toContain('success_verified');
+      const confirmed = await send(built.app, 'POST', '/v1/call', {
+        tool: 'billing.charge',
+        params: { payment_id: 'pay-v2', amount: 5 },
+        agent_id: 'a',
+        failure_policy: {
+          reconcile: { state_refetch: { tool: 'billing.get_payment', params: { payment_id: '{{params.payment_id}}' } }, conditions: { charged: true }, verify_success: true },
+        },
+      });
+      expect(confirmed.body).toMatchObject({ status: 'executed', reconciliation: { decision: 'do_not_retry' } });
+      expect(server.count('POST', '/charge')).toBe(2);
+    });
+
     it('refuses a state_refetch through a tool with side effects', async () => {
       const res = await send(built.app, 'POST', '/v1/call', {
         tool: 'billing.charge',
