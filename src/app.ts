@@ -124,13 +124,27 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     waiter,
     notifier,
   });
+  // One pass at a time in this process: the timer, the sweeps and Slack handlers all ask for one.
+  let outboxPass: Promise<{ delivered: number; failed: number }> | null = null;
+  const deliverOutbox = () => {
+    outboxPass ??= (async () => {
+      try {
+        const sent = await callbacks.deliverDue();
+        const posted = slackOutbox ? await slackOutbox.deliverDue() : { delivered: 0, failed: 0 };
+        return { delivered: sent.delivered + posted.delivered, failed: sent.failed + posted.failed };
+      } finally {
+        outboxPass = null;
+      }
+    })();
+    return outboxPass;
+  };
   const slackApp =
-    config.slack && slackOutbox && slackNotifier
+    config.slack && slackOutbox && slackNotifier && !deps.headless
       ? createSlackApp({
           config: config.slack,
           approvals: approvalService,
           notifier: slackNotifier,
-          outbox: slackOutbox,
+          flushOutbox: deliverOutbox,
           runCommand: createInvokeCommand({ db: store.db, traces: tracesRepository, calls: callsRepository, approvals: approvalService, registry }).run,
           cardChannel: async (id) =>
             (await store.db.selectFrom('approvals').select('slack_channel').where('id', '=', id).executeTakeFirst())?.slack_channel ?? null,
@@ -139,11 +153,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
       : null;
   // Deliver due callbacks and Slack posts from this process too (the sweeps also do), so agents
   // and approvers hear back promptly.
-  const deliverOutbox = async () => {
-    const sent = await callbacks.deliverDue();
-    const posted = slackOutbox ? await slackOutbox.deliverDue() : { delivered: 0, failed: 0 };
-    return { delivered: sent.delivered + posted.delivered, failed: sent.failed + posted.failed };
-  };
   const sweeps = createSweepService({
     config,
     db: store.db,
@@ -178,7 +187,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   registerExecutionRoutes(app, executions);
   registerApprovalRoutes(app, approvalService);
   slackApp?.register(app);
-  if (!deps.headless) await slackApp?.start();
+  await slackApp?.start();
   const sweepSchedule = startSweepSchedule({
     expression: deps.headless ? 'off' : config.sweepCron,
     db: store.db,
@@ -189,7 +198,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   app.addHook('onClose', async () => {
     if (outboxTimer) clearInterval(outboxTimer);
     await sweepSchedule.stop();
-    if (!deps.headless) await slackApp?.stop();
+    await slackApp?.stop();
     await waiter.close();
     await callbacks.close();
     await fetchUrl.close();

@@ -30,7 +30,7 @@ export interface ApprovalNotifier {
   created(trx: Transaction<Database>, event: ApprovalCreated): Promise<void>;
   decided(trx: Transaction<Database>, event: ApprovalDecided): Promise<void>;
   /** An approval is close to expiry and still undecided. */
-  reminded(trx: Transaction<Database>, event: { approvalId: string; expiresAt: Date }): Promise<void>;
+  reminded(trx: Transaction<Database>, event: { approvalId: string; expiresAt: Date; approvers: string[] | null }): Promise<void>;
   /** A call ended in an unknown outcome that nobody can reconcile automatically: a human should look. */
   needsAttention(trx: Transaction<Database>, event: { callId: string; tool: string; agentId: string; reason: string }): Promise<void>;
 }

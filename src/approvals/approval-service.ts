@@ -11,7 +11,8 @@ import type { Config } from '../config.ts';
 import type { Database } from '../db/schema.ts';
 import { AppError, ConflictError, ForbiddenError, NotFoundError, UnprocessableError } from '../errors.ts';
 import type { ToolRegistry } from '../tools/tool-registry.ts';
-import type { StateRefetch } from '../tools/types.ts';
+import type { RiskLevel, StateRefetch } from '../tools/types.ts';
+import { isSlackChannel } from './escalation.ts';
 import { TraceRecorder } from '../traces/trace-recorder.ts';
 import type { TracesRepository } from '../traces/traces-repository.ts';
 import type { ApprovalNotifier } from './approval-notifier.ts';
@@ -130,8 +131,9 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     if (actor.approver === row.agent_id) {
       throw new ForbiddenError('The requesting agent may not decide its own approval', { missing_scope: 'approver', reason: 'requesting_agent' });
     }
-    const addressedTo = row.approvers as string[] | null;
-    const allowed = addressedTo ?? (actor.via === 'api' && config.approvers.length > 0 ? config.approvers : null);
+    // An escalation may name people and channels; the channels say where the card goes, not who decides.
+    const addressedTo = ((row.approvers as string[] | null) ?? []).filter((entry) => !isSlackChannel(entry));
+    const allowed = addressedTo.length > 0 ? addressedTo : actor.via === 'api' && config.approvers.length > 0 ? config.approvers : null;
     if (allowed && !allowed.includes(actor.approver)) {
       throw new ForbiddenError(`${actor.approver} is not an allowed approver for this approval`, { missing_scope: 'approver', approver: actor.approver });
     }
@@ -234,9 +236,20 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     const trace = new TraceRecorder();
     const onExpire = cp.contract?.on_expire ?? cp.policy_rule?.on_expire ?? 'cancel';
     const escalateTo = cp.contract?.escalate_to ?? cp.policy_rule?.escalate_to;
-    if (onExpire === 'escalate') {
-      const approvers = escalateTo === undefined ? null : Array.isArray(escalateTo) ? escalateTo : [escalateTo];
-      const fresh = await replacement(row, `escalated after expiry: ${row.reason}`, cp.frozen_state, approvers, new Date(Date.now() + config.approvalTtlMs[row.risk as 'low']));
+    // Escalate once: an escalation that expires too is cancelled, not escalated again.
+    const previous = row.previous_approval_id ? await approvals.findApproval(row.previous_approval_id) : undefined;
+    const fresh =
+      onExpire === 'escalate' && previous?.status !== 'escalated'
+        ? await replacement(
+            row,
+            `escalated after expiry: ${row.reason}`,
+            cp.frozen_state,
+            escalateTo === undefined ? null : Array.isArray(escalateTo) ? escalateTo : [escalateTo],
+            new Date(Date.now() + config.approvalTtlMs[row.risk as RiskLevel]),
+          ).catch(() => null) // the tool is gone: nothing to escalate, so cancel
+        : null;
+    if (fresh) {
+      const approvers = fresh.row.approvers;
       trace.record('approval_decided', 'escalated', { approval_id: row.id, new_approval_id: fresh.row.id, escalate_to: approvers });
       const answer = await callAnswerFor(row, 'pending_approval', { reason: fresh.row.reason, approval: fresh.summary }, trace);
       const won = await settle(row, {
@@ -311,17 +324,18 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     return { outcome: verdict.outcome, reason: verdict.reason, drift, approval: await view(await load(row.id)), call: answer };
   }
 
-  /** An approved call finished (or was reconciled after a crash): the approval records what ran, and everyone hears. */
-  async function recordApprovedOutcome(row: ApprovalRow, ran: CallAnswer, actor: string, detail: Record<string, unknown>): Promise<void> {
+  /**
+   * An approved call finished (or was reconciled after a crash): the approval records what ran,
+   * and everyone hears, inside the transaction that stores the call's answer.
+   */
+  async function writeApprovedOutcome(trx: Transaction<Database>, row: ApprovalRow, ran: CallAnswer, actor: string, detail: Record<string, unknown>): Promise<void> {
     const cp = row.checkpoint as Checkpoint;
     const final = ran.status === 'executed' || ran.status === 'outcome_reconciled' ? 'executed' : 'failed';
-    await db.transaction().execute(async (trx) => {
-      await approvals.recordExecution(trx, row.id, final, { outcome: ran.status, ...detail, result: ran.result ?? null, error: ran.error ?? null });
-      await approvals.recordEvent(final, row.id, actor, { call_status: ran.status }, trx);
-      if (cp.callback_url) await outbox.enqueue(trx, cp.callback_url, callbackPayload(row, final, actor, ran));
-      await notifier.decided(trx, { approvalId: row.id, status: final, outcome: ran.status, actor, reason: ran.reason ?? ran.error ?? null, answer: ran, drift: (detail['drift'] as DriftReport | null) ?? null });
-      await approvals.notifyDecided(trx, row.id);
-    });
+    await approvals.recordExecution(trx, row.id, final, { outcome: ran.status, ...detail, result: ran.result ?? null, error: ran.error ?? null });
+    await approvals.recordEvent(final, row.id, actor, { call_status: ran.status }, trx);
+    if (cp.callback_url) await outbox.enqueue(trx, cp.callback_url, callbackPayload(row, final, actor, ran));
+    await notifier.decided(trx, { approvalId: row.id, status: final, outcome: ran.status, actor, reason: ran.reason ?? ran.error ?? null, answer: ran, drift: (detail['drift'] as DriftReport | null) ?? null });
+    await approvals.notifyDecided(trx, row.id);
   }
 
   async function pendingOrConflict(id: string): Promise<ApprovalRow> {
@@ -410,6 +424,10 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
             if (!(error instanceof AppError)) throw error;
             return endWithout(row, { outcome: 'cancelled', reason: `the frozen call can no longer run: ${error.message}` }, seen, actor.approver);
           }
+          // Policy as it is now: a server deny added since the freeze wins over the approval.
+          if (runnable.policy.effect === 'deny') {
+            return endWithout(row, { outcome: 'blocked', reason: `policy now denies this call: ${runnable.policy.reason}`, mismatches: [] }, seen, actor.approver);
+          }
           // Claim first (a pending row, unexpired by the database clock), then run, once.
           const claimed = await db.transaction().execute(async (trx) => {
             const won = await approvals.decidePending(trx, row.id, 'approved', { outcome: 'executing', drift: verdict.drift, ...seen }, { unexpiredOnly: true });
@@ -430,8 +448,9 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
             if (now.status === 'pending') return expire(now, actor.approver);
             throw alreadyDecided(now);
           }
-          const result = await callService.runApproved(runnable, row.call_id, row.id);
-          await recordApprovedOutcome(row, result.answer, actor.approver, { drift: verdict.drift, ...seen });
+          const result = await callService.runApproved(runnable, row.call_id, row.id, (trx, ran) =>
+            writeApprovedOutcome(trx, row, ran, actor.approver, { drift: verdict.drift, ...seen }),
+          );
           return { outcome: result.answer.status, drift: verdict.drift, approval: await view(await load(id)), call: result.answer };
         }
       }
@@ -441,7 +460,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     expire,
 
     /** Used by the recovery sweep: an approved call whose process died was reconciled. */
-    recordApprovedOutcome,
+    writeApprovedOutcome,
 
     /**
      * Used by sweeps: read live state for a pending approval and, on drift under its contract,
@@ -455,7 +474,9 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       if (live.source === 'frozen') return null;
       const verdict = decideThaw({ checkpoint: cp, liveState: live.state, expired: false });
       const seen = { approver: actor, state_source: live.source, live_state: live.state, comment: null };
-      if (verdict.outcome === 'requeued') return requeue(row, verdict, live.state, seen, actor);
+      // Only a change since the freeze is news: a condition that failed at freeze and still
+      // fails would requeue the same state on every pass.
+      if (verdict.outcome === 'requeued') return verdict.drift.fields.some((f) => f.changed) ? requeue(row, verdict, live.state, seen, actor) : null;
       if (verdict.outcome === 'replan_required' || verdict.outcome === 'blocked') return endWithout(row, verdict, seen, actor);
       return null;
     },

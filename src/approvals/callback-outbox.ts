@@ -50,32 +50,35 @@ export function createCallbackOutbox(db: Kysely<Database>, options: CallbackOutb
       await trx.insertInto('outbox').values({ kind: 'callback', target: url, payload: jsonb(payload) }).execute();
     },
 
-    /** Delivers due callbacks; returns how many were delivered. */
+    /**
+     * Delivers due callbacks; returns how many were delivered. Each row is claimed just before it
+     * is sent (its lease outlasts one delivery), so a slow receiver never lets another pass
+     * claim, and send, the rows still waiting in this one.
+     */
     async deliverDue(limit = 20): Promise<{ delivered: number; failed: number }> {
-      // Claiming pushes next_attempt_at past the delivery timeout, so a replica that dies
-      // mid-delivery leaves the row to be retried, not lost.
-      const claimed = await db
-        .updateTable('outbox')
-        .set({ next_attempt_at: sql`now() + interval '60 seconds'`, attempts: sql`attempts + 1` })
-        .where(
-          'id',
-          'in',
-          db
-            .selectFrom('outbox')
-            .select('id')
-            .where('kind', '=', 'callback')
-            .where('status', '=', 'pending')
-            .where('next_attempt_at', '<=', sql<Date>`now()`)
-            .orderBy('next_attempt_at')
-            .limit(limit)
-            .forUpdate()
-            .skipLocked(),
-        )
-        .returning(['id', 'target', 'payload', 'attempts'])
-        .execute();
       let delivered = 0;
       let failed = 0;
-      for (const row of claimed) {
+      for (let i = 0; i < limit; i++) {
+        const row = await db
+          .updateTable('outbox')
+          .set({ next_attempt_at: sql`now() + interval '60 seconds'`, attempts: sql`attempts + 1` })
+          .where(
+            'id',
+            'in',
+            db
+              .selectFrom('outbox')
+              .select('id')
+              .where('kind', '=', 'callback')
+              .where('status', '=', 'pending')
+              .where('next_attempt_at', '<=', sql<Date>`now()`)
+              .orderBy('next_attempt_at')
+              .limit(1)
+              .forUpdate()
+              .skipLocked(),
+          )
+          .returning(['id', 'target', 'payload', 'attempts'])
+          .executeTakeFirst();
+        if (!row) break;
         const body = JSON.stringify(row.payload);
         let error: string | null = null;
         try {
@@ -98,11 +101,10 @@ export function createCallbackOutbox(db: Kysely<Database>, options: CallbackOutb
           await db.updateTable('outbox').set({ status: 'delivered', delivered_at: sql`now()`, last_error: null }).where('id', '=', row.id).execute();
         } else {
           failed++;
-          const dead = row.attempts >= MAX_ATTEMPTS;
           await db
             .updateTable('outbox')
             .set({
-              status: dead ? 'dead' : 'pending',
+              status: row.attempts >= MAX_ATTEMPTS ? 'dead' : 'pending',
               last_error: error.slice(0, 1000),
               next_attempt_at: sql`now() + ${`${nextDelaySeconds(row.attempts)} seconds`}::interval`,
             })

@@ -51,8 +51,9 @@ export function buildPendingApproval(config: Config, input: FreezeInput): Pendin
   const { request, card } = input;
   const contract = request.approval_contract ?? null;
   const id = newId('apr');
-  const expiresAt =
-    input.expiresAt ?? (contract?.expires_at ? new Date(contract.expires_at) : new Date(Date.now() + config.approvalTtlMs[card.risk]));
+  // A contract may shorten the approval's life, never stretch it past the TTL for its risk.
+  const riskLimit = Date.now() + config.approvalTtlMs[card.risk];
+  const expiresAt = input.expiresAt ?? new Date(Math.min(riskLimit, contract?.expires_at ? Date.parse(contract.expires_at) : riskLimit));
   const digest = actionDigest(request);
   const checkpoint: Checkpoint = {
     ...actionOf(request),

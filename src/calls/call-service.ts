@@ -1,7 +1,10 @@
+import type { Transaction } from 'kysely';
 import type { KeyIdentity } from '../auth/keyring.ts';
+import type { Database } from '../db/schema.ts';
 import { authorizeToolUse, type CallContext } from '../auth/scopes.ts';
 import type { Config } from '../config.ts';
 import type { ApprovalsRepository, NewApproval } from '../approvals/approvals-repository.ts';
+import { assertEscalationAllowed } from '../approvals/escalation.ts';
 import { buildPendingApproval, type PendingApproval } from '../approvals/freeze.ts';
 import type { ApprovalNotifier } from '../approvals/approval-notifier.ts';
 import { ConflictError, UnprocessableError, ValidationError } from '../errors.ts';
@@ -40,6 +43,8 @@ export interface CallServiceDeps {
 /** A frozen call that passed its checks again and may run once its approval is claimed. */
 export interface ApprovedCall {
   prepared: PreparedCall;
+  /** Policy evaluated again at thaw time. */
+  policy: PolicyDecision;
   /** How long the call may run before recovery treats it as interrupted. */
   leaseMs: number;
 }
@@ -136,6 +141,9 @@ export function createCallService(deps: CallServiceDeps) {
     const contract = request.approval_contract;
     if (contract?.state_refetch) await stateReader.resolveReadTool(identity, contract.state_refetch, context, 'approval_contract.state_refetch');
     if (contract) assertValidConditions(contract.conditions, 'approval_contract.conditions');
+    const configuredApprovers = [...config.approvers, ...(config.slack?.approverIds ?? [])];
+    assertEscalationAllowed(contract?.escalate_to, configuredApprovers, 'approval_contract.escalate_to');
+    (request.policy?.rules ?? []).forEach((rule, i) => assertEscalationAllowed(rule.escalate_to, configuredApprovers, `policy.rules[${i}].escalate_to`));
     if (request.callback_url) deps.assertCallbackUrl(request.callback_url, 'callback_url');
     if (contract?.callback_url) deps.assertCallbackUrl(contract.callback_url, 'approval_contract.callback_url');
 
@@ -289,10 +297,16 @@ export function createCallService(deps: CallServiceDeps) {
     async prepareApproved(request: CallRequest, requesterKeyId: string): Promise<ApprovedCall> {
       const identity: KeyIdentity = { id: requesterKeyId, name: 'approved checkpoint', fullAccess: true };
       const prepared = await prepare(identity, request, undefined);
-      return { prepared, leaseMs: prepared.leaseMs };
+      return { prepared, policy: prepared.policy, leaseMs: prepared.leaseMs };
     },
 
-    async runApproved(approved: ApprovedCall, callId: string, approvalId: string): Promise<CallResult> {
+    async runApproved(
+      approved: ApprovedCall,
+      callId: string,
+      approvalId: string,
+      /** Writes that commit with the answer (the approval's outcome). */
+      alsoInTransaction: (trx: Transaction<Database>, answer: CallAnswer) => Promise<void>,
+    ): Promise<CallResult> {
       const started = performance.now();
       const { prepared } = approved;
       const request = prepared.request;
@@ -304,7 +318,10 @@ export function createCallService(deps: CallServiceDeps) {
       const answer = finishAnswer(callId, request, trace, status, rest);
       answer.trace = [...earlier, ...trace.events];
       const httpStatus = httpStatusFor(answer);
-      await calls.completeCall(callId, httpStatus, answer, null, (trx) => traces.appendEvents(callId, trace.takePending(), trx));
+      await calls.completeCall(callId, httpStatus, answer, null, async (trx) => {
+        await traces.appendEvents(callId, trace.takePending(), trx);
+        await alsoInTransaction(trx, answer);
+      });
       metrics.calls.inc({ status: answer.status });
       metrics.callDuration.observe({ status: answer.status }, (performance.now() - started) / 1000);
       return { httpStatus, answer, replayed: false };
@@ -315,7 +332,10 @@ export function createCallService(deps: CallServiceDeps) {
      * is never retried blindly. With a state_refetch and conditions it is reconciled against live
      * state; without, it becomes `unknown_outcome` and a human is told. Returns the stored answer.
      */
-    async recoverInterrupted(call: { id: string; api_key_id: string; request: unknown }): Promise<{ answer: CallAnswer; needsAttention: boolean }> {
+    async recoverInterrupted(
+      call: { id: string; api_key_id: string; request: unknown },
+      alsoInTransaction: (trx: Transaction<Database>, answer: CallAnswer) => Promise<void> = async () => {},
+    ): Promise<{ answer: CallAnswer; needsAttention: boolean }> {
       const request = call.request as CallRequest;
       const trace = new TraceRecorder();
       trace.record('recovery_started', 'unknown', { reason: 'the process running this call stopped before it finished' });
@@ -369,6 +389,7 @@ export function createCallService(deps: CallServiceDeps) {
         await traces.appendEvents(call.id, trace.takePending(), trx);
         if (retrySafe) await calls.forgetIdempotencyKey(trx, call.id);
         if (needsAttention) await deps.notifier.needsAttention(trx, { callId: call.id, tool: request.tool, agentId: request.agent_id, reason: fields.reason ?? 'unknown outcome' });
+        await alsoInTransaction(trx, answer);
       });
       metrics.calls.inc({ status: answer.status });
       return { answer, needsAttention };

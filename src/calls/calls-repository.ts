@@ -64,9 +64,17 @@ async function writeAnswer(trx: Transaction<Database>, callId: string, httpStatu
     .returning(['api_key_id', 'idempotency_key'])
     .executeTakeFirst();
   if (call?.idempotency_key) {
+    // A key bound to a pending approval lives at least as long as the approval: a repeat must
+    // find it (and replay the pending answer), never claim the key afresh and freeze again.
+    const approvalExpiry = answer.approval?.expires_at;
     await trx
       .updateTable('idempotency_keys')
-      .set({ state: 'completed', http_status: httpStatus, response: jsonb(answer) })
+      .set({
+        state: 'completed',
+        http_status: httpStatus,
+        response: jsonb(answer),
+        ...(approvalExpiry ? { expires_at: sql<Date>`greatest(expires_at, ${approvalExpiry}::timestamptz + interval '1 hour')` } : {}),
+      })
       .where('api_key_id', '=', call.api_key_id)
       .where('key', '=', call.idempotency_key)
       .where('call_id', '=', callId)

@@ -8,7 +8,6 @@ import { REJECT_MODAL_CALLBACK_ID, REJECT_REASON_ACTION_ID, REJECT_REASON_BLOCK_
 import type { SlackMessage } from './card-types.ts';
 import { FastifyBoltReceiver } from './fastify-receiver.ts';
 import type { SlackNotifier } from './slack-notifier.ts';
-import type { SlackOutbox } from './slack-outbox.ts';
 
 const GROUP_CACHE_MS = 5 * 60_000;
 
@@ -16,7 +15,8 @@ export interface SlackAppDeps {
   config: SlackConfig;
   approvals: ApprovalService;
   notifier: SlackNotifier;
-  outbox: SlackOutbox;
+  /** Delivers due outbox rows now (one pass at a time per process). */
+  flushOutbox: () => Promise<unknown>;
   /** Answers `/invoke <text>`. */
   runCommand: (text: string, now: Date) => Promise<SlackMessage>;
   /** The channel an approval's card was posted to, once it was. */
@@ -62,13 +62,15 @@ function createSlackAccess(client: WebClient, config: SlackConfig) {
  * one the API uses), and tell the clicker ephemerally when nothing happens.
  */
 export function createSlackApp(deps: SlackAppDeps) {
-  const { config, approvals, notifier, outbox, log } = deps;
+  const { config, approvals, notifier, log } = deps;
   const client = createSlackClient(config);
   const access = createSlackAccess(client, config);
   const socketMode = Boolean(config.appToken);
   const receiver = socketMode ? undefined : new FastifyBoltReceiver({ signingSecret: config.signingSecret!, onError: (error) => log.error({ err: error }, 'slack handler failed') });
   const bolt = new App({
-    token: config.botToken,
+    // No token verification at start (Bolt would call auth.test and crash the process when Slack
+    // is unreachable): the bot token is simply handed to every listener.
+    authorize: async () => ({ botToken: config.botToken }),
     ...(receiver ? { receiver } : { socketMode: true, appToken: config.appToken, signingSecret: config.signingSecret }),
     clientOptions: { slackApiUrl: config.apiUrl, retryConfig: { retries: 0 }, rejectRateLimitedCalls: true },
     logLevel: LogLevel.ERROR,
@@ -76,7 +78,7 @@ export function createSlackApp(deps: SlackAppDeps) {
 
   /** Posts card updates and thread replies now rather than at the next outbox pass. */
   const flush = () => {
-    outbox.deliverDue().catch((error: unknown) => log.warn({ err: error }, 'slack outbox pass failed'));
+    deps.flushOutbox().catch((error: unknown) => log.warn({ err: error }, 'outbox pass failed'));
   };
 
   async function tell(respond: RespondFn, text: string): Promise<void> {
@@ -107,7 +109,12 @@ export function createSlackApp(deps: SlackAppDeps) {
   bolt.action<BlockAction<ButtonAction>>('approval_approve', async ({ ack, body, action, respond }) => {
     await ack();
     if (!(await access.mayDecide(body.user.id))) return tell(respond, 'You are not allowed to decide Invoke approvals.');
-    await decide(respond, () => approvals.approve({ approver: body.user.id, via: 'slack' }, action.value ?? '', {}));
+    await decide(respond, async () => {
+      const result = await approvals.approve({ approver: body.user.id, via: 'slack' }, action.value ?? '', {});
+      if (result.outcome === 'awaiting_approvals') {
+        await tell(respond, `Your approval is recorded (${result.approvals_received} of ${result.approval.approvals_required}); it runs once enough approvers agree.`);
+      }
+    });
   });
 
   bolt.action<BlockAction<ButtonAction>>('approval_reject', async ({ ack, body, action, respond, client: boltClient }) => {

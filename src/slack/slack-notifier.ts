@@ -1,5 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { ApprovalCreated, ApprovalDecided, ApprovalNotifier } from '../approvals/approval-notifier.ts';
+import { isSlackChannel } from '../approvals/escalation.ts';
 import type { Checkpoint } from '../approvals/checkpoint.ts';
 import type { DriftReport } from '../calls/state-verify.ts';
 import type { Database } from '../db/schema.ts';
@@ -65,7 +66,7 @@ export function createSlackNotifier(db: Kysely<Database>, outbox: SlackOutbox, c
 
   /** Escalations addressed to a channel (`#ops` or a channel id) post their card there. */
   function channelFor(approvers: string[] | null): string {
-    return approvers?.find((a) => a.startsWith('#') || /^[CG][A-Z0-9]{6,}$/.test(a)) ?? channel;
+    return approvers?.find(isSlackChannel) ?? channel;
   }
 
   return {
@@ -98,7 +99,8 @@ export function createSlackNotifier(db: Kysely<Database>, outbox: SlackOutbox, c
     },
 
     async reminded(trx, event) {
-      const mentions = approverIds.map((id) => (id.startsWith('S') ? `<!subteam^${id}>` : `<@${id}>`)).join(' ');
+      const addressed = (event.approvers ?? []).filter((entry) => !isSlackChannel(entry));
+      const mentions = (addressed.length > 0 ? addressed : approverIds).map((id) => (id.startsWith('S') ? `<!subteam^${id}>` : `<@${id}>`)).join(' ');
       const when = Math.floor(event.expiresAt.getTime() / 1000);
       const text = `:alarm_clock: ${mentions} this approval is still waiting and expires <!date^${when}^{time} {date_short_pretty}|${event.expiresAt.toISOString()}>.`;
       await outbox.enqueue(trx, { role: 'reply', approval_id: event.approvalId, message: ephemeralText(text) });
@@ -110,9 +112,14 @@ export function createSlackNotifier(db: Kysely<Database>, outbox: SlackOutbox, c
     },
 
     async refetched(approvalId, live) {
-      const row = await db.selectFrom('approvals').selectAll().where('id', '=', approvalId).executeTakeFirstOrThrow();
-      const message = refetchedCard(cardInputOf(row, await votes(db, row.id)), live, new Date());
-      await outbox.enqueue(db, { role: 'update', approval_id: approvalId, message });
+      // Under the row's lock, and only while pending: a decision committing meanwhile comes
+      // after this in the outbox, so the decided card is the one that stays.
+      await db.transaction().execute(async (trx) => {
+        const row = await trx.selectFrom('approvals').selectAll().where('id', '=', approvalId).forUpdate().executeTakeFirst();
+        if (row?.status !== 'pending') return;
+        const message = refetchedCard(cardInputOf(row, await votes(trx, row.id)), live, new Date());
+        await outbox.enqueue(trx, { role: 'update', approval_id: approvalId, message });
+      });
     },
   };
 }

@@ -4,7 +4,7 @@ import type { Database } from '../db/schema.ts';
 import { jsonb } from '../db/store.ts';
 import type { SlackMessage } from './card-types.ts';
 
-const MAX_ATTEMPTS = 12;
+const MAX_ATTEMPTS = 20;
 /** A card's update or thread reply waits this long for the card itself to be posted. */
 const WAIT_FOR_CARD_SECONDS = 2;
 
@@ -28,7 +28,7 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
   }
 
   /** Runs one post; returns 'wait' when the card it depends on is not posted yet. */
-  async function post(payload: SlackPost): Promise<'done' | 'wait'> {
+  async function post(rowId: string, payload: SlackPost): Promise<'done' | 'wait'> {
     if (payload.role === 'card') {
       let threadTs: string | undefined;
       if (payload.thread_of) {
@@ -51,6 +51,17 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
     const card = await cardOf(payload.approval_id);
     if (!card?.slack_ts || !card.slack_channel) return 'wait';
     if (payload.role === 'update') {
+      // A newer version of this card already went out (a decision after a refetch): keep it.
+      const newer = await db
+        .selectFrom('outbox')
+        .select('id')
+        .where('kind', '=', 'slack')
+        .where('target', '=', 'update')
+        .where('status', '=', 'delivered')
+        .where('id', '>', rowId)
+        .where(sql<boolean>`payload->>'approval_id' = ${payload.approval_id}`)
+        .executeTakeFirst();
+      if (newer) return 'done';
       await client.chat.update({ channel: card.slack_channel, ts: card.slack_ts, text: payload.message.text, blocks: payload.message.blocks as never });
     } else {
       await client.chat.postMessage({ channel: card.slack_channel, thread_ts: card.slack_thread_ts ?? card.slack_ts, text: payload.message.text, blocks: payload.message.blocks as never });
@@ -65,42 +76,40 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
     },
 
     /**
-     * Delivers due posts in order. Rows are claimed with SKIP LOCKED (one replica per row); a
-     * 429 reschedules at Slack's Retry-After and ends the pass; other errors back off.
+     * Delivers due posts, claiming each row just before it is sent (SKIP LOCKED: one replica per
+     * row). A 429 reschedules at Slack's Retry-After and ends the pass; other errors back off. A
+     * post waiting for its card backs off too, and gives up with the card.
      */
     async deliverDue(limit = 20): Promise<{ delivered: number; failed: number; waiting: number }> {
-      const claimed = await db
-        .updateTable('outbox')
-        .set({ next_attempt_at: sql`now() + interval '60 seconds'`, attempts: sql`attempts + 1` })
-        .where(
-          'id',
-          'in',
-          db
-            .selectFrom('outbox')
-            .select('id')
-            .where('kind', '=', 'slack')
-            .where('status', '=', 'pending')
-            .where('next_attempt_at', '<=', sql<Date>`now()`)
-            .orderBy('id')
-            .limit(limit)
-            .forUpdate()
-            .skipLocked(),
-        )
-        .returning(['id', 'payload', 'attempts'])
-        .execute();
-      claimed.sort((a, b) => Number(a.id) - Number(b.id));
       const counts = { delivered: 0, failed: 0, waiting: 0 };
-      let rateLimitedFor: number | null = null;
-      for (const row of claimed) {
-        if (rateLimitedFor !== null) {
-          await reschedule(row.id, rateLimitedFor, null, false);
-          continue;
-        }
+      for (let i = 0; i < limit; i++) {
+        const row = await db
+          .updateTable('outbox')
+          .set({ next_attempt_at: sql`now() + interval '60 seconds'`, attempts: sql`attempts + 1` })
+          .where(
+            'id',
+            'in',
+            db
+              .selectFrom('outbox')
+              .select('id')
+              .where('kind', '=', 'slack')
+              .where('status', '=', 'pending')
+              .where('next_attempt_at', '<=', sql<Date>`now()`)
+              .orderBy('next_attempt_at')
+              .orderBy('id')
+              .limit(1)
+              .forUpdate()
+              .skipLocked(),
+          )
+          .returning(['id', 'payload', 'attempts'])
+          .executeTakeFirst();
+        if (!row) break;
+        const dead = row.attempts >= MAX_ATTEMPTS;
         try {
-          const result = await post(row.payload as SlackPost);
+          const result = await post(row.id, row.payload as SlackPost);
           if (result === 'wait') {
             counts.waiting++;
-            await reschedule(row.id, WAIT_FOR_CARD_SECONDS, null, false, row.attempts - 1);
+            await reschedule(row.id, Math.min(60, WAIT_FOR_CARD_SECONDS * row.attempts), dead ? 'its card was never posted' : null, dead);
           } else {
             counts.delivered++;
             await db.updateTable('outbox').set({ status: 'delivered', delivered_at: sql`now()`, last_error: null }).where('id', '=', row.id).execute();
@@ -109,25 +118,24 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
           counts.failed++;
           const e = error as { code?: string; retryAfter?: number; message: string };
           if (e.code === ErrorCode.RateLimitedError) {
-            rateLimitedFor = Math.max(1, e.retryAfter ?? 1);
-            await reschedule(row.id, rateLimitedFor, `rate limited: retry after ${rateLimitedFor}s`, false);
-          } else {
-            await reschedule(row.id, Math.min(600, 2 ** row.attempts), e.message, row.attempts >= MAX_ATTEMPTS);
+            const wait = Math.max(1, e.retryAfter ?? 1);
+            await reschedule(row.id, wait, `rate limited: retry after ${wait}s`, false);
+            break; // the whole client is limited: stop this pass
           }
+          await reschedule(row.id, Math.min(600, 2 ** row.attempts), e.message, dead);
         }
       }
       return counts;
     },
   };
 
-  async function reschedule(id: string, seconds: number, error: string | null, dead: boolean, attempts?: number): Promise<void> {
+  async function reschedule(id: string, seconds: number, error: string | null, dead: boolean): Promise<void> {
     await db
       .updateTable('outbox')
       .set({
         status: dead ? 'dead' : 'pending',
         next_attempt_at: sql`now() + ${`${seconds} seconds`}::interval`,
         ...(error === null ? {} : { last_error: error.slice(0, 1000) }),
-        ...(attempts === undefined ? {} : { attempts }),
       })
       .where('id', '=', id)
       .execute();

@@ -85,34 +85,33 @@ export function createSweepService(deps: SweepDeps) {
     });
   }
 
-  /** One reminder per approval, once the configured share of its lifetime has passed. */
+  /** One reminder per approval, once the configured share of its lifetime has passed: claimed and queued in one commit. */
   async function remindApprovers(counts: SweepCounts): Promise<void> {
     const share = config.approvalRemindAt;
-    const due = await db
-      .updateTable('approvals')
-      .set({ reminded_at: sql`now()` })
-      .where(
-        'id',
-        'in',
-        db
-          .selectFrom('approvals')
-          .select('id')
-          .where('status', '=', 'pending')
-          .where('reminded_at', 'is', null)
-          .where('expires_at', '>', sql<Date>`now()`)
-          .where(sql<boolean>`created_at + (expires_at - created_at) * ${share}::float8 <= now()`)
-          .limit(config.sweepBatch)
-          .forUpdate()
-          .skipLocked(),
-      )
-      .where('reminded_at', 'is', null)
-      .returning(['id', 'expires_at'])
-      .execute();
-    if (due.length === 0) return;
-    await db.transaction().execute(async (trx) => {
-      for (const row of due) await notifier.reminded(trx, { approvalId: row.id, expiresAt: row.expires_at });
+    counts.reminded += await db.transaction().execute(async (trx) => {
+      const due = await trx
+        .updateTable('approvals')
+        .set({ reminded_at: sql`now()` })
+        .where(
+          'id',
+          'in',
+          trx
+            .selectFrom('approvals')
+            .select('id')
+            .where('status', '=', 'pending')
+            .where('reminded_at', 'is', null)
+            .where('expires_at', '>', sql<Date>`now()`)
+            .where(sql<boolean>`created_at + (expires_at - created_at) * ${share}::float8 <= now()`)
+            .limit(config.sweepBatch)
+            .forUpdate()
+            .skipLocked(),
+        )
+        .where('reminded_at', 'is', null)
+        .returning(['id', 'expires_at', 'approvers'])
+        .execute();
+      for (const row of due) await notifier.reminded(trx, { approvalId: row.id, expiresAt: row.expires_at, approvers: row.approvers as string[] | null });
+      return due.length;
     });
-    counts.reminded += due.length;
   }
 
   /** Pending approvals whose contract can read live state: drift requeues them, as a click would. */
@@ -153,12 +152,13 @@ export function createSweepService(deps: SweepDeps) {
   async function recoverInterrupted(counts: SweepCounts): Promise<void> {
     const interrupted = await calls.claimInterrupted(config.sweepBatch, RECOVERY_LEASE_MS);
     await each(interrupted, counts, async (call) => {
-      const { answer, needsAttention } = await callService.recoverInterrupted(call);
+      // A call that was running after its approval: the approval records how it ended, with the answer.
+      const approval = await db.selectFrom('approvals').selectAll().where('call_id', '=', call.id).where('status', '=', 'approved').executeTakeFirst();
+      const { needsAttention } = await callService.recoverInterrupted(call, (trx, answer) =>
+        approval ? approvals.writeApprovedOutcome(trx, approval, answer, SWEEP_ACTOR, { recovered: true }) : Promise.resolve(),
+      );
       counts.recovered++;
       if (needsAttention) counts.unknown_outcomes++;
-      // A call that was running after its approval: the approval records how it ended.
-      const approval = await db.selectFrom('approvals').selectAll().where('call_id', '=', call.id).where('status', '=', 'approved').executeTakeFirst();
-      if (approval) await approvals.recordApprovedOutcome(approval, answer, SWEEP_ACTOR, { recovered: true });
     });
   }
 
@@ -178,11 +178,21 @@ export function createSweepService(deps: SweepDeps) {
     const cutoff = sql<Date>`now() - ${`${config.traceRetentionMs} milliseconds`}::interval`;
     const events = await db
       .deleteFrom('trace_events')
-      .where('id', 'in', db.selectFrom('trace_events').select('id').where('at', '<', cutoff).limit(5000))
+      .where(
+        'id',
+        'in',
+        db
+          .selectFrom('trace_events')
+          .select('id')
+          .where('at', '<', cutoff)
+          // A call still waiting on a human keeps its history.
+          .where('call_id', 'not in', db.selectFrom('calls').select('id').where('status', 'in', ['in_flight', 'pending_approval', 'escalated']))
+          .limit(5000),
+      )
       .executeTakeFirst();
     const oldCalls = await db
       .deleteFrom('calls')
-      .where('id', 'in', db.selectFrom('calls').select('id').where('created_at', '<', cutoff).where('status', '!=', 'in_flight').limit(1000))
+      .where('id', 'in', db.selectFrom('calls').select('id').where('created_at', '<', cutoff).where('status', 'not in', ['in_flight', 'pending_approval', 'escalated']).limit(1000))
       .executeTakeFirst();
     await db.deleteFrom('cron_claims').where('claimed_at', '<', sql<Date>`now() - interval '1 day'`).execute();
     counts.traces_removed += Number(events.numDeletedRows ?? 0) + Number(oldCalls.numDeletedRows ?? 0);

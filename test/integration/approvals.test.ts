@@ -1,4 +1,7 @@
 import { createHmac } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { BuiltApp } from '../../src/app.ts';
@@ -430,6 +433,46 @@ describe('approvals', () => {
       expect((await send(restarted.app, 'POST', `/approvals/${frozen.approval.id}/approve`, {}, { 'x-api-key': ALICE })).status).toBe(409);
     } finally {
       await restarted.app.close();
+    }
+  });
+});
+
+describe('approvals: limits the agent cannot stretch', () => {
+  it('caps a contract expiry at the TTL for the risk, keeps the idempotency key as long, and re-checks policy at thaw', async () => {
+    const tools = await startToolServer({ 'POST /do': (_req, res) => json(res, 200, { done: true }) });
+    const scopes = JSON.stringify({ [ALICE]: { scopes: APPROVER_SCOPES, approver_id: 'alice' } });
+    const built = await buildTestApp({ INVOKE_API_KEY_SCOPES: scopes, INVOKE_APPROVAL_TTL: '24h,high=4h', INVOKE_IDEMPOTENCY_TTL: '1s' });
+    try {
+      await send(built.app, 'POST', '/v1/providers', { name: 'ops', base_url: tools.url, tools: [{ name: 'do', path: '/do', risk: 'high' }] });
+      const body = { tool: 'ops.do', params: {}, agent_id: 'a', idempotency_key: 'long-1', approval_contract: { intent: 'x', expires_at: '2099-01-01T00:00:00Z' } };
+      const frozen = await send(built.app, 'POST', '/v1/call', body);
+      const expiresIn = Date.parse(frozen.body.approval.expires_at) - Date.now();
+      expect(expiresIn).toBeLessThanOrEqual(4 * 3_600_000);
+      expect(expiresIn).toBeGreaterThan(3.9 * 3_600_000);
+
+      // Past the key's own 1 s TTL, and after a retention pass, the key still replays the pending answer.
+      await new Promise((r) => setTimeout(r, 1200));
+      await built.services.sweeps.runPass();
+      const again = await send(built.app, 'POST', '/v1/call', body);
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.body.approval.id).toBe(frozen.body.approval.id);
+      expect(await built.store.db.selectFrom('approvals').select('id').where('call_id', '=', frozen.body.call_id).execute()).toHaveLength(1);
+
+      // An operator denies the tool after the freeze: approving no longer runs it.
+      const dir = mkdtempSync(path.join(tmpdir(), 'invoke-policy-'));
+      writeFileSync(path.join(dir, 'policy.json'), JSON.stringify({ rules: [{ when: 'tool == ops.do', effect: 'deny', reason: 'ops.do is frozen for the incident' }] }));
+      const restarted = await buildTestApp({ INVOKE_API_KEY_SCOPES: scopes, INVOKE_POLICY_FILE: path.join(dir, 'policy.json') }, built.store);
+      try {
+        const res = await send(restarted.app, 'POST', `/approvals/${frozen.body.approval.id}/approve`, {}, { 'x-api-key': ALICE });
+        expect(res.body).toMatchObject({ outcome: 'blocked', approval: { status: 'blocked' } });
+        expect(res.body.reason).toMatch(/frozen for the incident/);
+        expect(tools.count('POST', '/do')).toBe(0);
+      } finally {
+        await restarted.app.close();
+      }
+    } finally {
+      await built.app.close();
+      await tools.close();
     }
   });
 });

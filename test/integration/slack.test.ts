@@ -335,6 +335,30 @@ describe('Slack app', () => {
     });
   });
 
+  it('starts and serves while Slack is unreachable; the card waits in the outbox', async () => {
+    const offline = await buildTestApp(
+      {
+        SLACK_BOT_TOKEN: 'xoxb-test',
+        SLACK_SIGNING_SECRET: SIGNING_SECRET,
+        SLACK_APPROVAL_CHANNEL: CHANNEL,
+        SLACK_APPROVER_IDS: ALICE,
+        SLACK_API_URL: 'http://127.0.0.1:9/api/',
+        INVOKE_OUTBOX_INTERVAL_MS: '0',
+      },
+      built.store,
+    );
+    try {
+      expect((await offline.app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
+      const res = await send(offline.app, 'POST', '/v1/call', { tool: 'billing.get_invoice', params: { invoice_id: 'inv_1' }, agent_id: 'a', approval_contract: { intent: 'offline' } });
+      expect(res.status).toBe(202);
+      await offline.services.deliverOutbox();
+      const row = await built.store.db.selectFrom('outbox').selectAll().where(sql<boolean>`payload->>'approval_id' = ${res.body.approval.id}`).executeTakeFirstOrThrow();
+      expect(row).toMatchObject({ status: 'pending', attempts: 1 });
+    } finally {
+      await offline.app.close();
+    }
+  });
+
   it('answers url_verification and refuses a body it cannot read', async () => {
     const res = await slackRequest(JSON.stringify({ type: 'url_verification', challenge: 'abc' }), 'application/json');
     expect(JSON.parse(res.body)).toEqual({ challenge: 'abc' });

@@ -99,13 +99,30 @@ describe('sweeps', () => {
   });
 
   it('escalates instead of expiring when the contract says so', async () => {
-    const frozen = await freeze({ expires_at: new Date(Date.now() + 200).toISOString(), on_expire: 'escalate', escalate_to: ['UBOSS'] });
+    const stranger = await send(built.app, 'POST', '/v1/call', {
+      tool: 'billing.send_reminder',
+      params: { invoice_id: 'inv_1' },
+      agent_id: 'a',
+      approval_contract: contract({ on_expire: 'escalate', escalate_to: ['UMALLORY'] }),
+    });
+    expect(stranger.status).toBe(400);
+    expect(stranger.body.error.details.approvers).toEqual(['UMALLORY']);
+
+    const frozen = await freeze({ expires_at: new Date(Date.now() + 200).toISOString(), on_expire: 'escalate', escalate_to: [APPROVER, '#ops-escalations'] });
     await new Promise((r) => setTimeout(r, 300));
     const counts = await pass();
     expect(counts.escalated).toBeGreaterThanOrEqual(1);
     expect((await approval(frozen.approval.id)).status).toBe('escalated');
     const fresh = await built.store.db.selectFrom('approvals').selectAll().where('previous_approval_id', '=', frozen.approval.id).executeTakeFirstOrThrow();
-    expect(fresh).toMatchObject({ status: 'pending', approvers: ['UBOSS'] });
+    expect(fresh).toMatchObject({ status: 'pending', approvers: [APPROVER, '#ops-escalations'] });
+    await built.services.deliverOutbox();
+    expect(slack.callsTo('chat.postMessage').some((c) => c.args['channel'] === '#ops-escalations' && JSON.stringify(c.args['blocks']).includes(fresh.id))).toBe(true);
+
+    // Escalate once: when the escalation expires too, it is cancelled.
+    await built.store.db.updateTable('approvals').set({ expires_at: sql`now() - interval '1 second'` }).where('id', '=', fresh.id).execute();
+    await pass();
+    expect((await approval(fresh.id)).status).toBe('expired');
+    expect(await built.store.db.selectFrom('approvals').select('id').where('previous_approval_id', '=', fresh.id).execute()).toEqual([]);
   });
 
   it('reminds once, mentioning the approvers, after 75% of the lifetime', async () => {
@@ -132,6 +149,16 @@ describe('sweeps', () => {
     const fresh = await built.store.db.selectFrom('approvals').selectAll().where('previous_approval_id', '=', frozen.approval.id).executeTakeFirstOrThrow();
     await built.services.deliverOutbox();
     expect((await approval(fresh.id)).slack_thread_ts).toBe(ts);
+  });
+
+  it('does not requeue, pass after pass, a condition that failed at freeze and still fails unchanged', async () => {
+    invoice = { ...invoice, balance: 0 };
+    const frozen = await freeze();
+    await pass();
+    await pass();
+    expect((await approval(frozen.approval.id)).status).toBe('pending');
+    expect(await built.store.db.selectFrom('approvals').select('id').where('previous_approval_id', '=', frozen.approval.id).execute()).toEqual([]);
+    await built.store.db.updateTable('approvals').set({ status: 'cancelled' }).where('id', '=', frozen.approval.id).execute();
   });
 
   describe('recovering interrupted calls', () => {
