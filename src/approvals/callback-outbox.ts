@@ -1,7 +1,8 @@
 import { createHmac } from 'node:crypto';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { request } from 'undici';
 import type { Database } from '../db/schema.ts';
+import { claimDueOutboxRow, markOutboxDelivered, rescheduleOutboxRow } from '../db/outbox-claim.ts';
 import { jsonb } from '../db/store.ts';
 import { ValidationError } from '../errors.ts';
 import { assertUrlAllowed, createGuardedAgent, isSsrfBlockedError } from '../tools/ssrf-guard.ts';
@@ -59,25 +60,7 @@ export function createCallbackOutbox(db: Kysely<Database>, options: CallbackOutb
       let delivered = 0;
       let failed = 0;
       for (let i = 0; i < limit; i++) {
-        const row = await db
-          .updateTable('outbox')
-          .set({ next_attempt_at: sql`now() + interval '60 seconds'`, attempts: sql`attempts + 1` })
-          .where(
-            'id',
-            'in',
-            db
-              .selectFrom('outbox')
-              .select('id')
-              .where('kind', '=', 'callback')
-              .where('status', '=', 'pending')
-              .where('next_attempt_at', '<=', sql<Date>`now()`)
-              .orderBy('next_attempt_at')
-              .limit(1)
-              .forUpdate()
-              .skipLocked(),
-          )
-          .returning(['id', 'target', 'payload', 'attempts'])
-          .executeTakeFirst();
+        const row = await claimDueOutboxRow(db, 'callback');
         if (!row) break;
         const body = JSON.stringify(row.payload);
         let error: string | null = null;
@@ -98,18 +81,10 @@ export function createCallbackOutbox(db: Kysely<Database>, options: CallbackOutb
         }
         if (error === null) {
           delivered++;
-          await db.updateTable('outbox').set({ status: 'delivered', delivered_at: sql`now()`, last_error: null }).where('id', '=', row.id).execute();
+          await markOutboxDelivered(db, row.id);
         } else {
           failed++;
-          await db
-            .updateTable('outbox')
-            .set({
-              status: row.attempts >= MAX_ATTEMPTS ? 'dead' : 'pending',
-              last_error: error.slice(0, 1000),
-              next_attempt_at: sql`now() + ${`${nextDelaySeconds(row.attempts)} seconds`}::interval`,
-            })
-            .where('id', '=', row.id)
-            .execute();
+          await rescheduleOutboxRow(db, row.id, nextDelaySeconds(row.attempts), error, row.attempts >= MAX_ATTEMPTS);
         }
       }
       return { delivered, failed };

@@ -1,6 +1,7 @@
 import { ErrorCode, type WebClient } from '@slack/web-api';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../db/schema.ts';
+import { claimDueOutboxRow, markOutboxDelivered, rescheduleOutboxRow } from '../db/outbox-claim.ts';
 import { jsonb } from '../db/store.ts';
 import type { SlackMessage } from './card-types.ts';
 
@@ -83,62 +84,31 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
     async deliverDue(limit = 20): Promise<{ delivered: number; failed: number; waiting: number }> {
       const counts = { delivered: 0, failed: 0, waiting: 0 };
       for (let i = 0; i < limit; i++) {
-        const row = await db
-          .updateTable('outbox')
-          .set({ next_attempt_at: sql`now() + interval '60 seconds'`, attempts: sql`attempts + 1` })
-          .where(
-            'id',
-            'in',
-            db
-              .selectFrom('outbox')
-              .select('id')
-              .where('kind', '=', 'slack')
-              .where('status', '=', 'pending')
-              .where('next_attempt_at', '<=', sql<Date>`now()`)
-              .orderBy('next_attempt_at')
-              .orderBy('id')
-              .limit(1)
-              .forUpdate()
-              .skipLocked(),
-          )
-          .returning(['id', 'payload', 'attempts'])
-          .executeTakeFirst();
+        const row = await claimDueOutboxRow(db, 'slack');
         if (!row) break;
         const dead = row.attempts >= MAX_ATTEMPTS;
         try {
           const result = await post(row.id, row.payload as SlackPost);
           if (result === 'wait') {
             counts.waiting++;
-            await reschedule(row.id, Math.min(60, WAIT_FOR_CARD_SECONDS * row.attempts), dead ? 'its card was never posted' : null, dead);
+            await rescheduleOutboxRow(db, row.id, Math.min(60, WAIT_FOR_CARD_SECONDS * row.attempts), dead ? 'its card was never posted' : null, dead);
           } else {
             counts.delivered++;
-            await db.updateTable('outbox').set({ status: 'delivered', delivered_at: sql`now()`, last_error: null }).where('id', '=', row.id).execute();
+            await markOutboxDelivered(db, row.id);
           }
         } catch (error) {
           counts.failed++;
           const e = error as { code?: string; retryAfter?: number; message: string };
           if (e.code === ErrorCode.RateLimitedError) {
             const wait = Math.max(1, e.retryAfter ?? 1);
-            await reschedule(row.id, wait, `rate limited: retry after ${wait}s`, false);
+            await rescheduleOutboxRow(db, row.id, wait, `rate limited: retry after ${wait}s`, false);
             break; // the whole client is limited: stop this pass
           }
-          await reschedule(row.id, Math.min(600, 2 ** row.attempts), e.message, dead);
+          await rescheduleOutboxRow(db, row.id, Math.min(600, 2 ** row.attempts), e.message, dead);
         }
       }
       return counts;
     },
   };
-
-  async function reschedule(id: string, seconds: number, error: string | null, dead: boolean): Promise<void> {
-    await db
-      .updateTable('outbox')
-      .set({
-        status: dead ? 'dead' : 'pending',
-        next_attempt_at: sql`now() + ${`${seconds} seconds`}::interval`,
-        ...(error === null ? {} : { last_error: error.slice(0, 1000) }),
-      })
-      .where('id', '=', id)
-      .execute();
-  }
 }
 export type SlackOutbox = ReturnType<typeof createSlackOutbox>;

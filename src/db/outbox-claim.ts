@@ -1,0 +1,51 @@
+import { sql, type Kysely } from 'kysely';
+import type { Database } from './schema.ts';
+
+/** How long a claimed outbox row is held: longer than one delivery may take. */
+const CLAIM_SECONDS = 60;
+
+/**
+ * Claims the next due outbox row of a kind, just before it is sent: `FOR UPDATE SKIP LOCKED`,
+ * so replicas and overlapping passes never take the same row, and a lease (the pushed-back
+ * `next_attempt_at`) so a sender that dies leaves it to be retried, not lost.
+ */
+export async function claimDueOutboxRow(db: Kysely<Database>, kind: 'callback' | 'slack') {
+  return db
+    .updateTable('outbox')
+    .set({ next_attempt_at: sql`now() + ${`${CLAIM_SECONDS} seconds`}::interval`, attempts: sql`attempts + 1` })
+    .where(
+      'id',
+      'in',
+      db
+        .selectFrom('outbox')
+        .select('id')
+        .where('kind', '=', kind)
+        .where('status', '=', 'pending')
+        .where('next_attempt_at', '<=', sql<Date>`now()`)
+        .orderBy('next_attempt_at')
+        .orderBy('id')
+        .limit(1)
+        .forUpdate()
+        .skipLocked(),
+    )
+    .returning(['id', 'target', 'payload', 'attempts'])
+    .executeTakeFirst();
+}
+
+/** Marks a row sent. */
+export async function markOutboxDelivered(db: Kysely<Database>, id: string): Promise<void> {
+  await db.updateTable('outbox').set({ status: 'delivered', delivered_at: sql`now()`, last_error: null }).where('id', '=', id).execute();
+}
+
+/** Schedules another attempt in `seconds` (or gives up when `dead`), noting the error. */
+export async function rescheduleOutboxRow(db: Kysely<Database>, id: string, seconds: number, error: string | null, dead: boolean): Promise<void> {
+  await db
+    .updateTable('outbox')
+    .set({
+      status: dead ? 'dead' : 'pending',
+      next_attempt_at: sql`now() + ${`${seconds} seconds`}::interval`,
+      ...(error === null ? {} : { last_error: error.slice(0, 1000) }),
+    })
+    .where('id', '=', id)
+    .execute();
+}
