@@ -1,8 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { json, startToolServer } from '../helpers/tool-server.ts';
 import { createTestDatabase } from './databases.ts';
+import { http, spawnReplica, stopProcess, type Answer, type Replica } from './replica-process.ts';
 
 /**
  * Exactly-once decisions across processes: two real Invoke server processes (two pools, two
@@ -10,92 +9,8 @@ import { createTestDatabase } from './databases.ts';
  * twenty concurrent decisions on one approval. One decision wins; the tool runs at most once.
  */
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
 const AGENT_KEY = 'agent-key';
 const APPROVER_KEY = 'approver-key';
-const START_TIMEOUT_MS = 20_000;
-const REQUEST_TIMEOUT_MS = 10_000;
-
-interface Replica {
-  child: ChildProcess;
-  port: number;
-  stderr: () => string;
-}
-
-/** Spawns `serve-replica.ts` and resolves with its port once it prints `{"port": N}`. */
-function spawnReplica(env: Record<string, string>): Promise<Replica> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/pg/serve-replica.ts'], {
-    cwd: ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr = (stderr + chunk).slice(-8_000);
-  });
-  return new Promise((resolve, reject) => {
-    let stdout = '';
-    const fail = (why: string) => {
-      clearTimeout(timer);
-      child.kill('SIGKILL');
-      reject(new Error(`replica ${why}\nstderr:\n${stderr}\nstdout:\n${stdout}`));
-    };
-    const timer = setTimeout(() => fail(`did not report a port within ${START_TIMEOUT_MS} ms`), START_TIMEOUT_MS);
-    child.once('error', (error) => fail(`could not be spawned: ${error.message}`));
-    child.once('exit', (code, signal) => fail(`exited before listening (code ${code}, signal ${signal})`));
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-      for (const line of stdout.split('\n')) {
-        if (!line.trim().startsWith('{')) continue;
-        try {
-          const { port } = JSON.parse(line) as { port?: unknown };
-          if (typeof port !== 'number') continue;
-          clearTimeout(timer);
-          child.removeAllListeners('exit');
-          child.removeAllListeners('error');
-          resolve({ child, port, stderr: () => stderr });
-          return;
-        } catch {
-          // a partial line: wait for the rest
-        }
-      }
-    });
-  });
-}
-
-/** SIGTERM, then SIGKILL if it has not exited within 3 s. Never throws, never hangs. */
-async function stopReplica(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
-  clearTimeout(timer);
-}
-
-interface Answer {
-  status: number;
-  headers: Headers;
-  body: any;
-}
-
-/** One real HTTP request to a replica, JSON in and out, with a timeout. */
-async function http(port: number, method: 'GET' | 'POST', url: string, key: string, body?: unknown): Promise<Answer> {
-  const response = await fetch(`http://127.0.0.1:${port}${url}`, {
-    method,
-    headers: { 'x-api-key': key, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  const text = await response.text();
-  let parsed: any;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = text;
-  }
-  return { status: response.status, headers: response.headers, body: parsed };
-}
 
 describe('approval decisions across two server processes on a real Postgres server', () => {
   let replicas: Replica[] = [];
@@ -137,7 +52,7 @@ describe('approval decisions across two server processes on a real Postgres serv
   }, 45_000);
 
   afterAll(async () => {
-    await Promise.all(replicas.map((r) => stopReplica(r.child)));
+    await Promise.all(replicas.map((r) => stopProcess(r.child)));
     await server?.close();
   }, 15_000);
 

@@ -1,9 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { json, startToolServer } from '../helpers/tool-server.ts';
 import { createTestDatabase } from './databases.ts';
+import { http, killHard, runSweepCli, spawnReplica, stopProcess, type Answer, type Replica, type SweepRun } from './replica-process.ts';
 
 /**
  * A process killed with SIGKILL mid-call, and a new one recovering the call by reconciliation
@@ -18,130 +18,14 @@ import { createTestDatabase } from './databases.ts';
  * recovered answers: reconciled, unknown, or (for the lost charge) a fresh run.
  */
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
 const AGENT_KEY = 'agent-key';
-const START_TIMEOUT_MS = 20_000;
-const REQUEST_TIMEOUT_MS = 10_000;
 /** The charge tools' timeout: A must still be waiting on the tool when it is killed. */
 const CHARGE_TIMEOUT_MS = 1_500;
 const READ_TIMEOUT_MS = 500;
 /** INVOKE_CALL_LEASE, the grace beyond a call's worst case. */
 const CALL_LEASE_MS = 1_000;
 
-interface Replica {
-  child: ChildProcess;
-  port: number;
-  stderr: () => string;
-}
-
 const children = new Set<ChildProcess>();
-
-/** Spawns `serve-replica.ts` and resolves with its port once it prints `{"port": N}`. */
-function spawnReplica(env: Record<string, string>): Promise<Replica> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/pg/serve-replica.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr = (stderr + chunk).slice(-8_000);
-  });
-  return new Promise((resolve, reject) => {
-    let stdout = '';
-    const fail = (why: string) => {
-      clearTimeout(timer);
-      child.kill('SIGKILL');
-      reject(new Error(`replica ${why}\nstderr:\n${stderr}\nstdout:\n${stdout}`));
-    };
-    const timer = setTimeout(() => fail(`did not report a port within ${START_TIMEOUT_MS} ms`), START_TIMEOUT_MS);
-    const onExit = (code: number | null, signal: string | null) => fail(`exited before listening (code ${code}, signal ${signal})`);
-    child.once('error', (error) => fail(`could not be spawned: ${error.message}`));
-    child.once('exit', onExit);
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-      for (const line of stdout.split('\n')) {
-        if (!line.trim().startsWith('{')) continue;
-        try {
-          const { port } = JSON.parse(line) as { port?: unknown };
-          if (typeof port !== 'number') continue;
-          clearTimeout(timer);
-          child.removeListener('exit', onExit);
-          child.removeAllListeners('error');
-          resolve({ child, port, stderr: () => stderr });
-          return;
-        } catch {
-          // a partial line: wait for the rest
-        }
-      }
-    });
-  });
-}
-
-/** Runs `npm run sweep` (one pass, then exit) as its own process; resolves with its exit code and output. */
-function runSweepCli(env: Record<string, string>): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/sweeps/sweep-cli.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-8_000)));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`sweep pass did not exit within ${START_TIMEOUT_MS} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, START_TIMEOUT_MS);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      children.delete(child);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
-
-/** SIGTERM, then SIGKILL if it has not exited within 3 s. Never throws, never hangs. */
-async function stopProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
-  clearTimeout(timer);
-}
-
-/** `kill -9`: no shutdown hook, no final write; resolves once the process is gone. */
-async function killHard(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGKILL');
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
-}
-
-interface Answer {
-  status: number;
-  headers: Headers;
-  body: any;
-}
-
-/** One real HTTP request to a replica, JSON in and out, with a timeout. */
-async function http(port: number, method: 'GET' | 'POST', url: string, body?: unknown): Promise<Answer> {
-  const response = await fetch(`http://127.0.0.1:${port}${url}`, {
-    method,
-    headers: { 'x-api-key': AGENT_KEY, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  const text = await response.text();
-  let parsed: any;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = text;
-  }
-  return { status: response.status, headers: response.headers, body: parsed };
-}
 
 async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -177,7 +61,7 @@ describe('a replica killed with SIGKILL mid-call, recovered by another one on a 
     whileInFlight: {} as Record<Case, Answer>,
     leaseMs: {} as Record<Case, number>,
     chargesAtKill: 0,
-    sweep: null as null | Awaited<ReturnType<typeof runSweepCli>>,
+    sweep: null as null | SweepRun,
     timings: {} as Record<string, number>,
   };
 
@@ -222,11 +106,11 @@ describe('a replica killed with SIGKILL mid-call, recovered by another one on a 
       PORT: '0',
     };
 
-    const a = await spawnReplica(env);
+    const a = await spawnReplica(env, { track: children });
     seen.timings['spawn A'] = Date.now() - t0;
     const paymentId = { type: 'object', required: ['payment_id'], properties: { payment_id: { type: 'string' } } };
     const chargeSchema = { type: 'object', required: ['payment_id', 'amount'], properties: { payment_id: { type: 'string' }, amount: { type: 'number' } } };
-    const registered = await http(a.port, 'POST', '/v1/providers', {
+    const registered = await http(a.port, 'POST', '/v1/providers', AGENT_KEY, {
       name: 'pay',
       base_url: tools.url,
       tools: [
@@ -247,7 +131,7 @@ describe('a replica killed with SIGKILL mid-call, recovered by another one on a 
 
     // Three calls reach the tool through A, which never hears back; A is killed while it waits.
     const t1 = Date.now();
-    const inFlight = CASES.map((c) => http(a.port, 'POST', '/v1/call', calls[c]));
+    const inFlight = CASES.map((c) => http(a.port, 'POST', '/v1/call', AGENT_KEY, calls[c]));
     for (const p of inFlight) p.catch(() => {});
     await waitFor('the tool to see the three charges', () => CASES.every((c) => requestsFor(calls[c].params.payment_id) === 1));
     await killHard(a.child);
@@ -257,10 +141,10 @@ describe('a replica killed with SIGKILL mid-call, recovered by another one on a 
     CASES.forEach((c, i) => (seen.aAnswers[c] = settled[i]!));
 
     const t2 = Date.now();
-    b = await spawnReplica(env);
+    b = await spawnReplica(env, { track: children });
     seen.timings['spawn B'] = Date.now() - t2;
     for (const c of CASES) {
-      seen.whileInFlight[c] = await http(b.port, 'POST', '/v1/call', calls[c]);
+      seen.whileInFlight[c] = await http(b.port, 'POST', '/v1/call', AGENT_KEY, calls[c]);
       seen.callIds[c] = seen.whileInFlight[c].body?.error?.details?.call_id;
     }
     const leases = await client.query<{ id: string; lease_ms: number }>(
@@ -276,7 +160,7 @@ describe('a replica killed with SIGKILL mid-call, recovered by another one on a 
     );
     seen.timings['wait for the leases'] = Date.now() - t3;
     const t4 = Date.now();
-    seen.sweep = await runSweepCli(env);
+    seen.sweep = await runSweepCli(env, { track: children });
     seen.timings['npm run sweep'] = Date.now() - t4;
     seen.timings['total setup'] = Date.now() - t0;
   }, 60_000);
@@ -317,7 +201,7 @@ describe('a replica killed with SIGKILL mid-call, recovered by another one on a 
 
   it('the charge went through: reconciled from live state, the repeat on B replays outcome_reconciled, one charge', async () => {
     const callId = seen.callIds.reconcilable;
-    const again = await http(b.port, 'POST', '/v1/call', calls.reconcilable);
+    const again = await http(b.port, 'POST', '/v1/call', AGENT_KEY, calls.reconcilable);
     expect(again.status, JSON.stringify(again.body)).toBe(200);
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect(again.body).toMatchObject({
@@ -332,7 +216,7 @@ describe('a replica killed with SIGKILL mid-call, recovered by another one on a 
     expect(steps.filter((s) => s === 'recovery_started')).toHaveLength(1);
 
     // Repeating again changes nothing: still one charge at the tool.
-    const third = await http(b.port, 'POST', '/v1/call', calls.reconcilable);
+    const third = await http(b.port, 'POST', '/v1/call', AGENT_KEY, calls.reconcilable);
     expect(third.body).toMatchObject({ status: 'outcome_reconciled', call_id: callId });
     expect(requestsFor('hang-1')).toBe(1);
     expect(chargesFor('hang-1')).toBe(1);
@@ -340,7 +224,7 @@ describe('a replica killed with SIGKILL mid-call, recovered by another one on a 
 
   it('no state_refetch: the call is unknown_outcome, shown in its trace, replayed on repeat and never re-run', async () => {
     const callId = seen.callIds.blind;
-    const trace = await http(b.port, 'GET', `/traces/${callId}`);
+    const trace = await http(b.port, 'GET', `/traces/${callId}`, AGENT_KEY);
     expect(trace.status, JSON.stringify(trace.body)).toBe(200);
     expect(trace.body).toMatchObject({ call_id: callId, status: 'unknown_outcome', answer: { status: 'unknown_outcome', error: 'interrupted' } });
     const steps = (trace.body.events as Array<{ step: string; status: string }>).map((e) => `${e.step}:${e.status}`);
@@ -349,7 +233,7 @@ describe('a replica killed with SIGKILL mid-call, recovered by another one on a 
     expect(steps.some((s) => s.startsWith('state_refetched'))).toBe(false);
 
     for (let i = 0; i < 2; i++) {
-      const again = await http(b.port, 'POST', '/v1/call', calls.blind);
+      const again = await http(b.port, 'POST', '/v1/call', AGENT_KEY, calls.blind);
       expect(again.status, JSON.stringify(again.body)).toBe(200);
       expect(again.headers.get('idempotent-replayed')).toBe('true');
       expect(again.body).toMatchObject({ status: 'unknown_outcome', call_id: callId });
@@ -360,20 +244,20 @@ describe('a replica killed with SIGKILL mid-call, recovered by another one on a 
 
   it('the charge was lost before it was processed: reconciliation allows a retry, the key is freed, the repeat on B charges once', async () => {
     const callId = seen.callIds.lost;
-    const trace = await http(b.port, 'GET', `/traces/${callId}`);
+    const trace = await http(b.port, 'GET', `/traces/${callId}`, AGENT_KEY);
     expect(trace.body).toMatchObject({ status: 'failed', answer: { status: 'failed', error: 'interrupted', reconciliation: { decision: 'retry_allowed' } } });
     const key = await client.query(`select 1 from idempotency_keys where key = $1`, [calls.lost.idempotency_key]);
     expect(key.rowCount).toBe(0);
     expect(chargesFor('lost-1')).toBe(0);
 
-    const again = await http(b.port, 'POST', '/v1/call', calls.lost);
+    const again = await http(b.port, 'POST', '/v1/call', AGENT_KEY, calls.lost);
     expect(again.status, JSON.stringify(again.body)).toBe(200);
     expect(again.headers.get('idempotent-replayed')).toBeNull();
     expect(again.body).toMatchObject({ status: 'executed', result: { payment_id: 'lost-1', charged: true, amount: 70 } });
     expect(again.body.call_id).not.toBe(callId);
 
     // That answer is now the key's: a further repeat replays it.
-    const third = await http(b.port, 'POST', '/v1/call', calls.lost);
+    const third = await http(b.port, 'POST', '/v1/call', AGENT_KEY, calls.lost);
     expect(third.headers.get('idempotent-replayed')).toBe('true');
     expect(third.body).toMatchObject({ status: 'executed', call_id: again.body.call_id });
     expect(requestsFor('lost-1')).toBe(2); // the lost request, and the one that ran
