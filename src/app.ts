@@ -36,6 +36,15 @@ import { createSlackApp, createSlackClient } from './slack/slack-app.ts';
 import { createSlackNotifier } from './slack/slack-notifier.ts';
 import { createSlackOutbox, type SlackOutbox } from './slack/slack-outbox.ts';
 
+/** Callers that arrive while a run is in progress share it instead of starting another. */
+function singleFlight<T>(run: () => Promise<T>): () => Promise<T> {
+  let current: Promise<T> | null = null;
+  return () =>
+    (current ??= run().finally(() => {
+      current = null;
+    }));
+}
+
 export interface AppDeps {
   /** An already-open store (tests share one across apps); otherwise one is opened from config. */
   store?: Store;
@@ -124,19 +133,13 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     waiter,
     notifier,
   });
-  // One pass at a time in this process: the timer, the sweeps and Slack handlers all ask for one.
-  let outboxPass: Promise<{ delivered: number; failed: number }> | null = null;
-  const deliverOutbox = () => {
-    outboxPass ??= (async () => {
-      try {
-        const sent = await callbacks.deliverDue();
-        const posted = slackOutbox ? await slackOutbox.deliverDue() : { delivered: 0, failed: 0 };
-        return { delivered: sent.delivered + posted.delivered, failed: sent.failed + posted.failed };
-      } finally {
-        outboxPass = null;
-      }
-    })();
-    return outboxPass;
+  // One pass per kind at a time in this process (the timer, the sweeps and Slack handlers all
+  // ask for one), the two kinds side by side so a slow callback receiver never delays Slack.
+  const deliverCallbacks = singleFlight(() => callbacks.deliverDue());
+  const deliverSlack = singleFlight(async () => (slackOutbox ? slackOutbox.deliverDue() : { delivered: 0, failed: 0 }));
+  const deliverOutbox = async () => {
+    const [sent, posted] = await Promise.all([deliverCallbacks(), deliverSlack()]);
+    return { delivered: sent.delivered + posted.delivered, failed: sent.failed + posted.failed };
   };
   const slackApp =
     config.slack && slackOutbox && slackNotifier && !deps.headless
@@ -144,7 +147,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
           config: config.slack,
           approvals: approvalService,
           notifier: slackNotifier,
-          flushOutbox: deliverOutbox,
+          flushOutbox: deliverSlack,
           runCommand: createInvokeCommand({ db: store.db, traces: tracesRepository, calls: callsRepository, approvals: approvalService, registry }).run,
           cardChannel: async (id) =>
             (await store.db.selectFrom('approvals').select('slack_channel').where('id', '=', id).executeTakeFirst())?.slack_channel ?? null,

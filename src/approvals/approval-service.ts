@@ -237,16 +237,19 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     const onExpire = cp.contract?.on_expire ?? cp.policy_rule?.on_expire ?? 'cancel';
     const escalateTo = cp.contract?.escalate_to ?? cp.policy_rule?.escalate_to;
     // Escalate once: an escalation that expires too is cancelled, not escalated again.
-    const previous = row.previous_approval_id ? await approvals.findApproval(row.previous_approval_id) : undefined;
     const fresh =
-      onExpire === 'escalate' && previous?.status !== 'escalated'
+      onExpire === 'escalate' && !(await wasEscalated(row))
         ? await replacement(
             row,
             `escalated after expiry: ${row.reason}`,
             cp.frozen_state,
             escalateTo === undefined ? null : Array.isArray(escalateTo) ? escalateTo : [escalateTo],
             new Date(Date.now() + config.approvalTtlMs[row.risk as RiskLevel]),
-          ).catch(() => null) // the tool is gone: nothing to escalate, so cancel
+          ).catch((error: unknown) => {
+            // The tool is gone: nothing to escalate, so cancel. Anything else: retry next pass.
+            if (error instanceof AppError) return null;
+            throw error;
+          })
         : null;
     if (fresh) {
       const approvers = fresh.row.approvers;
@@ -331,11 +334,24 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
   async function writeApprovedOutcome(trx: Transaction<Database>, row: ApprovalRow, ran: CallAnswer, actor: string, detail: Record<string, unknown>): Promise<void> {
     const cp = row.checkpoint as Checkpoint;
     const final = ran.status === 'executed' || ran.status === 'outcome_reconciled' ? 'executed' : 'failed';
-    await approvals.recordExecution(trx, row.id, final, { outcome: ran.status, ...detail, result: ran.result ?? null, error: ran.error ?? null });
+    // Someone else (the recovery sweep, or the run it took for dead) recorded the outcome first.
+    if (!(await approvals.recordExecution(trx, row.id, final, { outcome: ran.status, ...detail, result: ran.result ?? null, error: ran.error ?? null }))) return;
     await approvals.recordEvent(final, row.id, actor, { call_status: ran.status }, trx);
     if (cp.callback_url) await outbox.enqueue(trx, cp.callback_url, callbackPayload(row, final, actor, ran));
     await notifier.decided(trx, { approvalId: row.id, status: final, outcome: ran.status, actor, reason: ran.reason ?? ran.error ?? null, answer: ran, drift: (detail['drift'] as DriftReport | null) ?? null });
     await approvals.notifyDecided(trx, row.id);
+  }
+
+  /** Escalate once: walks back through requeues to see whether this approval is already an escalation. */
+  async function wasEscalated(row: ApprovalRow): Promise<boolean> {
+    let previousId = row.previous_approval_id;
+    for (let hops = 0; previousId && hops < 50; hops++) {
+      const previous = await approvals.findApproval(previousId);
+      if (!previous) return false;
+      if (previous.status === 'escalated') return true;
+      previousId = previous.previous_approval_id;
+    }
+    return false;
   }
 
   async function pendingOrConflict(id: string): Promise<ApprovalRow> {
@@ -476,7 +492,8 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       const seen = { approver: actor, state_source: live.source, live_state: live.state, comment: null };
       // Only a change since the freeze is news: a condition that failed at freeze and still
       // fails would requeue the same state on every pass.
-      if (verdict.outcome === 'requeued') return verdict.drift.fields.some((f) => f.changed) ? requeue(row, verdict, live.state, seen, actor) : null;
+      const news = verdict.outcome === 'requeued' && verdict.drift.fields.some((f) => f.changed || (f.frozen === undefined && !f.satisfied));
+      if (verdict.outcome === 'requeued') return news ? requeue(row, verdict, live.state, seen, actor) : null;
       if (verdict.outcome === 'replan_required' || verdict.outcome === 'blocked') return endWithout(row, verdict, seen, actor);
       return null;
     },

@@ -71,8 +71,15 @@ export function createApprovalsRepository(db: Kysely<Database>) {
     },
 
     /** Moves an approval that is executing to its final status, with what ran. */
-    async recordExecution(trx: Transaction<Database>, id: string, status: string, decision: Record<string, unknown>): Promise<void> {
-      await trx.updateTable('approvals').set({ status, decision: jsonb(decision) }).where('id', '=', id).where('status', '=', 'approved').execute();
+    async recordExecution(trx: Transaction<Database>, id: string, status: string, decision: Record<string, unknown>): Promise<boolean> {
+      const updated = await trx
+        .updateTable('approvals')
+        .set({ status, decision: jsonb(decision) })
+        .where('id', '=', id)
+        .where('status', '=', 'approved')
+        .returning('id')
+        .executeTakeFirst();
+      return updated !== undefined;
     },
 
     /** Records a distinct approver's vote; returns how many distinct approvers have voted. */

@@ -141,9 +141,6 @@ export function createCallService(deps: CallServiceDeps) {
     const contract = request.approval_contract;
     if (contract?.state_refetch) await stateReader.resolveReadTool(identity, contract.state_refetch, context, 'approval_contract.state_refetch');
     if (contract) assertValidConditions(contract.conditions, 'approval_contract.conditions');
-    const configuredApprovers = [...config.approvers, ...(config.slack?.approverIds ?? [])];
-    assertEscalationAllowed(contract?.escalate_to, configuredApprovers, 'approval_contract.escalate_to');
-    (request.policy?.rules ?? []).forEach((rule, i) => assertEscalationAllowed(rule.escalate_to, configuredApprovers, `policy.rules[${i}].escalate_to`));
     if (request.callback_url) deps.assertCallbackUrl(request.callback_url, 'callback_url');
     if (contract?.callback_url) deps.assertCallbackUrl(contract.callback_url, 'approval_contract.callback_url');
 
@@ -399,6 +396,10 @@ export function createCallService(deps: CallServiceDeps) {
       const started = performance.now();
       const prepared = await prepare(identity, body, options.idempotencyKeyHeader);
       const { request, idempotencyKey, tool } = prepared;
+      // Checked on the way in only: an approval frozen under an older approver list still thaws.
+      const configuredApprovers = [...config.approvers, ...(config.slack?.approverIds ?? [])];
+      assertEscalationAllowed(request.approval_contract?.escalate_to, configuredApprovers, 'approval_contract.escalate_to');
+      (request.policy?.rules ?? []).forEach((rule, i) => assertEscalationAllowed(rule.escalate_to, configuredApprovers, `policy.rules[${i}].escalate_to`));
       const callId = newId('call');
       const newCall = {
         id: callId,

@@ -61,6 +61,8 @@ async function writeAnswer(trx: Transaction<Database>, callId: string, httpStatu
       lease_expires_at: null,
     })
     .where('id', '=', callId)
+    // A final answer stands: a run that finishes after recovery settled it changes nothing.
+    .where('status', 'in', ['in_flight', 'pending_approval', 'escalated'])
     .returning(['api_key_id', 'idempotency_key'])
     .executeTakeFirst();
   if (call?.idempotency_key) {

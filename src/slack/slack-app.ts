@@ -181,8 +181,9 @@ export function createSlackApp(deps: SlackAppDeps) {
     register(fastify: FastifyInstance): void {
       receiver?.register(fastify);
     },
+    /** Socket Mode connects in the background: Slack being down never blocks or fails the start. */
     async start(): Promise<void> {
-      if (socketMode) await bolt.start();
+      if (socketMode) bolt.start().catch((error: unknown) => log.error({ err: error }, 'Slack Socket Mode connection failed'));
     },
     async stop(): Promise<void> {
       if (socketMode) await bolt.stop();

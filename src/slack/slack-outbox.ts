@@ -24,6 +24,23 @@ export type SlackPost =
   | { role: 'notice'; channel: string; message: SlackMessage };
 
 export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
+  let rateLimitedUntil = 0;
+
+  /** Whether the card a post waits for was given up on (its outbox row is dead). */
+  async function cardGaveUp(payload: SlackPost): Promise<boolean> {
+    const approvalId = payload.role === 'card' ? payload.thread_of : payload.role === 'notice' ? null : payload.approval_id;
+    if (!approvalId) return false;
+    const dead = await db
+      .selectFrom('outbox')
+      .select('id')
+      .where('kind', '=', 'slack')
+      .where('target', '=', 'card')
+      .where('status', '=', 'dead')
+      .where(sql<boolean>`payload->>'approval_id' = ${approvalId}`)
+      .executeTakeFirst();
+    return dead !== undefined;
+  }
+
   async function cardOf(approvalId: string) {
     return db.selectFrom('approvals').select(['slack_channel', 'slack_ts', 'slack_thread_ts']).where('id', '=', approvalId).executeTakeFirst();
   }
@@ -35,7 +52,8 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
       if (payload.thread_of) {
         const parent = await cardOf(payload.thread_of);
         if (!parent?.slack_ts) return 'wait';
-        threadTs = parent.slack_thread_ts ?? parent.slack_ts;
+        // A card for another channel (an escalation to #ops) starts its own thread there.
+        if (parent.slack_channel === payload.channel) threadTs = parent.slack_thread_ts ?? parent.slack_ts;
       }
       const posted = await client.chat.postMessage({ channel: payload.channel, text: payload.message.text, blocks: payload.message.blocks as never, thread_ts: threadTs });
       await db
@@ -83,6 +101,8 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
      */
     async deliverDue(limit = 20): Promise<{ delivered: number; failed: number; waiting: number }> {
       const counts = { delivered: 0, failed: 0, waiting: 0 };
+      // Slack said 429: the whole client waits, rather than spend other rows' attempts on it.
+      if (Date.now() < rateLimitedUntil) return counts;
       for (let i = 0; i < limit; i++) {
         const row = await claimDueOutboxRow(db, 'slack');
         if (!row) break;
@@ -91,7 +111,10 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
           const result = await post(row.id, row.payload as SlackPost);
           if (result === 'wait') {
             counts.waiting++;
-            await rescheduleOutboxRow(db, row.id, Math.min(60, WAIT_FOR_CARD_SECONDS * row.attempts), dead ? 'its card was never posted' : null, dead);
+            // Waiting is no failed attempt: it gives up only when its card did.
+            const orphaned = await cardGaveUp(row.payload as SlackPost);
+            await db.updateTable('outbox').set({ attempts: sql`attempts - 1` }).where('id', '=', row.id).execute();
+            await rescheduleOutboxRow(db, row.id, Math.min(60, WAIT_FOR_CARD_SECONDS * row.attempts), orphaned ? 'its card was never posted' : null, orphaned);
           } else {
             counts.delivered++;
             await markOutboxDelivered(db, row.id);
@@ -101,6 +124,7 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
           const e = error as { code?: string; retryAfter?: number; message: string };
           if (e.code === ErrorCode.RateLimitedError) {
             const wait = Math.max(1, e.retryAfter ?? 1);
+            rateLimitedUntil = Date.now() + wait * 1000;
             await rescheduleOutboxRow(db, row.id, wait, `rate limited: retry after ${wait}s`, false);
             break; // the whole client is limited: stop this pass
           }

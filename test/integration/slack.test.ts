@@ -281,8 +281,12 @@ describe('Slack app', () => {
     expect(row.next_attempt_at.getTime()).toBeGreaterThan(Date.now() + 500);
     expect((await built.store.db.selectFrom('approvals').select('slack_ts').where('id', '=', id).executeTakeFirstOrThrow()).slack_ts).toBeNull();
 
-    slack.failNext('chat.postMessage', { status: 500 });
+    // Until Retry-After has passed, this process does not call Slack at all.
     await built.store.db.updateTable('outbox').set({ next_attempt_at: sql`now()` }).where('id', '=', row.id).execute();
+    await deliver();
+    expect(slack.callsTo('chat.postMessage').filter((c) => JSON.stringify(c.args['blocks'] ?? '').includes(id))).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 1100));
+    slack.failNext('chat.postMessage', { status: 500 });
     await deliver();
     const after500 = await built.store.db.selectFrom('outbox').selectAll().where('id', '=', row.id).executeTakeFirstOrThrow();
     expect(after500.status).toBe('pending');

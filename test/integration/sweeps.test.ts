@@ -161,6 +161,19 @@ describe('sweeps', () => {
     await built.store.db.updateTable('approvals').set({ status: 'cancelled' }).where('id', '=', frozen.approval.id).execute();
   });
 
+  it('requeues a condition field unknown at freeze that now fails', async () => {
+    invoice = { invoice_id: 'inv_1', invoice_status: 'overdue' }; // no balance at freeze
+    const frozen = await freeze();
+    invoice = { ...invoice, balance: 0 };
+    await pass();
+    expect((await approval(frozen.approval.id)).status).toBe('invalidated');
+    const fresh = await built.store.db.selectFrom('approvals').selectAll().where('previous_approval_id', '=', frozen.approval.id).executeTakeFirstOrThrow();
+    // The fresh approval carries the failing state: the next pass leaves it for a human.
+    await pass();
+    expect((await approval(fresh.id)).status).toBe('pending');
+    await built.store.db.updateTable('approvals').set({ status: 'cancelled' }).where('id', '=', fresh.id).execute();
+  });
+
   describe('recovering interrupted calls', () => {
     /** What a dead process leaves behind: the call in flight, its key claimed, its lease run out. */
     async function interrupt(callId: string) {
