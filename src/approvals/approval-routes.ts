@@ -39,6 +39,10 @@ export function registerApprovalRoutes(app: FastifyInstance, approvals: Approval
       const { wait } = parseInput(getQuery, request.query, 'query');
       return { approval: await approvals.get(id, wait * 1000) };
     });
+    app.get(`${prefix}/approvals/:id/audit`, { config: { scope: 'approvals:read' } }, async (request) => {
+      const { id } = parseInput(idParams, request.params, 'params');
+      return { audit: await approvals.audit(id) };
+    });
     app.post(`${prefix}/approvals/:id/approve`, { config: { scope: 'approvals:write' } }, async (request) => {
       const { id } = parseInput(idParams, request.params, 'params');
       const body = parseInput(approveBody, request.body ?? {});

@@ -367,6 +367,12 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       return Promise.all((await approvals.listApprovals(status, limit)).map(view));
     },
 
+    /** The audit trail of one approval: every transition, who made it, what they saw. */
+    async audit(id: string) {
+      await load(id);
+      return (await approvals.eventsFor(id)).map((e) => ({ kind: e.kind, actor: e.actor, detail: e.detail, at: e.at.toISOString() }));
+    },
+
     /** One approval; with `waitMs`, waits (bounded) until it is decided. */
     async get(id: string, waitMs = 0): Promise<ApprovalView> {
       let row = await load(id);

@@ -41,10 +41,6 @@ export function createToolsRepository(db: Kysely<Database>) {
       const rows = await db.selectFrom('tools').select('card').orderBy('key').execute();
       return rows.map((r) => r.card as CapabilityCard);
     },
-
-    async listProviders() {
-      return db.selectFrom('providers').select(['name', 'kind', 'created_at', 'updated_at']).orderBy('name').execute();
-    },
   };
 }
 export type ToolsRepository = ReturnType<typeof createToolsRepository>;

@@ -125,9 +125,9 @@ describe('approvals', () => {
     const trace = await send(built.app, 'GET', `/traces/${frozen.call_id}`);
     const steps = trace.body.events.map((e: { step: string }) => e.step);
     expect(steps).toEqual(expect.arrayContaining(['approval_requested', 'approval_decided', 'approval_thawed', 'attempt_started']));
-    const audit = await built.store.db.selectFrom('approval_events').selectAll().where('approval_id', '=', frozen.approval.id).execute();
-    expect(audit.map((a) => a.kind)).toEqual(['approved', 'executed']);
-    expect(audit[0]!.actor).toBe('alice');
+    const audit = await send(built.app, 'GET', `/approvals/${frozen.approval.id}/audit`, undefined, { 'x-api-key': ALICE });
+    expect(audit.body.audit.map((a: { kind: string }) => a.kind)).toEqual(['approved', 'executed']);
+    expect(audit.body.audit[0]).toMatchObject({ actor: 'alice', detail: { state_source: 'billing.get_invoice', live_state: { balance: 100 } } });
   });
 
   it('rejects with a reason; the repeated call replays the rejection', async () => {
