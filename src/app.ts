@@ -95,6 +95,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     builtins: [fetchUrl],
     defaultTimeoutMs: config.toolTimeoutMs,
   });
+  const stopToolNotifications = await store.listen('invoke_tools', (provider) => registry.forgetProvider(provider));
   const callsRepository = createCallsRepository(store.db);
   const approvalsRepository = createApprovalsRepository(store.db);
   // Slack, when configured: approval cards and decisions go through its outbox.
@@ -203,6 +204,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     await sweepSchedule.stop();
     await slackApp?.stop();
     await waiter.close();
+    await stopToolNotifications();
     await callbacks.close();
     await fetchUrl.close();
     if (!deps.store) await store.close();

@@ -19,6 +19,9 @@ export interface BuiltinTool {
   invoke(params: Record<string, unknown>, signal?: AbortSignal): Promise<AttemptOutcome>;
 }
 
+/** How long a looked-up tool is reused; NOTIFY drops it sooner when its provider changes. */
+const TOOL_CACHE_MS = 5_000;
+
 export interface ToolRegistryDeps {
   repository: ToolsRepository;
   validator: ParamValidator;
@@ -29,6 +32,11 @@ export interface ToolRegistryDeps {
 /** Providers, capability cards, discovery, and the one door through which a tool is invoked. */
 export function createToolRegistry({ repository, validator, builtins, defaultTimeoutMs }: ToolRegistryDeps) {
   const builtinByKey = new Map(builtins.map((b) => [b.card.key, b]));
+  // Every call looks its tool up; a short-lived cache spares the store that read.
+  const cache = new Map<string, { tool: StoredTool; until: number }>();
+  const forgetProvider = (provider: string) => {
+    for (const [key, entry] of cache) if (entry.tool.card.provider === provider) cache.delete(key);
+  };
 
   function cardDefaults(provider: string, name: string, transport: CapabilityCard['transport']): CapabilityCard {
     return {
@@ -81,13 +89,20 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
   async function getTool(key: string): Promise<StoredTool> {
     const builtin = builtinByKey.get(key);
     if (builtin) return { card: builtin.card, transport: { kind: 'builtin' } };
+    const cached = cache.get(key);
+    if (cached && cached.until > Date.now()) return cached.tool;
     const stored = await repository.findTool(key);
     if (!stored) throw new NotFoundError(`Unknown tool ${key}`, { tool: key });
+    if (cache.size > 10_000) cache.clear();
+    cache.set(key, { tool: stored, until: Date.now() + TOOL_CACHE_MS });
     return stored;
   }
 
   return {
     getTool,
+
+    /** Called when a provider was registered here or (through NOTIFY) on another replica. */
+    forgetProvider,
 
     async registerProvider(body: unknown): Promise<{ provider: string; kind: 'http' | 'mcp'; tools: CapabilityCard[] }> {
       const isMcp = typeof body === 'object' && body !== null && 'mcp_url' in body;
@@ -104,6 +119,7 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
       }
       const kind = 'mcp_url' in registration ? 'mcp' : 'http';
       await repository.replaceProvider(registration.name, kind, registration, tools);
+      forgetProvider(registration.name);
       return { provider: registration.name, kind, tools: tools.map((t) => t.card) };
     },
 

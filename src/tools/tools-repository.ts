@@ -23,6 +23,8 @@ export function createToolsRepository(db: Kysely<Database>) {
         await sql`select pg_advisory_xact_lock(hashtext(${`provider:${name}`}))`.execute(trx);
         await trx.deleteFrom('providers').where('name', '=', name).execute();
         await trx.insertInto('providers').values({ name, kind, registration: jsonb(registration) }).execute();
+        // Every replica drops its cached cards of this provider when this commits.
+        await sql`select pg_notify('invoke_tools', ${name})`.execute(trx);
         if (tools.length > 0) {
           await trx
             .insertInto('tools')

@@ -74,3 +74,28 @@ describe('provider registration on a real Postgres server', () => {
     }
   });
 });
+
+describe('tool cards cached per replica on a real Postgres server', () => {
+  it('a provider replaced on one replica is seen at once on the other (NOTIFY drops the cache)', async () => {
+    const url = await createTestDatabase(inject('pgUrl'));
+    const [a, b] = [await buildTestApp({ DATABASE_URL: url }), await buildTestApp({ DATABASE_URL: url })];
+    const tools = await startToolServer({ 'POST /one': (_req, res) => json(res, 200, { one: true }), 'POST /two': (_req, res) => json(res, 200, { two: true }) });
+    try {
+      await send(a.app, 'POST', '/v1/providers', { name: 'svc', base_url: tools.url, tools: [{ name: 'run', path: '/one', risk: 'low' }] });
+      expect((await send(b.app, 'POST', '/v1/call', { tool: 'svc.run', params: {}, agent_id: 'x' })).body.result).toEqual({ one: true });
+      await send(a.app, 'POST', '/v1/providers', { name: 'svc', base_url: tools.url, tools: [{ name: 'run', path: '/two', risk: 'low' }] });
+      let result: unknown;
+      for (let i = 0; i < 50; i++) {
+        result = (await send(b.app, 'POST', '/v1/call', { tool: 'svc.run', params: {}, agent_id: 'x' })).body.result;
+        if ((result as { two?: boolean }).two) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // Well inside the 5 s cache lifetime: the notification, not the expiry, refreshed it.
+      expect(result).toEqual({ two: true });
+    } finally {
+      await a.app.close();
+      await b.app.close();
+      await tools.close();
+    }
+  });
+});
