@@ -74,14 +74,17 @@ describe('approvals', () => {
     state_refetch: { tool: 'billing.get_invoice', params: { invoice_id: '{{params.invoice_id}}' } },
     ...extra,
   });
-  const freeze = async (body: Record<string, unknown> = {}) => {
-    const res = await send(built.app, 'POST', '/v1/call', {
+  /** The agent's reminder call; `body` adds to it or replaces its fields. */
+  const callReminder = (body: Record<string, unknown> = {}) =>
+    send(built.app, 'POST', '/v1/call', {
       tool: 'billing.send_reminder',
       params: { invoice_id: 'inv_1', customer_id: 'cust_1' },
       agent_id: 'billing_agent',
       approval_contract: contract(),
       ...body,
     });
+  const freeze = async (body: Record<string, unknown> = {}) => {
+    const res = await callReminder(body);
     expect(res.status).toBe(202);
     expect(res.body.status).toBe('pending_approval');
     return res.body as { call_id: string; approval: { id: string; expires_at: string; frozen_state: Record<string, unknown> } };
@@ -105,13 +108,7 @@ describe('approvals', () => {
     expect(reminders()).toBe(before + 1);
 
     // The agent repeating its call gets the final answer, not the pending one.
-    const again = await send(built.app, 'POST', '/v1/call', {
-      tool: 'billing.send_reminder',
-      params: { invoice_id: 'inv_1', customer_id: 'cust_1' },
-      agent_id: 'billing_agent',
-      approval_contract: contract(),
-      idempotency_key: 'rem-1',
-    });
+    const again = await callReminder({ idempotency_key: 'rem-1' });
     expect(again.status).toBe(200);
     expect(again.body.status).toBe('executed');
     expect(reminders()).toBe(before + 1);
@@ -134,13 +131,7 @@ describe('approvals', () => {
     const frozen = await freeze({ idempotency_key: 'rem-rej' });
     const res = await send(built.app, 'POST', `/approvals/${frozen.approval.id}/reject`, { reason: 'customer paid by phone' }, { 'x-api-key': ALICE });
     expect(res.body).toMatchObject({ outcome: 'rejected', approval: { status: 'rejected' } });
-    const again = await send(built.app, 'POST', '/v1/call', {
-      tool: 'billing.send_reminder',
-      params: { invoice_id: 'inv_1', customer_id: 'cust_1' },
-      agent_id: 'billing_agent',
-      approval_contract: contract(),
-      idempotency_key: 'rem-rej',
-    });
+    const again = await callReminder({ idempotency_key: 'rem-rej' });
     expect(again.body.status).toBe('rejected');
     expect(again.body.reason).toMatch(/customer paid by phone/);
     expect((await send(built.app, 'POST', `/approvals/${frozen.approval.id}/reject`, {}, { 'x-api-key': ALICE })).status).toBe(400);
@@ -187,13 +178,7 @@ describe('approvals', () => {
     expect(reminders()).toBe(before);
 
     // The agent's repeated call now shows the fresh pending approval.
-    const again = await send(built.app, 'POST', '/v1/call', {
-      tool: 'billing.send_reminder',
-      params: { invoice_id: 'inv_1', customer_id: 'cust_1' },
-      agent_id: 'billing_agent',
-      approval_contract: contract(),
-      idempotency_key: 'rem-drift',
-    });
+    const again = await callReminder({ idempotency_key: 'rem-drift' });
     expect(again.status).toBe(202);
     expect(again.body.approval.id).toBe(fresh.id);
 

@@ -1,12 +1,9 @@
-import { createServer } from 'node:http';
-import type { IncomingMessage, Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { BuiltApp } from '../../src/app.ts';
 import { buildTestApp, send } from '../helpers/app.ts';
+import { serveStateless, startMcpHttpServer } from '../helpers/mcp-server.ts';
 
 /**
  * MCP providers end to end: register a real MCP server (official SDK, Streamable HTTP, stateless)
@@ -34,74 +31,29 @@ interface ToolKit {
   hang(signal: AbortSignal): Promise<void>;
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString('utf8');
-  return text === '' ? undefined : (JSON.parse(text) as unknown);
-}
-
 async function startMcpServer(register: (server: McpServer, kit: ToolKit) => void): Promise<TestMcpServer> {
   const runs = new Map<string, number>();
-  const methods: string[] = [];
-  const toolCalls: string[] = [];
-  let release: Array<() => void> = [];
-  const kit: ToolKit = {
-    count: (tool) => runs.set(tool, (runs.get(tool) ?? 0) + 1),
-    hang: (signal) =>
-      new Promise<void>((resolve) => {
-        release.push(resolve);
-        signal.addEventListener('abort', () => resolve());
-      }),
-  };
-
-  const http: HttpServer = createServer((req, res) => {
-    void (async () => {
-      const body = await readJson(req);
-      const message = body as { method?: string; params?: { name?: string } } | undefined;
-      methods.push(message?.method ?? req.method ?? '');
-      if (message?.method === 'tools/call') toolCalls.push(message.params?.name ?? '');
-      if (req.method !== 'POST') {
-        res.writeHead(405).end();
-        return;
-      }
+  const count = (tool: string) => runs.set(tool, (runs.get(tool) ?? 0) + 1);
+  const mcp = await startMcpHttpServer((request) =>
+    serveStateless(() => {
       const server = new McpServer({ name: 'test-crm', version: '1.0.0' });
-      register(server, kit);
-      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-      res.on('close', () => {
-        void transport.close();
-        void server.close();
-      });
-      await server.connect(transport);
-      await transport.handleRequest(req, res, body);
-    })().catch((error: unknown) => {
-      if (!res.headersSent) res.writeHead(500).end(String(error));
-    });
-  });
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  const port = (http.address() as AddressInfo).port;
-  const releaseAll = () => {
-    const pending = release;
-    release = [];
-    for (const resolve of pending) resolve();
-  };
+      register(server, { count, hang: request.hang });
+      return server;
+    }, request),
+  );
   return {
-    url: `http://127.0.0.1:${port}/mcp`,
+    url: mcp.url,
     runs,
-    methods,
-    toolCalls,
-    releaseAll,
+    methods: mcp.methods,
+    toolCalls: mcp.toolCalls,
+    releaseAll: mcp.releaseAll,
     reset() {
-      releaseAll();
+      mcp.releaseAll();
       runs.clear();
-      methods.length = 0;
-      toolCalls.length = 0;
+      mcp.methods.length = 0;
+      mcp.toolCalls.length = 0;
     },
-    async close() {
-      releaseAll();
-      http.closeAllConnections();
-      await new Promise<void>((resolve) => http.close(() => resolve()));
-    },
+    close: () => mcp.close(),
   };
 }
 

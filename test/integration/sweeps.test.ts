@@ -4,6 +4,7 @@ import type { BuiltApp } from '../../src/app.ts';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { startSlackEmulator } from '../../demo/slack-emulator.ts';
 import { buildTestApp, send } from '../helpers/app.ts';
+import { billingProvider } from '../helpers/billing-provider.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
 
 const APPROVER = 'UAPPROVER';
@@ -40,22 +41,7 @@ describe('sweeps', () => {
       INVOKE_CALLBACK_ALLOWLIST: `127.0.0.1:${hooks.port}`,
       INVOKE_TRACE_RETENTION: '30d',
     });
-    await send(built.app, 'POST', '/v1/providers', {
-      name: 'billing',
-      base_url: tools.url,
-      tools: [
-        { name: 'send_reminder', path: '/remind', risk: 'high' },
-        { name: 'get_invoice', method: 'GET', path: '/invoices/{invoice_id}', side_effects: false, risk: 'low' },
-        {
-          name: 'charge',
-          path: '/charge',
-          risk: 'medium',
-          state_refetch: { tool: 'billing.get_payment', params: { payment_id: '{{params.payment_id}}' }, conditions: { charged: true } },
-        },
-        { name: 'charge_blind', path: '/charge', risk: 'medium' },
-        { name: 'get_payment', method: 'GET', path: '/payments/{payment_id}', side_effects: false, risk: 'low' },
-      ],
-    });
+    await send(built.app, 'POST', '/v1/providers', billingProvider(tools.url));
   });
   afterAll(async () => {
     await built.app.close();

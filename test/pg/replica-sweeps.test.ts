@@ -4,6 +4,7 @@ import type { BuiltApp } from '../../src/app.ts';
 import { createPostgresRunCoordinator } from '../../src/sweeps/sweep-scheduler.ts';
 import type { SweepCounts } from '../../src/sweeps/sweep-service.ts';
 import { buildTestApp, send } from '../helpers/app.ts';
+import { billingProvider } from '../helpers/billing-provider.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
 import { createTestDatabase } from './databases.ts';
 
@@ -54,22 +55,7 @@ describe('two replicas sweeping the same rows on a real Postgres server', () => 
     replicas = [await buildTestApp(env), await buildTestApp(env)];
     expect(replicas[0].store.kind).toBe('postgres');
     expect(replicas[0].store.db).not.toBe(replicas[1].store.db);
-    const registered = await send(replicas[0].app, 'POST', '/v1/providers', {
-      name: 'billing',
-      base_url: tools.url,
-      tools: [
-        { name: 'send_reminder', path: '/remind', risk: 'high' },
-        { name: 'get_invoice', method: 'GET', path: '/invoices/{invoice_id}', side_effects: false, risk: 'low' },
-        {
-          name: 'charge',
-          path: '/charge',
-          risk: 'medium',
-          state_refetch: { tool: 'billing.get_payment', params: { payment_id: '{{params.payment_id}}' }, conditions: { charged: true } },
-        },
-        { name: 'charge_blind', path: '/charge', risk: 'medium' },
-        { name: 'get_payment', method: 'GET', path: '/payments/{payment_id}', side_effects: false, risk: 'low' },
-      ],
-    });
+    const registered = await send(replicas[0].app, 'POST', '/v1/providers', billingProvider(tools.url));
     expect(registered.status, JSON.stringify(registered.body)).toBe(201);
   });
 

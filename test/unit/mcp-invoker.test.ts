@@ -1,7 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
@@ -9,6 +6,7 @@ import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError } fr
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { invokeMcpTool, listMcpTools, mcpAnnotationsToCard } from '../../src/tools/mcp-invoker.ts';
+import { serveStateless, startMcpHttpServer } from '../helpers/mcp-server.ts';
 
 type Mode = 'stateless' | 'session';
 
@@ -26,7 +24,7 @@ interface TestMcpServer {
   close(): Promise<void>;
 }
 
-function buildToolServer(release: Array<() => void>): McpServer {
+function buildToolServer(hang: (signal: AbortSignal) => Promise<void>): McpServer {
   const server = new McpServer({ name: 'test-tools', version: '1.0.0' });
   server.registerTool(
     'get_order',
@@ -67,10 +65,7 @@ function buildToolServer(release: Array<() => void>): McpServer {
     isError: true,
   }));
   server.registerTool('hang', { description: 'Never answers in time.' }, async (extra) => {
-    await new Promise<void>((resolve) => {
-      release.push(resolve);
-      extra.signal.addEventListener('abort', () => resolve());
-    });
+    await hang(extra.signal);
     return { content: [{ type: 'text', text: 'late' }] };
   });
   return server;
@@ -87,114 +82,67 @@ function buildRawServer(): Server {
   return server;
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString('utf8');
-  return text === '' ? undefined : (JSON.parse(text) as unknown);
-}
-
 async function startMcpServer(mode: Mode, opts: { stopListeningAfterInitialized?: boolean } = {}): Promise<TestMcpServer> {
-  const calls: string[] = [];
-  const methods: string[] = [];
-  const release: Array<() => void> = [];
   const sessions = new Map<string, StreamableHTTPServerTransport>();
   const state = { sessionsClosed: 0 };
 
-  const handleTools = async (req: IncomingMessage, res: ServerResponse, body: unknown) => {
-    if (mode === 'stateless') {
-      if (req.method !== 'POST') {
-        res.writeHead(405).end();
-        return;
-      }
-      const server = buildToolServer(release);
-      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-      res.on('close', () => {
-        void transport.close();
-        void server.close();
-      });
-      await server.connect(transport);
-      await transport.handleRequest(req, res, body);
-      return;
-    }
-    const sessionId = req.headers['mcp-session-id'];
-    let transport = typeof sessionId === 'string' ? sessions.get(sessionId) : undefined;
-    if (transport === undefined) {
-      transport = new StreamableHTTPServerTransport({
-        sessionIdGenerator: () => randomUUID(),
-        onsessioninitialized: (id) => {
-          if (transport) sessions.set(id, transport);
-        },
-        onsessionclosed: (id) => {
-          sessions.delete(id);
-          state.sessionsClosed++;
-        },
-      });
-      await buildToolServer(release).connect(transport);
-    }
-    await transport.handleRequest(req, res, body);
-  };
-
-  const handleRaw = async (req: IncomingMessage, res: ServerResponse, body: unknown) => {
-    if (req.method !== 'POST') {
-      res.writeHead(405).end();
-      return;
-    }
-    const server = buildRawServer();
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    res.on('close', () => {
-      void transport.close();
-      void server.close();
-    });
-    await server.connect(transport);
-    await transport.handleRequest(req, res, body);
-  };
-
-  const http: HttpServer = createServer((req, res) => {
-    void (async () => {
-      const body = await readJson(req);
-      const message = body as { method?: string; params?: { name?: string } } | undefined;
-      methods.push(message?.method ?? req.method ?? '');
+  const mcp = await startMcpHttpServer(
+    async (request) => {
+      const { req, res, body, message, http, hang } = request;
       if (message?.method === 'notifications/initialized' && opts.stopListeningAfterInitialized) {
         // The session is set up; the next request needs a new connection, which is refused.
         res.setHeader('connection', 'close');
         http.close();
       }
-      if (message?.method === 'tools/call') {
-        calls.push(message.params?.name ?? '');
-        if (message.params?.name === 'drop') {
-          req.socket.destroy();
-          return;
-        }
+      if (message?.method === 'tools/call' && message.params?.name === 'drop') {
+        req.socket.destroy();
+        return;
       }
       if (req.url === '/broken') {
         res.writeHead(500, { 'content-type': 'text/plain' }).end('down');
-      } else if (req.url === '/raw') {
-        await handleRaw(req, res, body);
-      } else {
-        await handleTools(req, res, body);
+        return;
       }
-    })().catch((error: unknown) => {
-      if (!res.headersSent) res.writeHead(500).end(String(error));
-    });
-  });
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+      if (req.url === '/raw') {
+        await serveStateless(buildRawServer, request);
+        return;
+      }
+      if (mode === 'stateless') {
+        await serveStateless(() => buildToolServer(hang), request);
+        return;
+      }
+      const sessionId = req.headers['mcp-session-id'];
+      let transport = typeof sessionId === 'string' ? sessions.get(sessionId) : undefined;
+      if (transport === undefined) {
+        transport = new StreamableHTTPServerTransport({
+          sessionIdGenerator: () => randomUUID(),
+          onsessioninitialized: (id) => {
+            if (transport) sessions.set(id, transport);
+          },
+          onsessionclosed: (id) => {
+            sessions.delete(id);
+            state.sessionsClosed++;
+          },
+        });
+        await buildToolServer(hang).connect(transport);
+      }
+      await transport.handleRequest(req, res, body);
+    },
+    {
+      beforeClose: async () => {
+        for (const transport of sessions.values()) await transport.close();
+      },
+    },
+  );
   return {
-    url: `${base}/mcp`,
-    rawUrl: `${base}/raw`,
-    brokenUrl: `${base}/broken`,
-    calls,
-    methods,
+    url: mcp.url,
+    rawUrl: `${mcp.base}/raw`,
+    brokenUrl: `${mcp.base}/broken`,
+    calls: mcp.toolCalls,
+    methods: mcp.methods,
     get sessionsClosed() {
       return state.sessionsClosed;
     },
-    async close() {
-      for (const resolve of release) resolve();
-      for (const transport of sessions.values()) await transport.close();
-      http.closeAllConnections();
-      await new Promise<void>((resolve) => http.close(() => resolve()));
-    },
+    close: () => mcp.close(),
   };
 }
 
