@@ -3,7 +3,7 @@ import type { KeyIdentity } from '../auth/keyring.ts';
 import type { CallAnswer, CallStatus } from '../calls/call-types.ts';
 import { httpStatusFor } from '../calls/call-types.ts';
 import type { ApprovedCall, CallService } from '../calls/call-service.ts';
-import { finishAnswer } from '../calls/call-service.ts';
+import { finishLaterAnswer } from '../calls/call-service.ts';
 import type { CallsRepository } from '../calls/calls-repository.ts';
 import type { StateReader } from '../calls/state-reader.ts';
 import { computeDrift, type DriftReport } from '../calls/state-verify.ts';
@@ -156,9 +156,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
   /** The call's answer after a decision that did not run it. */
   async function callAnswerFor(row: ApprovalRow, status: CallStatus, fields: Partial<CallAnswer>, trace: TraceRecorder): Promise<CallAnswer> {
     const cp = row.checkpoint as Checkpoint;
-    const earlier = await traces.eventsFor(row.call_id);
-    const answer = finishAnswer(row.call_id, cp.request, trace, status, fields);
-    return { ...answer, trace: [...earlier, ...trace.events] };
+    return finishLaterAnswer(traces, row.call_id, cp.request, trace, status, fields);
   }
 
   function callbackPayload(row: ApprovalRow, status: string, actor: string, answer: CallAnswer) {

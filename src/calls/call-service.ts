@@ -72,6 +72,23 @@ interface PreparedCall {
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/**
+ * The answer of a call that is settled after its first request (thawed, recovered, decided):
+ * its trace is everything the store already holds for the call plus this step's events.
+ */
+export async function finishLaterAnswer(
+  traces: TracesRepository,
+  callId: string,
+  request: Pick<CallRequest, 'tool' | 'agent_id'>,
+  trace: TraceRecorder,
+  status: CallStatus,
+  fields: Partial<CallAnswer> = {},
+): Promise<CallAnswer> {
+  const earlier = await traces.eventsFor(callId);
+  const answer = finishAnswer(callId, request, trace, status, fields);
+  return { ...answer, trace: [...earlier, ...trace.events] };
+}
+
 /** The call's answer with its final trace event. */
 export function finishAnswer(callId: string, request: Pick<CallRequest, 'tool' | 'agent_id'>, trace: TraceRecorder, status: CallStatus, fields: Partial<CallAnswer> = {}): CallAnswer {
   trace.record('execution_completed', status, fields.reason ? { reason: fields.reason } : undefined);
@@ -311,9 +328,7 @@ export function createCallService(deps: CallServiceDeps) {
       trace.record('approval_thawed', 'completed', { approval_id: approvalId });
       const outcome = await execute(prepared, callId, trace);
       const { status, ...rest } = outcome;
-      const earlier = await traces.eventsFor(callId);
-      const answer = finishAnswer(callId, request, trace, status, rest);
-      answer.trace = [...earlier, ...trace.events];
+      const answer = await finishLaterAnswer(traces, callId, request, trace, status, rest);
       const httpStatus = httpStatusFor(answer);
       await calls.completeCall(callId, httpStatus, answer, null, async (trx) => {
         await traces.appendEvents(callId, trace.takePending(), trx);
@@ -379,9 +394,7 @@ export function createCallService(deps: CallServiceDeps) {
           }
         }
       }
-      const earlier = await traces.eventsFor(call.id);
-      const answer = finishAnswer(call.id, request, trace, status, fields);
-      answer.trace = [...earlier, ...trace.events];
+      const answer = await finishLaterAnswer(traces, call.id, request, trace, status, fields);
       await calls.completeCall(call.id, httpStatusFor(answer), answer, null, async (trx) => {
         await traces.appendEvents(call.id, trace.takePending(), trx);
         if (retrySafe) await calls.forgetIdempotencyKey(trx, call.id);

@@ -29,16 +29,20 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
   /** Whether the card a post waits for was given up on (its outbox row is dead). */
   async function cardGaveUp(payload: SlackPost): Promise<boolean> {
     const approvalId = payload.role === 'card' ? payload.thread_of : payload.role === 'notice' ? null : payload.approval_id;
-    if (!approvalId) return false;
-    const dead = await db
+    return approvalId ? hasPost(approvalId, 'card', 'dead') : false;
+  }
+
+  /** Is there a post of this role and status for the approval (newer than `afterId`, when given)? */
+  async function hasPost(approvalId: string, role: SlackPost['role'], status: string, afterId?: string): Promise<boolean> {
+    let query = db
       .selectFrom('outbox')
       .select('id')
       .where('kind', '=', 'slack')
-      .where('target', '=', 'card')
-      .where('status', '=', 'dead')
-      .where(sql<boolean>`payload->>'approval_id' = ${approvalId}`)
-      .executeTakeFirst();
-    return dead !== undefined;
+      .where('target', '=', role)
+      .where('status', '=', status)
+      .where(sql<boolean>`payload->>'approval_id' = ${approvalId}`);
+    if (afterId !== undefined) query = query.where('id', '>', afterId);
+    return (await query.executeTakeFirst()) !== undefined;
   }
 
   async function cardOf(approvalId: string) {
@@ -71,16 +75,7 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
     if (!card?.slack_ts || !card.slack_channel) return 'wait';
     if (payload.role === 'update') {
       // A newer version of this card already went out (a decision after a refetch): keep it.
-      const newer = await db
-        .selectFrom('outbox')
-        .select('id')
-        .where('kind', '=', 'slack')
-        .where('target', '=', 'update')
-        .where('status', '=', 'delivered')
-        .where('id', '>', rowId)
-        .where(sql<boolean>`payload->>'approval_id' = ${payload.approval_id}`)
-        .executeTakeFirst();
-      if (newer) return 'done';
+      if (await hasPost(payload.approval_id, 'update', 'delivered', rowId)) return 'done';
       await client.chat.update({ channel: card.slack_channel, ts: card.slack_ts, text: payload.message.text, blocks: payload.message.blocks as never });
     } else {
       await client.chat.postMessage({ channel: card.slack_channel, thread_ts: card.slack_thread_ts ?? card.slack_ts, text: payload.message.text, blocks: payload.message.blocks as never });
