@@ -282,13 +282,14 @@ export function createCallService(deps: CallServiceDeps) {
     }
 
     const policy = prepared.policy;
-    trace.record('policy_evaluated', policy.effect, { reason: policy.reason, rule: policy.rule ?? null, ignored: policy.ignored.length ? policy.ignored : undefined });
-    if (policy.effect === 'deny') return { answer: finish('blocked', { reason: policy.reason }) };
+    const uncomparable = policy.uncomparable.length ? policy.uncomparable : undefined;
+    trace.record('policy_evaluated', policy.effect, { reason: policy.reason, rule: policy.rule ?? null, ignored: policy.ignored.length ? policy.ignored : undefined, uncomparable });
+    if (policy.effect === 'deny') return { answer: finish('blocked', { reason: policy.reason, uncomparable }) };
     const contract = request.approval_contract;
     if (policy.effect === 'require_approval' || contract) {
       const reason = policy.effect === 'require_approval' ? policy.reason : `approval contract: ${contract!.intent}`;
       const frozen = await freeze(prepared, identity, callId, trace, reason);
-      return { answer: finish('pending_approval', { reason, approval: frozen.summary }), approval: frozen.row };
+      return { answer: finish('pending_approval', { reason, approval: frozen.summary, uncomparable }), approval: frozen.row };
     }
 
     progress.toolTouched = true;

@@ -115,7 +115,7 @@ function buildHttpRequest(tool: HttpToolSpec, baseUrl: string, params: Record<st
 
   let url: URL;
   try {
-    url = new URL(`${baseUrl.replace(/\/+$/, '')}/${path.replace(/^\/+/, '')}`);
+    url = new URL(`${baseUrl.replace(/(?<!\/)\/+$/, '')}/${path.replace(/^\/+/, '')}`);
   } catch {
     return { error: `invalid tool URL: base ${baseUrl}, path ${tool.path}` };
   }

@@ -109,7 +109,7 @@ function classifyV6(addr: ipaddr.IPv6): string | null {
  * as IPv4-mapped (`::ffff:a.b.c.d`), which is not the address the OS would connect to.
  */
 function expandDottedTail(v6: string): string | null {
-  const m = /^(.*:)(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(%.*)?$/.exec(v6);
+  const m = /^([^%]*:)(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(%.*)?$/.exec(v6);
   if (!m) return v6;
   const [, head = '', ...rest] = m;
   const octets = rest.slice(0, 4).map(Number);
