@@ -1,5 +1,5 @@
 import type { Transaction } from 'kysely';
-import type { KeyIdentity } from '../auth/keyring.ts';
+import { personOf, type KeyIdentity } from '../auth/keyring.ts';
 import type { Database } from '../db/schema.ts';
 import { authorizeToolUse, type CallContext } from '../auth/scopes.ts';
 import type { Config } from '../config.ts';
@@ -225,6 +225,7 @@ export function createCallService(deps: CallServiceDeps) {
       card: tool.card,
       callId,
       requester: identity.id,
+      requesterPerson: personOf(identity),
       reason,
       policyRule: prepared.policy.effect === 'require_approval' ? (prepared.policy.rule ?? null) : null,
       frozenState,
