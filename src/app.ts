@@ -17,6 +17,7 @@ import { openStore, type Store } from './db/store.ts';
 import { registerExecutionRoutes } from './executions/execution-routes.ts';
 import { createExecutionService } from './executions/execution-service.ts';
 import { registerAuth } from './http/auth-hook.ts';
+import { lowLevelErrorOptions } from './http/client-errors.ts';
 import { registerErrorHandling } from './http/error-handler.ts';
 import { registerHealthRoutes } from './http/health-routes.ts';
 import { registerInputGuard } from './http/input-guard.ts';
@@ -180,6 +181,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     logger: deps.logger ?? { level: config.logLevel, redact: ['req.headers["x-api-key"]', 'req.headers.authorization'] },
     bodyLimit: config.bodyLimitBytes,
     genReqId: () => crypto.randomUUID(),
+    ...lowLevelErrorOptions,
   });
   registerErrorHandling(app);
   registerInputGuard(app);
