@@ -21,6 +21,7 @@ import { lowLevelErrorOptions } from './http/client-errors.ts';
 import { registerErrorHandling } from './http/error-handler.ts';
 import { registerHealthRoutes } from './http/health-routes.ts';
 import { registerInputGuard } from './http/input-guard.ts';
+import { loggerOptions } from './http/logging.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { loadPolicyFile, type PolicyRule } from './policy/policy.ts';
 import { createFetchUrlTool } from './tools/fetch-url.ts';
@@ -178,7 +179,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   outboxTimer?.unref();
 
   const app = Fastify({
-    logger: deps.logger ?? { level: config.logLevel, redact: ['req.headers["x-api-key"]', 'req.headers.authorization'] },
+    logger: deps.logger ?? loggerOptions({ level: config.logLevel }),
     bodyLimit: config.bodyLimitBytes,
     genReqId: () => crypto.randomUUID(),
     ...lowLevelErrorOptions,
