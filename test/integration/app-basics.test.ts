@@ -142,12 +142,60 @@ describe('configuration and the generated key', () => {
     await server.app.close();
   });
 
-  it('answers 503 on /health when the store is down', async () => {
+  it('answers 503 on /health when the store is down, without echoing the driver error (it can name the database address)', async () => {
     const store = await openStore({ dataDir: 'memory://' });
     const built = await buildTestApp({}, store);
     await store.close();
     const res = await built.app.inject({ method: 'GET', url: '/health' });
     expect(res.statusCode).toBe(503);
+    expect(res.headers['retry-after']).toBe('5');
+    expect(res.json()).toEqual({ status: 'unavailable', store: 'embedded', error: { code: 'store_unavailable', message: 'The store is unavailable; retry shortly' } });
     await built.app.close();
+  });
+});
+
+/** Errors pg and its pool raise while Postgres stops (`-m fast`, `-m immediate`), restarts or refuses connections. */
+const STORE_OUTAGE_ERRORS: Array<[string, () => Error]> = [
+  ['admin_shutdown (57P01, pg_ctl stop -m fast)', () => Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' })],
+  ['crash_shutdown (57P02)', () => Object.assign(new Error('terminating connection because of crash of another server process'), { code: '57P02' })],
+  ['cannot_connect_now (57P03, starting up or shutting down)', () => Object.assign(new Error('the database system is shutting down'), { code: '57P03' })],
+  ['a refused connection', () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED', address: '127.0.0.1', port: 5432 })],
+  ['a refused connection on every address (AggregateError)', () => Object.assign(new AggregateError([Object.assign(new Error('connect ECONNREFUSED ::1:5432'), { code: 'ECONNREFUSED' })], ''), {})],
+  ['a reset connection', () => Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })],
+  ['a broken pipe', () => Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })],
+  ['a connection that ended mid-query', () => new Error('Connection terminated unexpectedly')],
+  ['a client reused after its connection failed', () => new Error('Client has encountered a connection error and is not queryable')],
+  ['a pool connect timeout', () => new Error('Connection terminated due to connection timeout', { cause: new Error('Connection terminated unexpectedly') })],
+  ['an error wrapping one of these', () => new Error('query failed', { cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }) })],
+];
+
+describe('a store outage is a 503 with Retry-After, never a 500', () => {
+  let built: BuiltApp;
+  beforeAll(async () => {
+    built = await buildTestApp();
+    STORE_OUTAGE_ERRORS.forEach(([, makeError], i) => {
+      built.app.get(`/test-outage/${i}`, async () => {
+        throw makeError();
+      });
+    });
+    built.app.get('/test-outage/bug', async () => {
+      throw new TypeError("Cannot read properties of undefined (reading 'id')");
+    });
+  });
+  afterAll(async () => {
+    await built.app.close();
+  });
+
+  it.each(STORE_OUTAGE_ERRORS.map(([name], i) => [name, i] as const))('%s', async (_name, i) => {
+    const res = await send(built.app, 'GET', `/test-outage/${i}`);
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBe('5');
+    expect(res.body).toEqual({ error: { code: 'service_unavailable', message: 'The store is unavailable; retry shortly' } });
+  });
+
+  it('a plain bug is still a 500 that hides its message', async () => {
+    const res = await send(built.app, 'GET', '/test-outage/bug');
+    expect(res.status).toBe(500);
+    expect(res.body).toEqual({ error: { code: 'internal_error', message: 'Internal error' } });
   });
 });
