@@ -1,10 +1,12 @@
-import { mkdtempSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type BuiltApp } from '../../src/app.ts';
 import { ConfigError, loadConfig } from '../../src/config.ts';
-import { openStore } from '../../src/db/store.ts';
+import { DataDirInUseError, openStore } from '../../src/db/store.ts';
 import { buildTestApp, send } from '../helpers/app.ts';
 
 describe('health, metrics, errors', () => {
@@ -198,4 +200,102 @@ describe('a store outage is a 503 with Retry-After, never a 500', () => {
     expect(res.status).toBe(500);
     expect(res.body).toEqual({ error: { code: 'internal_error', message: 'Internal error' } });
   });
+});
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+interface Exited {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs one of our entry points (`src/server.ts`, `src/sweeps/sweep-cli.ts`) as its own process on an embedded data directory. */
+function spawnEntry(script: string, dataDir: string): { child: ChildProcess; output: () => string; exited: Promise<Exited> } {
+  const env = {
+    PATH: process.env['PATH'] ?? '',
+    HOME: process.env['HOME'] ?? '/tmp',
+    INVOKE_DATA_DIR: dataDir,
+    INVOKE_API_KEYS: 'lock-test-key',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    INVOKE_SWEEP_CRON: 'off',
+    INVOKE_OUTBOX_INTERVAL_MS: '0',
+  };
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<Exited>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return { child, output: () => stdout + stderr, exited };
+}
+
+async function waitUntilReady(server: ReturnType<typeof spawnEntry>): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!server.output().includes('Invoke is ready')) {
+    if (server.child.exitCode !== null) throw new Error(`server exited before it was ready:\n${server.output()}`);
+    if (Date.now() > deadline) throw new Error(`server not ready within 60 s:\n${server.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('one process per embedded data directory', () => {
+  const running = new Set<ChildProcess>();
+  const start = (script: string, dataDir: string) => {
+    const entry = spawnEntry(script, dataDir);
+    running.add(entry.child);
+    void entry.exited.then(() => running.delete(entry.child));
+    return entry;
+  };
+  afterAll(() => {
+    for (const child of running) child.kill('SIGKILL');
+  });
+
+  it('a second server and npm run sweep refuse a directory a running server holds, with a message naming it; it opens again once that server stops', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'invoke-lock-'));
+    const first = start('src/server.ts', dir);
+    await waitUntilReady(first);
+
+    // Bounded: a process that was let in keeps running, and that is the failure.
+    const within = (exited: Promise<Exited>) =>
+      Promise.race([exited, new Promise<Exited>((resolve) => setTimeout(() => resolve({ code: null, signal: null, stdout: '', stderr: 'still running after 60 s' }), 60_000))]);
+    const [second, sweep] = await Promise.all([within(start('src/server.ts', dir).exited), within(start('src/sweeps/sweep-cli.ts', dir).exited)]);
+    for (const refused of [second, sweep]) {
+      expect(refused.code, refused.stdout + refused.stderr).toBe(1);
+      expect(refused.stderr).toContain(`The data directory ${dir} is in use by another Invoke process`);
+      expect(refused.stderr, 'a clear message, no stack trace').not.toMatch(/^\s+at /m);
+    }
+    await expect(openStore({ dataDir: dir })).rejects.toThrow(DataDirInUseError);
+    expect(first.child.exitCode, 'the first server keeps running').toBeNull();
+
+    first.child.kill('SIGTERM');
+    expect((await first.exited).code).toBe(0);
+    const store = await openStore({ dataDir: dir });
+    await store.ping();
+    await store.close();
+  }, 90_000);
+
+  it('a server killed with SIGKILL leaves its lock: honored while fresh, taken over once stale', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'invoke-lock-'));
+    const server = start('src/server.ts', dir);
+    await waitUntilReady(server);
+    server.child.kill('SIGKILL');
+    expect((await server.exited).signal).toBe('SIGKILL');
+
+    // Just killed: nothing tells a dead holder from a live one until the lock goes stale.
+    await expect(openStore({ dataDir: dir })).rejects.toThrow(DataDirInUseError);
+    // Ten seconds later (the stale time), without waiting them out: the lock's mtime is what counts.
+    const past = new Date(Date.now() - 11_000);
+    utimesSync(`${dir}.lock`, past, past);
+    const store = await openStore({ dataDir: dir });
+    // The same data: the schema the killed server migrated is there.
+    const { rows } = await sql<{ applied: number }>`select count(*)::int as applied from kysely_migration`.execute(store.db);
+    expect(rows[0]!.applied).toBeGreaterThan(0);
+    // And it is ours now: another opener is refused.
+    await expect(openStore({ dataDir: dir })).rejects.toThrow(DataDirInUseError);
+    await store.close();
+  }, 90_000);
 });
