@@ -261,7 +261,7 @@ describe('one process per embedded data directory', () => {
 
     // Bounded: a process that was let in keeps running, and that is the failure.
     const within = (exited: Promise<Exited>) =>
-      Promise.race([exited, new Promise<Exited>((resolve) => setTimeout(() => resolve({ code: null, signal: null, stdout: '', stderr: 'still running after 60 s' }), 60_000))]);
+      Promise.race([exited, new Promise<Exited>((resolve) => setTimeout(() => resolve({ code: null, signal: null, stdout: '', stderr: 'still running after 60 s' }), 60_000).unref())]);
     const [second, sweep] = await Promise.all([within(start('src/server.ts', dir).exited), within(start('src/sweeps/sweep-cli.ts', dir).exited)]);
     for (const refused of [second, sweep]) {
       expect(refused.code, refused.stdout + refused.stderr).toBe(1);

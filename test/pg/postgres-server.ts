@@ -50,7 +50,12 @@ export interface RunningPostgres {
   startAgain(): Promise<void>;
 }
 
-export async function startPostgres(): Promise<RunningPostgres> {
+/**
+ * `durable`: keep fsync and synchronous commit on. The suite's server turns them off for speed,
+ * which is fine until the server is killed: `pg_ctl stop -m immediate` then loses commits it
+ * had acknowledged, which no application can survive, so an outage test needs them on.
+ */
+export async function startPostgres(options: { durable?: boolean } = {}): Promise<RunningPostgres> {
   const bindir = findBinDir();
   const asRoot = process.getuid?.() === 0;
   const dir = mkdtempSync(path.join(tmpdir(), 'invoke-pg-'));
@@ -73,7 +78,8 @@ export async function startPostgres(): Promise<RunningPostgres> {
   };
   run('initdb', ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8']);
   const port = await freePort();
-  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300`;
+  const fast = options.durable ? '' : ' -c fsync=off -c synchronous_commit=off -c full_page_writes=off';
+  const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1${fast} -c max_connections=300`;
   const runAsync = async (bin: string, args: string[]) => {
     const command = path.join(bindir, bin);
     try {
@@ -84,7 +90,7 @@ export async function startPostgres(): Promise<RunningPostgres> {
       throw new Error(`${bin} failed (${code}): ${stderr || stdout || message}`);
     }
   };
-  const startArgs = ['-D', dataDir, '-l', logFile, '-o', options, '-w', '-t', '60', 'start'];
+  const startArgs = ['-D', dataDir, '-l', logFile, '-o', serverOptions, '-w', '-t', '60', 'start'];
   run('pg_ctl', startArgs);
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
@@ -92,7 +98,8 @@ export async function startPostgres(): Promise<RunningPostgres> {
     startAgain: () => runAsync('pg_ctl', startArgs),
     stop() {
       try {
-        run('pg_ctl', ['-D', dataDir, '-m', 'immediate', '-w', 'stop']);
+        // Already stopped (a test that halted it and failed before starting it again): nothing to stop.
+        if (existsSync(path.join(dataDir, 'postmaster.pid'))) run('pg_ctl', ['-D', dataDir, '-m', 'immediate', '-w', 'stop']);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
