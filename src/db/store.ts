@@ -1,5 +1,4 @@
-import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
+import { mkdir, realpath } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { PGliteDialect } from 'kysely-pglite-dialect';
@@ -98,9 +97,11 @@ export async function openStore(options: StoreOptions): Promise<Store> {
  * exit, and taken over once stale when its process was killed.
  */
 async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
-  const resolved = path.resolve(dataDir);
+  // The real path: the same directory reached through a symlink is the same lock.
+  const resolved = await realpath(dataDir);
   try {
     return await lockfile.lock(resolved, {
+      realpath: false,
       stale: LOCK_STALE_MS,
       update: LOCK_UPDATE_MS,
       // Lost only if our refreshes stalled past the stale time or someone removed the lock: another

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, utimesSync } from 'node:fs';
+import { mkdtempSync, realpathSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
@@ -255,7 +255,7 @@ describe('one process per embedded data directory', () => {
   });
 
   it('a second server and npm run sweep refuse a directory a running server holds, with a message naming it; it opens again once that server stops', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'invoke-lock-'));
+    const dir = realpathSync(mkdtempSync(path.join(tmpdir(), 'invoke-lock-')));
     const first = start('src/server.ts', dir);
     await waitUntilReady(first);
 
@@ -279,7 +279,7 @@ describe('one process per embedded data directory', () => {
   }, 90_000);
 
   it('a server killed with SIGKILL leaves its lock: honored while fresh, taken over once stale', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'invoke-lock-'));
+    const dir = realpathSync(mkdtempSync(path.join(tmpdir(), 'invoke-lock-')));
     const server = start('src/server.ts', dir);
     await waitUntilReady(server);
     server.child.kill('SIGKILL');
