@@ -23,7 +23,7 @@ export class DataDirInUseError extends Error {
       [
         `The data directory ${dataDir} is in use by another Invoke process (a server, npm run sweep or npm run migrate).`,
         'Stop that process first, or set INVOKE_DATA_DIR to another directory. To run several processes on one store, use Postgres (DATABASE_URL).',
-        `If that process crashed, its lock (${dataDir}.lock) is taken over ${LOCK_STALE_MS / 1000} s after it died.`,
+        `If that process crashed, its lock (${dataDir}.lock) is taken over at most ${LOCK_STALE_MS / 1000} s after it died.`,
       ].join('\n'),
     );
     this.name = 'DataDirInUseError';
