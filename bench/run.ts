@@ -57,6 +57,15 @@ function parseOptions(argv: string[]): Options {
   };
 }
 
+/**
+ * Ctrl-C: stop what would outlive the bench (the Postgres server runs as a daemon, the embedded
+ * stores are temp directories), then exit. The Invoke processes get the terminal's SIGINT too.
+ */
+const onInterrupt = new Set<() => Promise<void>>();
+process.once('SIGINT', () => {
+  void Promise.allSettled([...onInterrupt].map((stop) => stop())).then(() => process.exit(130));
+});
+
 function machine() {
   const cpus = os.cpus();
   return {
@@ -80,11 +89,13 @@ async function main(): Promise<void> {
   console.log(`Build (tsc -b tsconfig.build.json): ${(buildMs / 1000).toFixed(1)} s; Invoke runs as node dist/src/server.js`);
 
   const tool = await startToolProcess();
+  onInterrupt.add(tool.stop);
   const results: Array<{ store: string; section: SectionName; seconds: number; data: unknown; tables: unknown }> = [];
   const chart: Array<{ store: string; points: ChartPoint[] }> = [];
   try {
     for (const kind of options.stores) {
       const store = await openProvider(kind);
+      onInterrupt.add(store.close);
       console.log(`\n=== ${store.describe} ===`);
       let shared: Promise<InvokeProcess> | undefined;
       const ctx: SectionContext = { store, quick: options.quick, tool, sharedInvoke: () => (shared ??= startInvokeWithTool(ctx)) };
@@ -105,6 +116,7 @@ async function main(): Promise<void> {
       } finally {
         await stopShared();
         await store.close();
+        onInterrupt.delete(store.close);
       }
       if (points.length > 0) chart.push({ store: kind, points });
     }

@@ -1,5 +1,5 @@
 /** What every bench section receives and returns, and the calls they share. */
-import { postJson, runLoad, fetchJson, type LoadResult } from './load.ts';
+import { fetchJson, getText, postJson, runLoad } from './load.ts';
 import { API_KEY, startInvokeProcess, type InvokeProcess, type Running } from './processes.ts';
 import type { StoreProvider } from './stores.ts';
 
@@ -78,13 +78,16 @@ export async function warmUp(send: (i: number) => Promise<number>, requests: num
   if (result.errors > 0) throw new Error(`warm-up failed: ${result.firstError}`);
 }
 
+/** Invoke's own figures from its /metrics (prom-client's process metrics, prefixed `invoke_process_`). */
+export async function processMetrics(invokeUrl: string): Promise<{ rss: number; heapUsed: number; cpuSeconds: number }> {
+  const text = await getText(`${invokeUrl}/metrics`, AUTH);
+  const metric = (name: string) => Number(new RegExp(`^invoke_process_${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN);
+  return { rss: metric('process_resident_memory_bytes'), heapUsed: metric('nodejs_heap_size_used_bytes'), cpuSeconds: metric('process_cpu_seconds_total') };
+}
+
 export const ms = (value: number) => (Number.isFinite(value) ? value.toFixed(2) : '-');
 export const ratio = (value: number, base: number) => (base > 0 && Number.isFinite(value) ? `${(value / base).toFixed(1)}x` : '-');
 export const plus = (value: number, base: number) => (Number.isFinite(value - base) ? `+${(value - base).toFixed(2)}` : '-');
 export const mb = (bytes: number) => (bytes / 1_048_576).toFixed(0);
 export const count = (n: number) => n.toLocaleString('en-US');
 
-/** The row fields every load table shows. */
-export function loadRow(name: string, r: LoadResult): string[] {
-  return [name, ms(r.latency.p50), ms(r.latency.p90), ms(r.latency.p99), r.errors > 0 ? `${r.errors} (${r.firstError})` : '0'];
-}

@@ -1,13 +1,13 @@
 /**
  * Memory: the Invoke process's resident set when idle, after 10,000 and after 100,000 calls
- * (quick: 2,000 and 10,000), read from its own /metrics. Growth between the two marks that
+ * (quick: 1,000 and 3,000), read from its own /metrics. Growth between the two marks that
  * does not level off would be a leak.
  *
  * It runs first, on the process the latency and throughput sections then share: it sees that
  * process from its start, and its calls are their warm-up (a server that has been running).
  */
-import { getText, runLoad } from '../load.ts';
-import { AUTH, count, governed, mb, type Section } from '../section.ts';
+import { runLoad } from '../load.ts';
+import { count, governed, mb, processMetrics, type Section } from '../section.ts';
 
 interface Memory {
   rss: number;
@@ -17,13 +17,12 @@ interface Memory {
 async function memoryOf(invokeUrl: string): Promise<Memory> {
   // Let the last requests' garbage settle a moment: the figure is the process at rest.
   await new Promise((resolve) => setTimeout(resolve, 500));
-  const text = await getText(`${invokeUrl}/metrics`, AUTH);
-  const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN);
-  return { rss: metric('invoke_process_process_resident_memory_bytes'), heapUsed: metric('invoke_process_nodejs_heap_size_used_bytes') };
+  const { rss, heapUsed } = await processMetrics(invokeUrl);
+  return { rss, heapUsed };
 }
 
 export const memorySection: Section = async (ctx) => {
-  const marks = ctx.quick ? [2_000, 10_000] : [10_000, 100_000];
+  const marks = ctx.quick ? [1_000, 3_000] : [10_000, 100_000];
   const invoke = await ctx.sharedInvoke();
   const idle = await memoryOf(invoke.url);
   const at: Array<{ calls: number; perSecond: number } & Memory> = [];

@@ -32,7 +32,7 @@ async function freezeCall(invokeUrl: string, i: number): Promise<Frozen> {
 }
 
 export const slackSection: Section = async (ctx) => {
-  const calls = ctx.quick ? 20 : 50;
+  const calls = ctx.quick ? 10 : 50;
   // Offered load: one frozen call every `gapMs`, so the figure is the wait for a card, not a backlog.
   const gapMs = ctx.quick ? 100 : 200;
   const outboxIntervalMs = loadConfig({}).outboxIntervalMs;

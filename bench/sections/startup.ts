@@ -35,14 +35,14 @@ export const startupSection: Section = async (ctx) => {
   return {
     tables: [
       {
-        title: `Start-up, existing database (median of ${rounds})`,
+        title: `Start-up on an existing, migrated database (median of ${rounds})`,
         columns: ['how', 'ready ms', 'idle RSS MB'],
         rows: [
           ['tsx src/server.ts (npm run dev; baseline)', ms(tsx.readyMs), mb(tsx.rss)],
           ['node dist/src/server.js (npm start)', ms(compiled.readyMs), mb(compiled.rss)],
           ['compiled vs tsx', ratio(compiled.readyMs, tsx.readyMs), ratio(compiled.rss, tsx.rss)],
         ],
-        notes: [],
+        notes: ['Ready: spawn to the first 200 from /health. RSS: the whole process tree, 2 s after ready.'],
       },
     ],
     data: { rounds, samples, compiled, tsx },
