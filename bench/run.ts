@@ -1,105 +1,139 @@
 /**
- * `npm run bench`: what Invoke costs per call. Measures, in one run on this machine, a tool
- * called directly (the baseline) and the same tool through Invoke's /v1/call in three ways,
- * and prints each as a ratio of the baseline. Bounded: a fixed number of requests per case.
+ * `npm run bench`: what Invoke costs, on both stores, each figure next to its baseline measured
+ * in the same run on this machine. The tool and Invoke run as processes of their own; this
+ * process only generates load and measures.
+ *
+ *   npm run bench -- --quick                      under a minute on an idle machine
+ *   npm run bench -- --store=postgres             postgres | embedded | both (default)
+ *   npm run bench -- --only=latency,throughput    latency, throughput, slack, sweep, traces, memory (and startup, only when named)
+ *
+ * Postgres: DATABASE_URL when set (the bench creates and drops databases on it), else a
+ * throwaway local server (needs the PostgreSQL server binaries). Results: bench/results/.
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { request } from 'undici';
-import { buildApp } from '../src/app.ts';
-import { loadConfig } from '../src/config.ts';
+import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ensureBuilt, ROOT, startToolProcess, type InvokeProcess } from './processes.ts';
+import { latencySvg, printTable, writeJson } from './report.ts';
+import { DEFAULT_SECTIONS, SECTIONS, startInvokeWithTool, type ChartPoint, type Section, type SectionContext, type SectionName } from './section.ts';
+import { latencySection } from './sections/latency.ts';
+import { memorySection } from './sections/memory.ts';
+import { slackSection } from './sections/slack.ts';
+import { startupSection } from './sections/startup.ts';
+import { sweepSection } from './sections/sweep.ts';
+import { throughputSection } from './sections/throughput.ts';
+import { tracesSection } from './sections/traces.ts';
+import { openProvider, type StoreKind } from './stores.ts';
 
-const REQUESTS = Number(process.env['BENCH_REQUESTS'] ?? 2000);
-const CONCURRENCY = Number(process.env['BENCH_CONCURRENCY'] ?? 16);
-const KEY = 'bench-key';
+const RUNNERS: Record<SectionName, Section> = {
+  latency: latencySection,
+  throughput: throughputSection,
+  slack: slackSection,
+  sweep: sweepSection,
+  traces: tracesSection,
+  memory: memorySection,
+  startup: startupSection,
+};
 
-interface Result {
-  name: string;
-  perSecond: number;
-  p50: number;
-  p99: number;
+interface Options {
+  quick: boolean;
+  stores: StoreKind[];
+  sections: SectionName[];
 }
 
-async function measure(name: string, send: (i: number) => Promise<number>): Promise<Result> {
-  const latencies: number[] = [];
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      for (let i = next++; i < REQUESTS; i = next++) {
-        const t0 = performance.now();
-        const status = await send(i);
-        if (status >= 400) throw new Error(`${name}: request ${i} answered ${status}`);
-        latencies.push(performance.now() - t0);
-      }
-    }),
-  );
-  const seconds = (performance.now() - started) / 1000;
-  latencies.sort((a, b) => a - b);
-  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
-  return { name, perSecond: REQUESTS / seconds, p50: at(0.5), p99: at(0.99) };
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({ args: argv, options: { quick: { type: 'boolean', default: false }, store: { type: 'string', default: 'both' }, only: { type: 'string' } } });
+  const store = values.store;
+  if (store !== 'both' && store !== 'postgres' && store !== 'embedded') throw new Error(`--store must be postgres, embedded or both (got ${store})`);
+  const sections = values.only ? values.only.split(',').map((s) => s.trim()) : [...DEFAULT_SECTIONS];
+  const unknown = sections.filter((s) => !(SECTIONS as readonly string[]).includes(s));
+  if (unknown.length > 0) throw new Error(`--only: unknown section ${unknown.join(', ')} (known: ${SECTIONS.join(', ')})`);
+  return {
+    quick: values.quick,
+    stores: store === 'both' ? ['postgres', 'embedded'] : [store],
+    // In the documented order, whatever order they were asked in.
+    sections: SECTIONS.filter((s) => sections.includes(s)),
+  };
+}
+
+/**
+ * Ctrl-C: stop what would outlive the bench (the Postgres server runs as a daemon, the embedded
+ * stores are temp directories), then exit. The Invoke processes get the terminal's SIGINT too.
+ */
+const onInterrupt = new Set<() => Promise<void>>();
+process.once('SIGINT', () => {
+  void Promise.allSettled([...onInterrupt].map((stop) => stop())).then(() => process.exit(130));
+});
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model.trim() ?? 'unknown',
+    cores: cpus.length,
+    memory_gb: Math.round(os.totalmem() / 1024 ** 3),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    // Other work on the machine moves every figure: say how busy it was.
+    load_average: os.loadavg().map((l) => Number(l.toFixed(2))),
+  };
 }
 
 async function main(): Promise<void> {
-  const tool = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{"ok":true}');
-    });
-  });
-  await new Promise<void>((resolve) => tool.listen(0, '127.0.0.1', resolve));
-  const toolUrl = `http://127.0.0.1:${(tool.address() as AddressInfo).port}`;
+  const options = parseOptions(process.argv.slice(2));
+  const started = new Date();
+  const host = machine();
+  console.log(`Invoke bench${options.quick ? ' (quick)' : ''}: ${options.sections.join(', ')} on ${options.stores.join(' and ')}`);
+  console.log(`Machine: ${host.cpu}, ${host.cores} cores, ${host.memory_gb} GB, ${host.os}, Node ${host.node}, load average ${host.load_average.join(' ')}`);
+  const buildMs = ensureBuilt();
+  console.log(`Build (tsc -b tsconfig.build.json): ${(buildMs / 1000).toFixed(1)} s; Invoke runs as node dist/src/server.js`);
 
-  const { app } = await buildApp(
-    loadConfig({
-      INVOKE_DATA_DIR: 'memory://',
-      // Set DATABASE_URL to measure against a real Postgres server instead of the embedded store.
-      DATABASE_URL: process.env['DATABASE_URL'],
-      INVOKE_API_KEYS: KEY,
-      LOG_LEVEL: 'silent',
-      INVOKE_SWEEP_CRON: 'off',
-      INVOKE_OUTBOX_INTERVAL_MS: '0',
-    }),
-    { logger: false },
-  );
-  const invokeUrl = await app.listen({ host: '127.0.0.1', port: 0 });
-  const headers = { 'content-type': 'application/json', 'x-api-key': KEY };
-  const registered = await request(`${invokeUrl}/v1/providers`, {
-    method: 'POST',
-    headers,
-    body: JSON.stringify({ name: 'bench', base_url: toolUrl, tools: [{ name: 'echo', path: '/echo', risk: 'low', input_schema: { type: 'object', properties: { n: { type: 'integer' } } } }] }),
-  });
-  await registered.body.dump();
+  const tool = await startToolProcess();
+  onInterrupt.add(tool.stop);
+  const results: Array<{ store: string; section: SectionName; seconds: number; data: unknown; tables: unknown }> = [];
+  const chart: Array<{ store: string; points: ChartPoint[] }> = [];
+  try {
+    for (const kind of options.stores) {
+      const store = await openProvider(kind);
+      onInterrupt.add(store.close);
+      console.log(`\n=== ${store.describe} ===`);
+      let shared: Promise<InvokeProcess> | undefined;
+      const ctx: SectionContext = { store, quick: options.quick, tool, sharedInvoke: () => (shared ??= startInvokeWithTool(ctx)) };
+      const stopShared = async () => {
+        if (shared) await (await shared).stop();
+      };
+      const points: ChartPoint[] = [];
+      try {
+        for (const section of options.sections) {
+          const t0 = performance.now();
+          const outcome = await RUNNERS[section](ctx);
+          const seconds = (performance.now() - t0) / 1000;
+          for (const table of outcome.tables) printTable({ ...table, title: `[${kind}] ${table.title}` });
+          console.log(`  (${section}: ${seconds.toFixed(1)} s)`);
+          results.push({ store: kind, section, seconds, data: outcome.data, tables: outcome.tables });
+          points.push(...(outcome.chart ?? []));
+        }
+      } finally {
+        await stopShared();
+        await store.close();
+        onInterrupt.delete(store.close);
+      }
+      if (points.length > 0) chart.push({ store: kind, points });
+    }
+  } finally {
+    await tool.stop();
+  }
 
-  const post = async (url: string, body: unknown) => {
-    const res = await request(url, { method: 'POST', headers, body: JSON.stringify(body) });
-    await res.body.dump();
-    return res.statusCode;
-  };
-
-  const storeName = process.env['DATABASE_URL'] ? 'Postgres (DATABASE_URL)' : 'embedded store';
-  console.log(`Invoke bench: ${REQUESTS} requests per case, ${CONCURRENCY} at a time, ${storeName}, tool on loopback\n`);
-  const results = [
-    await measure('tool called directly (baseline)', (i) => post(`${toolUrl}/echo`, { n: i })),
-    await measure('through /v1/call', (i) => post(`${invokeUrl}/v1/call`, { tool: 'bench.echo', params: { n: i }, agent_id: 'bench' })),
-    await measure('through /v1/call with an idempotency key', (i) =>
-      post(`${invokeUrl}/v1/call`, { tool: 'bench.echo', params: { n: i }, agent_id: 'bench', idempotency_key: `k-${i}` }),
-    ),
-    await measure('replayed idempotency key', () => post(`${invokeUrl}/v1/call`, { tool: 'bench.echo', params: { n: 0 }, agent_id: 'bench', idempotency_key: 'k-0' })),
-  ];
-  const base = results[0]!;
-  const rows = results.map((r) => [
-    r.name.padEnd(42),
-    r.perSecond.toFixed(0).padStart(8),
-    (base.perSecond / r.perSecond).toFixed(1).padStart(8) + 'x',
-    r.p50.toFixed(2).padStart(8),
-    r.p99.toFixed(2).padStart(8),
-  ]);
-  console.log(`${'case'.padEnd(42)} ${'req/s'.padStart(8)} ${'slower'.padStart(9)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)}`);
-  for (const row of rows) console.log(row.join(' '));
-  await app.close();
-  await new Promise<void>((resolve) => tool.close(() => resolve()));
+  const dir = path.join(ROOT, 'bench', 'results');
+  const stamp = started.toISOString().replace(/[:.]/g, '-');
+  const file = await writeJson(dir, `${stamp}.json`, { started_at: started.toISOString(), options, machine: host, build_ms: buildMs, results });
+  console.log(`\nResults: ${path.relative(ROOT, file)}`);
+  if (chart.length > 0) {
+    const svg = path.join(dir, 'latency.svg');
+    await writeFile(svg, latencySvg(chart));
+    console.log(`Chart: ${path.relative(ROOT, svg)}`);
+  }
+  console.log(`Total: ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s`);
 }
 
 main().catch((error: unknown) => {

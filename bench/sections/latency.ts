@@ -1,0 +1,37 @@
+/**
+ * Added latency: one request at a time, the tool called directly and then through /v1/call.
+ * What Invoke adds is the difference of the two, measured minutes apart on the same machine.
+ */
+import { runLoad } from '../load.ts';
+import { direct, governed, ms, plus, ratio, warmUp, type Section } from '../section.ts';
+
+export const latencySection: Section = async (ctx) => {
+  const invoke = await ctx.sharedInvoke();
+  const requests = ctx.quick ? 200 : 3000;
+  await warmUp(direct(ctx.tool.url), 200);
+  await warmUp(governed(invoke.url), 200);
+  const base = await runLoad(direct(ctx.tool.url), { concurrency: 1, requests });
+  const call = await runLoad(governed(invoke.url), { concurrency: 1, requests });
+  for (const r of [base, call]) if (r.errors > 0) throw new Error(`latency: ${r.errors} errors (${r.firstError})`);
+  const p = (r: typeof base) => r.latency;
+  return {
+    tables: [
+      {
+        title: `Added latency at concurrency 1 (${requests} calls each)`,
+        columns: ['path', 'p50 ms', 'p90 ms', 'p99 ms'],
+        rows: [
+          ['tool called directly (baseline)', ms(p(base).p50), ms(p(base).p90), ms(p(base).p99)],
+          ['through /v1/call', ms(p(call).p50), ms(p(call).p90), ms(p(call).p99)],
+          ['added by Invoke', plus(p(call).p50, p(base).p50), plus(p(call).p90, p(base).p90), plus(p(call).p99, p(base).p99)],
+          ['ratio', ratio(p(call).p50, p(base).p50), ratio(p(call).p90, p(base).p90), ratio(p(call).p99, p(base).p99)],
+        ],
+        notes: [],
+      },
+    ],
+    data: { requests, direct: base, governed: call },
+    chart: [
+      { concurrency: 1, path: 'direct', ...p(base) },
+      { concurrency: 1, path: 'governed', ...p(call) },
+    ],
+  };
+};

@@ -1,0 +1,91 @@
+/**
+ * One sweep pass over a backlog of N pending approvals past their expiry (100,000; quick: 5,000),
+ * against the same pass with nothing due (the baseline). A pass handles at most
+ * INVOKE_SWEEP_BATCH approvals, so it should cost about the same however deep the backlog is.
+ *
+ * The sweep is timed in this process (it is one function call, no load): the app is built
+ * headless on a fresh database, one call is frozen through the API, and its approval and call are
+ * cloned N times with SQL, already expired.
+ */
+import { sql, type Kysely } from 'kysely';
+import { buildApp } from '../../src/app.ts';
+import { loadConfig } from '../../src/config.ts';
+import type { Database } from '../../src/db/schema.ts';
+import { percentiles } from '../load.ts';
+import { API_KEY } from '../processes.ts';
+import { AUTH, count, ms, TOOL_KEY, type Section } from '../section.ts';
+
+/**
+ * N copies of one approval and its call (and the call's trace events), expired an hour ago.
+ * jsonb_populate_record keeps every other column as it is, whatever columns the tables have.
+ */
+async function cloneExpired(db: Kysely<Database>, approvalId: string, callId: string, n: number): Promise<void> {
+  await sql`
+    insert into calls
+    select (jsonb_populate_record(c, jsonb_build_object('id', c.id || '_' || g, 'created_at', now() - interval '2 hours'))).*
+    from calls c, generate_series(1, ${n}::int) g where c.id = ${callId}`.execute(db);
+  await sql`
+    insert into trace_events (call_id, step, status, detail, duration_ms, at)
+    select e.call_id || '_' || g, e.step, e.status, e.detail, e.duration_ms, now() - interval '2 hours'
+    from trace_events e, generate_series(1, ${n}::int) g where e.call_id = ${callId}`.execute(db);
+  await sql`
+    insert into approvals
+    select (jsonb_populate_record(a, jsonb_build_object(
+      'id', a.id || '_' || g, 'call_id', a.call_id || '_' || g,
+      'created_at', now() - interval '2 hours', 'expires_at', now() - interval '1 hour'))).*
+    from approvals a, generate_series(1, ${n}::int) g where a.id = ${approvalId}`.execute(db);
+  await sql`analyze`.execute(db);
+}
+
+export const sweepSection: Section = async (ctx) => {
+  const backlog = ctx.quick ? 5_000 : 100_000;
+  const database = await ctx.store.fresh();
+  const config = loadConfig({ ...database.env, INVOKE_API_KEYS: API_KEY, LOG_LEVEL: 'silent', INVOKE_SWEEP_CRON: 'off' });
+  const { app, store, services } = await buildApp(config, { logger: false, headless: true });
+  try {
+    const inject = async (url: string, payload: unknown) => {
+      const res = await app.inject({ method: 'POST', url, headers: { ...AUTH, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
+      if (res.statusCode >= 300) throw new Error(`sweep setup: ${url} answered ${res.statusCode}: ${res.body}`);
+      return res.json();
+    };
+    await inject('/v1/providers', { name: 'bench', base_url: ctx.tool.url, tools: [{ name: 'echo', path: '/echo', risk: 'low' }] });
+    const frozen = await inject('/v1/call', { tool: TOOL_KEY, params: { n: 0 }, agent_id: 'bench', approval_contract: { intent: 'bench_approval' } });
+
+    const pass = async () => {
+      const t0 = performance.now();
+      const counts = await services.sweeps.runPass();
+      if (counts.errors > 0) throw new Error(`sweep: a pass counted ${counts.errors} errors`);
+      return { ms: performance.now() - t0, counts };
+    };
+    const idle: number[] = [];
+    for (let i = 0; i < 5; i++) idle.push((await pass()).ms);
+
+    const t0 = performance.now();
+    await cloneExpired(store.db, frozen.approval.id, frozen.call_id, backlog);
+    const loadSeconds = (performance.now() - t0) / 1000;
+    const first = await pass();
+    const second = await pass();
+    const base = percentiles(idle).p50;
+    const perApproval = first.ms / Math.max(1, first.counts.expired);
+    return {
+      tables: [
+        {
+          title: `Sweep pass over ${count(backlog)} expired pending approvals (batch ${config.sweepBatch})`,
+          columns: ['pass', 'ms', 'expired', 'vs idle pass'],
+          rows: [
+            ['nothing due (baseline, median of 5)', ms(base), '0', ''],
+            ['first pass over the backlog', ms(first.ms), String(first.counts.expired), `+${ms(first.ms - base)}`],
+            ['second pass', ms(second.ms), String(second.counts.expired), `+${ms(second.ms - base)}`],
+          ],
+          notes: [
+            `${ms(perApproval)} ms per expired approval; draining all ${count(backlog)} at this rate: ~${((backlog * perApproval) / 1000).toFixed(0)} s of passes.`,
+            `Backlog inserted with SQL in ${loadSeconds.toFixed(1)} s, then ANALYZE.`,
+          ],
+        },
+      ],
+      data: { backlog, batch: config.sweepBatch, idle_ms: idle, first, second, per_approval_ms: perApproval, load_seconds: loadSeconds },
+    };
+  } finally {
+    await app.close();
+  }
+};
