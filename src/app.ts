@@ -96,7 +96,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     defaultTimeoutMs: config.toolTimeoutMs,
   });
   const stopToolNotifications = await store.listen('invoke_tools', (provider) => registry.forgetProvider(provider));
-  const callsRepository = createCallsRepository(store.db);
+  const callsRepository = createCallsRepository(store);
   const approvalsRepository = createApprovalsRepository(store.db);
   // Slack, when configured: approval cards and decisions go through its outbox.
   const slackOutbox = config.slack ? createSlackOutbox(store.db, createSlackClient(config.slack)) : null;
@@ -206,6 +206,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     await waiter.close();
     await stopToolNotifications();
     await callbacks.close();
+    await callsRepository.close();
     await fetchUrl.close();
     if (!deps.store) await store.close();
   });

@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
-import { Kysely, PostgresDialect, sql } from 'kysely';
+import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 import type { Database } from './schema.ts';
@@ -18,9 +18,21 @@ export interface Store {
   db: Kysely<Database>;
   kind: 'postgres' | 'embedded';
   ping(): Promise<void>;
+  /**
+   * One hot-path statement, outside any transaction (it commits by itself). On Postgres it is a
+   * named prepared statement, parsed and planned once per connection; on the embedded store it
+   * queues behind open transactions like every other query.
+   */
+  run<Row>(statement: Statement, values: readonly unknown[]): Promise<Row[]>;
   /** LISTEN on a channel (NOTIFY is sent with pg_notify in SQL); returns how to stop. */
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
+}
+
+/** A statement of the hot path: fixed text, so a server can keep it prepared by name. */
+export interface Statement {
+  name: string;
+  text: string;
 }
 
 export async function openStore(options: StoreOptions): Promise<Store> {
@@ -29,7 +41,9 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     // An idle client losing its server must not crash the process; the next query reports it.
     pool.on('error', () => {});
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    return storeFor(db, 'postgres', async (channel, onPayload) => {
+    const run = async <Row>(statement: Statement, values: readonly unknown[]) =>
+      (await pool.query({ name: statement.name, text: statement.text, values: [...values] })).rows as Row[];
+    return storeFor(db, 'postgres', run, async (channel, onPayload) => {
       // A dedicated connection: a pooled one would lose its LISTEN when returned to the pool.
       const client = new pg.Client({ connectionString: options.databaseUrl });
       client.on('error', () => {});
@@ -46,7 +60,9 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   if (!options.dataDir.startsWith('memory://')) await mkdir(options.dataDir, { recursive: true });
   const pglite = await PGlite.create(options.dataDir);
   const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
-  return storeFor(db, 'embedded', async (channel, onPayload) => {
+  const run = async <Row>(statement: Statement, values: readonly unknown[]) =>
+    (await db.executeQuery<Row>(CompiledQuery.raw(statement.text, [...values]))).rows as Row[];
+  return storeFor(db, 'embedded', run, async (channel, onPayload) => {
     const unsubscribe = await pglite.listen(channel, onPayload);
     return async () => {
       if (!pglite.closed) await unsubscribe().catch(() => {});
@@ -58,10 +74,11 @@ function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-function storeFor(db: Kysely<Database>, kind: Store['kind'], listen: Store['listen']): Store {
+function storeFor(db: Kysely<Database>, kind: Store['kind'], run: Store['run'], listen: Store['listen']): Store {
   return {
     db,
     kind,
+    run,
     listen,
     async ping() {
       await sql`select 1`.execute(db);

@@ -55,23 +55,28 @@ export function toCallSummary(row: {
 
 const SUMMARY_COLUMNS = ['id', 'agent_id', 'tool', 'status', 'attempts', 'idempotency_key', 'created_at', 'finished_at', 'duration_ms'] as const;
 
+/** Appends a call's trace events, inside the caller's transaction or on their own. */
+export async function insertTraceEvents(trx: Db, callId: string, events: TraceEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  await trx
+    .insertInto('trace_events')
+    .values(
+      events.map((e) => ({
+        call_id: callId,
+        step: e.step,
+        status: e.status,
+        detail: e.detail ? jsonb(e.detail) : null,
+        duration_ms: e.duration_ms ?? null,
+        at: e.at,
+      })),
+    )
+    .execute();
+}
+
 export function createTracesRepository(db: Kysely<Database>) {
   return {
     async appendEvents(callId: string, events: TraceEvent[], trx: Db = db): Promise<void> {
-      if (events.length === 0) return;
-      await trx
-        .insertInto('trace_events')
-        .values(
-          events.map((e) => ({
-            call_id: callId,
-            step: e.step,
-            status: e.status,
-            detail: e.detail ? jsonb(e.detail) : null,
-            duration_ms: e.duration_ms ?? null,
-            at: e.at,
-          })),
-        )
-        .execute();
+      await insertTraceEvents(trx, callId, events);
     },
 
     async eventsFor(callId: string): Promise<TraceEvent[]> {
