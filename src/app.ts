@@ -13,6 +13,7 @@ import { createStateReader } from './calls/state-reader.ts';
 import { createStateService } from './calls/state-service.ts';
 import type { Config } from './config.ts';
 import { migrateToLatest } from './db/migrate.ts';
+import { OUTBOX_CHANNEL } from './db/outbox-claim.ts';
 import { openStore, type Store } from './db/store.ts';
 import { registerExecutionRoutes } from './executions/execution-routes.ts';
 import { createExecutionService } from './executions/execution-service.ts';
@@ -36,13 +37,28 @@ import { createSlackApp, createSlackClient } from './slack/slack-app.ts';
 import { createSlackNotifier } from './slack/slack-notifier.ts';
 import { createSlackOutbox, type SlackOutbox } from './slack/slack-outbox.ts';
 
-/** Callers that arrive while a run is in progress share it instead of starting another. */
-function singleFlight<T>(run: () => Promise<T>): () => Promise<T> {
+/**
+ * One run at a time. A caller that arrives during a run may have written something that run
+ * already passed over, so it gets one more run after it, shared with everyone else who asks
+ * meanwhile.
+ */
+function coalescedRunner<T>(run: () => Promise<T>): () => Promise<T> {
   let current: Promise<T> | null = null;
-  return () =>
-    (current ??= run().finally(() => {
+  let next: Promise<T> | null = null;
+  const start = () =>
+    (current = run().finally(() => {
       current = null;
     }));
+  return () => {
+    if (!current) return start();
+    next ??= current
+      .catch(() => undefined)
+      .then(() => {
+        next = null;
+        return current ?? start();
+      });
+    return next;
+  };
 }
 
 export interface AppDeps {
@@ -136,8 +152,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   });
   // One pass per kind at a time in this process (the timer, the sweeps and Slack handlers all
   // ask for one), the two kinds side by side so a slow callback receiver never delays Slack.
-  const deliverCallbacks = singleFlight(() => callbacks.deliverDue());
-  const deliverSlack = singleFlight(async () => (slackOutbox ? slackOutbox.deliverDue() : { delivered: 0, failed: 0 }));
+  const deliverCallbacks = coalescedRunner(() => callbacks.deliverDue());
+  const deliverSlack = coalescedRunner(async () => (slackOutbox ? slackOutbox.deliverDue() : { delivered: 0, failed: 0 }));
   const deliverOutbox = async () => {
     const [sent, posted] = await Promise.all([deliverCallbacks(), deliverSlack()]);
     return { delivered: sent.delivered + posted.delivered, failed: sent.failed + posted.failed };
@@ -168,13 +184,21 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     deliverOutbox,
     log: { warn: (obj, msg) => app.log.warn(obj, msg) },
   });
-  const outboxTimer =
-    config.outboxIntervalMs > 0 && !deps.headless
-      ? setInterval(() => {
-          deliverOutbox().catch((error: unknown) => app.log.warn({ err: error }, 'outbox delivery pass failed'));
-        }, config.outboxIntervalMs)
-      : null;
+  // This process delivers as soon as an outbox row commits anywhere (NOTIFY at commit), and on
+  // a timer as the safety net. An interval of 0 leaves delivery to the sweeps.
+  const deliversItself = config.outboxIntervalMs > 0 && !deps.headless;
+  const outboxTimer = deliversItself
+    ? setInterval(() => {
+        deliverOutbox().catch((error: unknown) => app.log.warn({ err: error }, 'outbox delivery pass failed'));
+      }, config.outboxIntervalMs)
+    : null;
   outboxTimer?.unref();
+  const stopOutboxNotifications = deliversItself
+    ? await store.listen(OUTBOX_CHANNEL, (kind) => {
+        const deliver = kind === 'slack' ? deliverSlack : deliverCallbacks;
+        deliver().catch((error: unknown) => app.log.warn({ err: error }, 'outbox delivery pass failed'));
+      })
+    : null;
 
   const app = Fastify({
     logger: deps.logger ?? { level: config.logLevel, redact: ['req.headers["x-api-key"]', 'req.headers.authorization'] },
@@ -205,6 +229,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     await slackApp?.stop();
     await waiter.close();
     await stopToolNotifications();
+    await stopOutboxNotifications?.();
     await callbacks.close();
     await callsRepository.close();
     await fetchUrl.close();
