@@ -3,6 +3,7 @@ import * as core from './20261123_0001_core.ts';
 import * as approvals from './20261123_0002_approvals.ts';
 import * as slack from './20261123_0003_slack.ts';
 import * as sweeps from './20261123_0004_sweeps.ts';
+import * as approvalRequester from './20261124_0005_approval_requester.ts';
 import * as traceIndexes from './20261129_0001_trace_indexes.ts';
 
 /**
@@ -14,5 +15,6 @@ export const migrations: Record<string, Migration> = {
   '20261123_0002_approvals': approvals,
   '20261123_0003_slack': slack,
   '20261123_0004_sweeps': sweeps,
+  '20261124_0005_approval_requester': approvalRequester,
   '20261129_0001_trace_indexes': traceIndexes,
 };

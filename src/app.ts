@@ -168,7 +168,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
           runCommand: createInvokeCommand({ db: store.db, traces: tracesRepository, calls: callsRepository, approvals: approvalService, registry }).run,
           cardChannel: async (id) =>
             (await store.db.selectFrom('approvals').select('slack_channel').where('id', '=', id).executeTakeFirst())?.slack_channel ?? null,
-          log: { warn: (obj, msg) => app.log.warn(obj, msg), error: (obj, msg) => app.log.error(obj, msg) },
+          log: { debug: (obj, msg) => app.log.debug(obj, msg), warn: (obj, msg) => app.log.warn(obj, msg), error: (obj, msg) => app.log.error(obj, msg) },
         })
       : null;
   // Deliver due callbacks and Slack posts from this process too (the sweeps also do), so agents

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { personOf } from '../auth/keyring.ts';
 import { ForbiddenError } from '../errors.ts';
 import { parseInput } from '../http/validation.ts';
 import type { ApprovalService, ApproverActor } from './approval-service.ts';
@@ -21,7 +22,7 @@ const rejectBody = z.object({ approver: z.string().min(1).max(200).optional(), r
 /** The approver is the identity bound to the key (its `approver_id`, else the key id), never free text. */
 function actorOf(request: FastifyRequest, claimed: string | undefined): ApproverActor {
   const identity = request.identity;
-  const bound = identity.limits?.approver_id ?? identity.id;
+  const bound = personOf(identity);
   if (claimed !== undefined && claimed !== bound) {
     throw new ForbiddenError(`This key decides as ${bound}; it cannot decide as ${claimed}`, { missing_scope: 'approver', approver: bound });
   }

@@ -1,5 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
-import type { KeyIdentity } from '../auth/keyring.ts';
+import { personForKeyId, type KeyIdentity } from '../auth/keyring.ts';
 import type { CallAnswer, CallStatus } from '../calls/call-types.ts';
 import { httpStatusFor } from '../calls/call-types.ts';
 import type { ApprovedCall, CallService } from '../calls/call-service.ts';
@@ -22,6 +22,16 @@ import type { CallbackOutbox } from './callback-outbox.ts';
 import { actionDigest, type Checkpoint } from './checkpoint.ts';
 import { buildPendingApproval, type ApprovalSummary } from './freeze.ts';
 import { decideThaw, type ThawVerdict } from './thaw.ts';
+
+/**
+ * The person who requested a call deciding on it (through any of their keys, or in Slack as the
+ * user their key's `approver_id` names). Refetch is not a decision and stays open to them.
+ */
+export class SelfApprovalError extends AppError {
+  constructor(message: string, details?: unknown) {
+    super(403, 'self_approval', message, details);
+  }
+}
 
 /** Who decides: through the API, the identity bound to the key; through Slack, the verified user. */
 export interface ApproverActor {
@@ -124,12 +134,21 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     return new ConflictError('approval_already_decided', `Approval ${row.id} is already ${row.status}`, { approval_id: row.id, status: row.status });
   }
 
+  /** The person who requested the call; derived from the key for approvals stored before it was recorded. */
+  function requesterPersonOf(row: ApprovalRow): string {
+    return row.requester_person ?? personForKeyId(config, row.api_key_id);
+  }
+
   function assertMayDecide(row: ApprovalRow, actor: ApproverActor): void {
+    const requester = requesterPersonOf(row);
     if (actor.keyId !== undefined && actor.keyId === row.api_key_id) {
-      throw new ForbiddenError('A key may not decide an approval for a call it requested', { missing_scope: 'approver', reason: 'requester' });
+      throw new SelfApprovalError('A key may not decide an approval for a call it requested', { reason: 'requester', requester });
+    }
+    if (actor.approver === requester) {
+      throw new SelfApprovalError(`${requester} requested this call and may not decide on it; another approver must`, { reason: 'requester', requester });
     }
     if (actor.approver === row.agent_id) {
-      throw new ForbiddenError('The requesting agent may not decide its own approval', { missing_scope: 'approver', reason: 'requesting_agent' });
+      throw new SelfApprovalError('The requesting agent may not decide its own approval', { reason: 'requesting_agent', requester: row.agent_id });
     }
     // An escalation may name people and channels; the channels say where the card goes, not who decides.
     const addressedTo = ((row.approvers as string[] | null) ?? []).filter((entry) => !isSlackChannel(entry));
@@ -218,6 +237,8 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       card,
       callId: row.call_id,
       requester: row.api_key_id,
+      // The same person asked for the fresh approval: they still may not decide it.
+      requesterPerson: requesterPersonOf(row),
       reason,
       policyRule: cp.policy_rule,
       frozenState,
@@ -369,6 +390,11 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     async audit(id: string) {
       await load(id);
       return (await approvals.eventsFor(id)).map((e) => ({ kind: e.kind, actor: e.actor, detail: e.detail, at: e.at.toISOString() }));
+    },
+
+    /** Throws when `actor` may not decide this approval (before asking them for a reason, say). */
+    async assertMayDecide(actor: ApproverActor, id: string): Promise<void> {
+      assertMayDecide(await load(id), actor);
     },
 
     /** One approval; with `waitMs`, waits (bounded) until it is decided. */

@@ -6,6 +6,8 @@ export interface NewApproval {
   id: string;
   call_id: string;
   api_key_id: string;
+  /** The person behind the requesting key, who may never decide it. */
+  requester_person: string;
   agent_id: string;
   tool: string;
   risk: string;

@@ -10,7 +10,10 @@ export interface FreezeInput {
   request: CallRequest;
   card: CapabilityCard;
   callId: string;
+  /** The requesting key's id. */
   requester: string;
+  /** The person behind the requesting key (its `approver_id`, else the key id). */
+  requesterPerson: string;
   reason: string;
   policyRule: MatchedRule | null;
   frozenState: Record<string, unknown> | null;
@@ -76,6 +79,7 @@ export function buildPendingApproval(config: Config, input: FreezeInput): Pendin
       id,
       call_id: input.callId,
       api_key_id: input.requester,
+      requester_person: input.requesterPerson,
       agent_id: request.agent_id,
       tool: request.tool,
       risk: card.risk,

@@ -26,6 +26,22 @@ export function keyIdFor(hash: Buffer): string {
   return `key_${hash.toString('hex').slice(0, 16)}`;
 }
 
+/** The person behind a key: its `approver_id`, else the key itself. Approvals are about people, not keys. */
+export function personOf(identity: KeyIdentity): string {
+  return identity.limits?.approver_id ?? identity.id;
+}
+
+/**
+ * The person behind a key known only by its id (an approval stored before its requester's person
+ * was): the configured key's `approver_id` when that key is still configured, else the key id.
+ */
+export function personForKeyId(config: Config, keyId: string): string {
+  for (const [key, limits] of Object.entries(config.scopedKeys)) {
+    if (keyIdFor(hashKey(key)) === keyId) return limits.approver_id ?? keyId;
+  }
+  return keyId;
+}
+
 export interface Keyring {
   authenticate(presented: string | undefined): KeyIdentity | null;
   size(): number;

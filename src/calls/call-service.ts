@@ -1,5 +1,5 @@
 import type { Transaction } from 'kysely';
-import type { KeyIdentity } from '../auth/keyring.ts';
+import { personOf, type KeyIdentity } from '../auth/keyring.ts';
 import type { Database } from '../db/schema.ts';
 import { authorizeToolUse, type CallContext } from '../auth/scopes.ts';
 import type { Config } from '../config.ts';
@@ -71,7 +71,7 @@ interface PreparedCall {
 }
 
 /** What the checks before the claim decided. */
-type Verdict = { kind: 'blocked'; fields: Partial<CallAnswer> } | { kind: 'freeze'; reason: string } | { kind: 'run' };
+type Verdict = { kind: 'blocked'; fields: Partial<CallAnswer> } | { kind: 'freeze'; reason: string; uncomparable: CallAnswer['uncomparable'] } | { kind: 'run' };
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -228,6 +228,7 @@ export function createCallService(deps: CallServiceDeps) {
       card: tool.card,
       callId,
       requester: identity.id,
+      requesterPerson: personOf(identity),
       reason,
       policyRule: prepared.policy.effect === 'require_approval' ? (prepared.policy.rule ?? null) : null,
       frozenState,
@@ -279,11 +280,12 @@ export function createCallService(deps: CallServiceDeps) {
       if (!entity.ok) return { kind: 'blocked', fields: { reason: entity.reason, mismatches: entity.mismatches } };
     }
     const policy = prepared.policy;
-    trace.record('policy_evaluated', policy.effect, { reason: policy.reason, rule: policy.rule ?? null, ignored: policy.ignored.length ? policy.ignored : undefined });
-    if (policy.effect === 'deny') return { kind: 'blocked', fields: { reason: policy.reason } };
+    const uncomparable = policy.uncomparable.length ? policy.uncomparable : undefined;
+    trace.record('policy_evaluated', policy.effect, { reason: policy.reason, rule: policy.rule ?? null, ignored: policy.ignored.length ? policy.ignored : undefined, uncomparable });
+    if (policy.effect === 'deny') return { kind: 'blocked', fields: { reason: policy.reason, uncomparable } };
     const contract = request.approval_contract;
-    if (policy.effect === 'require_approval') return { kind: 'freeze', reason: policy.reason };
-    if (contract) return { kind: 'freeze', reason: `approval contract: ${contract.intent}` };
+    if (policy.effect === 'require_approval') return { kind: 'freeze', reason: policy.reason, uncomparable };
+    if (contract) return { kind: 'freeze', reason: `approval contract: ${contract.intent}`, uncomparable };
     return { kind: 'run' };
   }
 
@@ -301,7 +303,7 @@ export function createCallService(deps: CallServiceDeps) {
     if (verdict.kind === 'blocked') return { answer: finish('blocked', verdict.fields) };
     if (verdict.kind === 'freeze') {
       const frozen = await freeze(prepared, identity, callId, trace, verdict.reason);
-      return { answer: finish('pending_approval', { reason: verdict.reason, approval: frozen.summary }), approval: frozen.row };
+      return { answer: finish('pending_approval', { reason: verdict.reason, approval: frozen.summary, uncomparable: verdict.uncomparable }), approval: frozen.row };
     }
 
     progress.toolTouched = true;

@@ -1,4 +1,5 @@
 import type { ApprovalSummary } from '../approvals/freeze.ts';
+import type { PolicyUncomparable } from '../policy/policy.ts';
 import type { TraceEvent } from '../traces/trace-recorder.ts';
 
 export const CALL_STATUSES = [
@@ -26,6 +27,8 @@ export interface CallAnswer {
   error?: string;
   reason?: string;
   mismatches?: unknown[];
+  /** Values policy rules could not compare (a deny / require_approval rule failed closed on them). */
+  uncomparable?: PolicyUncomparable[];
   approval?: ApprovalSummary;
   reconciliation?: Record<string, unknown>;
   fallback?: { tool: string; used: boolean };

@@ -1,5 +1,5 @@
 import { ValidationError } from '../errors.ts';
-import { assertValidConditions, evaluateCondition, evaluateConditions, jsonValuesEqual, readPath } from '../policy/conditions.ts';
+import { assertValidConditions, evaluateCondition, evaluateConditions, jsonValuesEqual, readPath, type ConditionCheck } from '../policy/conditions.ts';
 
 /**
  * State verification before acting (`/state/verify`) and drift between a frozen checkpoint and
@@ -21,6 +21,8 @@ export interface StateMismatch {
   assumed: unknown;
   current: unknown;
   reason?: string;
+  /** Set when the current value could not be ordered against the condition (the check failed). */
+  uncomparable?: ConditionCheck['uncomparable'];
 }
 
 export interface StateVerification {
@@ -36,6 +38,8 @@ export interface DriftField {
   condition: unknown;
   changed: boolean;
   satisfied: boolean;
+  /** Set when the live value could not be ordered against the condition (not satisfied). */
+  uncomparable?: ConditionCheck['uncomparable'];
 }
 
 export interface DriftReport {
@@ -63,7 +67,11 @@ export function verifyState(input: StateVerifyInput): StateVerification {
     else if (!jsonValuesEqual(assumed, current)) mismatches.push({ field, assumed, current, reason: 'changed since it was assumed' });
   }
   for (const check of evaluateConditions(input.current_state, conditions)) {
-    if (!check.ok) mismatches.push({ field: check.field, assumed: check.expected, current: check.actual, reason: `condition failed: ${check.reason}` });
+    if (!check.ok) {
+      const mismatch: StateMismatch = { field: check.field, assumed: check.expected, current: check.actual, reason: `condition failed: ${check.reason}` };
+      if (check.uncomparable) mismatch.uncomparable = check.uncomparable;
+      mismatches.push(mismatch);
+    }
   }
 
   if (mismatches.length === 0) return { status: 'verified', decision: 'proceed', mismatches };
@@ -87,8 +95,10 @@ export function computeDrift(
     const liveValue = readPath(live, field);
     // A field unknown at freeze has nothing to have changed from; the condition alone judges it.
     const changed = frozenValue !== undefined && !jsonValuesEqual(frozenValue, liveValue);
-    const satisfied = evaluateCondition(liveValue, condition).ok;
-    return { field, frozen: frozenValue, live: liveValue, condition, changed, satisfied };
+    const result = evaluateCondition(liveValue, condition);
+    const drift: DriftField = { field, frozen: frozenValue, live: liveValue, condition, changed, satisfied: result.ok };
+    if (result.uncomparable) drift.uncomparable = result.uncomparable;
+    return drift;
   });
   const drifted = fields.some((f) => !f.satisfied || (threshold === 'strict' && f.changed));
   return { drifted, fields };

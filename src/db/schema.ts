@@ -88,6 +88,8 @@ export interface ApprovalsTable {
   slack_thread_ts: string | null;
   reminded_at: Timestamp | null;
   revalidated_at: Timestamp | null;
+  /** Null on approvals stored before it was recorded. */
+  requester_person: string | null;
 }
 
 export interface CronClaimsTable {

@@ -20,6 +20,8 @@ export type ParsedCondition =
 export interface ConditionResult {
   ok: boolean;
   reason: string;
+  /** Set when the value could not be ordered against the operand: the condition fails. */
+  uncomparable?: Omit<OrderingProblem, 'side'>;
 }
 
 export interface ConditionCheck {
@@ -29,6 +31,8 @@ export interface ConditionCheck {
   ok: boolean;
   reason: string;
   missing: boolean;
+  /** Set when the field's value could not be ordered against the condition: the check fails. */
+  uncomparable?: Omit<OrderingProblem, 'side'>;
 }
 
 /**
@@ -69,16 +73,46 @@ export function jsonValuesEqual(a: unknown, b: unknown): boolean {
   return false;
 }
 
-const NUMERIC_TEXT = /^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$/;
+/**
+ * Longest text read as a number or an ISO date. Longer text is not comparable: an ordered
+ * comparison on it fails (a condition fails; a deny or require_approval rule matches).
+ */
+export const MAX_COMPARABLE_TEXT_LENGTH = 4096;
 
 /** A number, or a string that is plainly a decimal number ("5", "-1.5", "1e3"; not "", "0x10"). */
 export function asNumber(value: unknown): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
-  if (typeof value === 'string' && NUMERIC_TEXT.test(value)) {
+  if (typeof value === 'string' && value.length <= MAX_COMPARABLE_TEXT_LENGTH && isDecimalText(value.trim())) {
     const n = Number(value);
     return Number.isFinite(n) ? n : undefined;
   }
   return undefined;
+}
+
+/**
+ * `[-+]? (digits [. digits?] | . digits) ([eE] [-+]? digits)?`, scanned by hand in one pass: the
+ * regular expression for it backtracks quadratically (80,000 digits and an x took 17 s).
+ */
+function isDecimalText(text: string): boolean {
+  let i = 0;
+  const skipDigits = () => {
+    const start = i;
+    while (i < text.length && text.charCodeAt(i) >= 48 && text.charCodeAt(i) <= 57) i++;
+    return i - start;
+  };
+  if (text[i] === '+' || text[i] === '-') i++;
+  let digits = skipDigits();
+  if (text[i] === '.') {
+    i++;
+    digits += skipDigits();
+  }
+  if (digits === 0) return false;
+  if (text[i] === 'e' || text[i] === 'E') {
+    i++;
+    if (text[i] === '+' || text[i] === '-') i++;
+    if (skipDigits() === 0) return false;
+  }
+  return i === text.length;
 }
 
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[Zz]|[+-]\d{2}:?\d{2})?)?$/;
@@ -86,8 +120,10 @@ const ISO_DATE = /^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[
 /** Milliseconds since the epoch for an ISO 8601 date string (or a Date); undefined otherwise. */
 export function asIsoTime(value: unknown): number | undefined {
   if (value instanceof Date) return Number.isNaN(value.getTime()) ? undefined : value.getTime();
-  if (typeof value !== 'string' || !ISO_DATE.test(value.trim())) return undefined;
-  const time = Date.parse(value.trim());
+  if (typeof value !== 'string' || value.length > MAX_COMPARABLE_TEXT_LENGTH) return undefined;
+  const text = value.trim();
+  if (!ISO_DATE.test(text)) return undefined;
+  const time = Date.parse(text);
   return Number.isNaN(time) ? undefined : time;
 }
 
@@ -104,6 +140,77 @@ export function compareOrdered(left: unknown, right: unknown): number | undefine
   const rightTime = asIsoTime(right);
   if (leftTime !== undefined && rightTime !== undefined) return leftTime - rightTime;
   return undefined;
+}
+
+/** What an ordered comparison sees in a value: a number, a date, or what it is instead. */
+export type OrderingKind =
+  | 'number'
+  | 'date'
+  | 'array'
+  | 'object'
+  | 'boolean'
+  | 'null'
+  | 'non-finite number'
+  | 'text too long'
+  | 'text';
+
+/** Which side of an ordered comparison could not be compared, what it is, and what was needed. */
+export interface OrderingProblem {
+  side: 'left' | 'right';
+  kind: OrderingKind;
+  expected: 'number' | 'date' | 'number or date';
+}
+
+export function orderingKind(value: unknown): OrderingKind {
+  if (asNumber(value) !== undefined) return 'number';
+  if (asIsoTime(value) !== undefined) return 'date';
+  if (Array.isArray(value)) return 'array';
+  if (value === null) return 'null';
+  switch (typeof value) {
+    case 'number':
+      return 'non-finite number';
+    case 'boolean':
+      return 'boolean';
+    case 'string':
+      return value.length > MAX_COMPARABLE_TEXT_LENGTH ? 'text too long' : 'text';
+    default:
+      return 'object';
+  }
+}
+
+/** Why compareOrdered(left, right) gave undefined; undefined when it did not. */
+export function orderingProblem(left: unknown, right: unknown): OrderingProblem | undefined {
+  if (compareOrdered(left, right) !== undefined) return undefined;
+  const leftKind = orderingKind(left);
+  const rightKind = orderingKind(right);
+  const leftOrdered = leftKind === 'number' || leftKind === 'date';
+  const rightOrdered = rightKind === 'number' || rightKind === 'date';
+  if (!leftOrdered) return { side: 'left', kind: leftKind, expected: rightOrdered ? rightKind : 'number or date' };
+  if (!rightOrdered) return { side: 'right', kind: rightKind, expected: leftKind };
+  // A number against a date: the left side is the value being checked.
+  return { side: 'left', kind: leftKind, expected: rightKind };
+}
+
+const KIND_PHRASES: Record<OrderingKind, string> = {
+  number: 'a number',
+  date: 'an ISO date',
+  array: 'an array',
+  object: 'an object',
+  boolean: 'a boolean',
+  null: 'null',
+  'non-finite number': 'a non-finite number',
+  'text too long': `text longer than ${MAX_COMPARABLE_TEXT_LENGTH} characters`,
+  text: 'text',
+};
+const EXPECTED_PHRASES: Record<OrderingProblem['expected'], string> = {
+  number: 'a number',
+  date: 'an ISO date',
+  'number or date': 'a number or an ISO date',
+};
+
+/** For reasons: "an array, not a number". */
+export function describeOrderingProblem(problem: Pick<OrderingProblem, 'kind' | 'expected'>): string {
+  return `${KIND_PHRASES[problem.kind]}, not ${EXPECTED_PHRASES[problem.expected]}`;
 }
 
 /**
@@ -143,7 +250,7 @@ export function parseCondition(condition: unknown): ParsedCondition {
   const text = compare[2]!.trim();
   if (text === '') throw new ValidationError(`Condition "${condition}": ${operator} needs a value after it`);
   const operand = parseOperandText(text, condition);
-  if (operator !== '==' && operator !== '!=' && asNumber(operand) === undefined && asIsoTime(operand) === undefined) {
+  if (isOrdering(operator) && asNumber(operand) === undefined && asIsoTime(operand) === undefined) {
     throw new ValidationError(`Condition "${condition}": ${operator} needs a number or an ISO date, got ${describeValue(operand)}`);
   }
   return { kind: 'compare', operator, operand, source };
@@ -167,12 +274,14 @@ export function evaluateCondition(actual: unknown, condition: unknown): Conditio
       return { ok, reason: ok ? `${describeValue(actual)} ${parsed.source}` : `expected ${parsed.source}, got ${describeValue(actual)}` };
     }
     case 'compare': {
+      const problem = isOrdering(parsed.operator) ? orderingProblem(actual, parsed.operand) : undefined;
+      if (problem) {
+        // Fails closed, and says so: a value of the wrong type never satisfies an ordering.
+        const uncomparable = { kind: problem.kind, expected: problem.expected };
+        return { ok: false, reason: `expected ${parsed.source}, got ${describeValue(actual)} (cannot be compared: ${describeOrderingProblem(uncomparable)})`, uncomparable };
+      }
       const ok = compareSatisfied(actual, parsed.operator, parsed.operand);
-      if (ok) return { ok, reason: `${describeValue(actual)} ${parsed.source}` };
-      const ordering = parsed.operator !== '==' && parsed.operator !== '!=';
-      const unorderable = ordering && compareOrdered(actual, parsed.operand) === undefined;
-      const why = unorderable ? (asNumber(parsed.operand) !== undefined ? ' (not a number)' : ' (not a date)') : '';
-      return { ok, reason: `expected ${parsed.source}, got ${describeValue(actual)}${why}` };
+      return { ok, reason: ok ? `${describeValue(actual)} ${parsed.source}` : `expected ${parsed.source}, got ${describeValue(actual)}` };
     }
   }
 }
@@ -193,7 +302,9 @@ export function evaluateConditions(state: Record<string, unknown>, conditions: R
       throw error;
     }
     const missing = actual === undefined;
-    return { field, expected, actual, ok: result.ok, reason: missing ? 'missing from state' : result.reason, missing };
+    const check: ConditionCheck = { field, expected, actual, ok: result.ok, reason: missing ? 'missing from state' : result.reason, missing };
+    if (result.uncomparable) check.uncomparable = result.uncomparable;
+    return check;
   });
 }
 
@@ -223,6 +334,10 @@ export function describeValue(value: unknown): string {
   if (value === undefined) return 'nothing';
   const text = JSON.stringify(value) ?? String(value);
   return text.length > 120 ? `${text.slice(0, 117)}...` : text;
+}
+
+function isOrdering(operator: ComparisonOperator): boolean {
+  return operator !== '==' && operator !== '!=';
 }
 
 function compareSatisfied(actual: unknown, operator: ComparisonOperator, operand: unknown): boolean {

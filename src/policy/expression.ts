@@ -1,7 +1,7 @@
 import jsep from 'jsep';
 import type { Expression } from 'jsep';
 import { ValidationError } from '../errors.ts';
-import { compareOrdered, readPath, valuesMatch } from './conditions.ts';
+import { asIsoTime, asNumber, compareOrdered, orderingProblem, readPath, valuesMatch, type OrderingProblem } from './conditions.ts';
 
 /**
  * Policy `when` expressions: `action == git_push and branch == main`,
@@ -13,7 +13,17 @@ import { compareOrdered, readPath, valuesMatch } from './conditions.ts';
  *
  * Names on the left of a comparison (or standing alone) are looked up in the call context; a bare
  * word on the right, or inside a list, is a string, so `branch == main` needs no quotes.
+ *
+ * An ordered comparison (`<`, `<=`, `>`, `>=`) on a value that is not a number or an ISO date
+ * (`[5000]`, `"5,000"`, `"0x1388"`, an object, 1e400) is neither true nor false: it is `unknown`,
+ * and `and` / `or` / `not` carry `unknown` through (three-valued logic). The policy decides what
+ * `unknown` means for each effect (it fails closed) and reports the values it could not compare.
  */
+
+/** Longest `when` accepted, in characters. */
+export const MAX_EXPRESSION_LENGTH = 2000;
+/** Deepest nesting of ( and [ accepted; checked before parsing (the parser recurses per level). */
+export const MAX_EXPRESSION_DEPTH = 32;
 
 export interface ExpressionContext {
   action?: string;
@@ -27,9 +37,28 @@ export interface ExpressionContext {
   [key: string]: unknown;
 }
 
+/** True, false, or unknown: an ordered comparison the result depends on could not be made. */
+export type Truth = boolean | 'unknown';
+
+/** A comparison that could not be made, for traces and answers. */
+export interface UncomparableValue {
+  /** The comparison, rebuilt from the rule: `params.amount > 1000`. */
+  expression: string;
+  /** The side that could not be compared, as written: `params.amount`. */
+  operand: string;
+  kind: OrderingProblem['kind'];
+  expected: OrderingProblem['expected'];
+}
+
+export interface ExpressionResult {
+  value: Truth;
+  /** Set only when `value` is unknown: the comparisons that made it so. */
+  uncomparable: readonly UncomparableValue[];
+}
+
 export interface CompiledExpression {
   source: string;
-  evaluate(context: ExpressionContext): boolean;
+  evaluate(context: ExpressionContext): ExpressionResult;
 }
 
 type ComparisonOperator = '==' | '!=' | '<' | '<=' | '>' | '>=';
@@ -78,12 +107,14 @@ const compiledCache = new Map<string, CompiledExpression>();
 
 /**
  * Parses and checks a `when` expression. Throws ValidationError naming the problem and its
- * character position (0-based). Results are cached: rules are evaluated on every call.
+ * character position (0-based). Results are cached by source text (at most CACHE_LIMIT, oldest
+ * dropped first): rules are evaluated on every call, parsed once.
  */
 export function compileExpression(source: string): CompiledExpression {
   const cached = compiledCache.get(source);
   if (cached) return cached;
 
+  assertWithinLimits(source);
   const root = toCondition(parse(source), source);
   const compiled: CompiledExpression = { source, evaluate: (context) => evaluateCondition(root, context) };
 
@@ -117,6 +148,38 @@ export function resolveContextPath(context: ExpressionContext, path: readonly st
   return current;
 }
 
+/**
+ * Length and nesting caps, by one linear scan before jsep sees the text: jsep recurses once per
+ * ( or [ level, and about 1,600 levels overflow the stack (a 500 instead of a 400).
+ */
+function assertWithinLimits(source: string): void {
+  if (source.length > MAX_EXPRESSION_LENGTH) {
+    throw new ValidationError(`invalid expression: it is ${source.length} characters long; the limit is ${MAX_EXPRESSION_LENGTH}`, {
+      expression: shorten(source),
+      problem: 'too long',
+      limit: MAX_EXPRESSION_LENGTH,
+    });
+  }
+  let depth = 0;
+  let quote: string | null = null;
+  for (let i = 0; i < source.length; i++) {
+    const ch = source[i];
+    if (quote) {
+      if (ch === '\\') i++;
+      else if (ch === quote) quote = null;
+    } else if (ch === '"' || ch === "'") {
+      quote = ch;
+    } else if (ch === '(' || ch === '[') {
+      depth++;
+      if (depth > MAX_EXPRESSION_DEPTH) {
+        throw expressionError(source, `nested deeper than ${MAX_EXPRESSION_DEPTH} levels of ( and [`, i, { limit: MAX_EXPRESSION_DEPTH });
+      }
+    } else if (ch === ')' || ch === ']') {
+      depth = Math.max(0, depth - 1);
+    }
+  }
+}
+
 function parse(source: string): Expression {
   if (source.trim() === '') throw expressionError(source, 'the expression is empty', 0);
   tokenStarts.length = 0;
@@ -132,11 +195,43 @@ function parse(source: string): Expression {
 /**
  * `not in` is one operator to jsep, written with exactly one space. Collapse other spacing
  * (outside quotes) while keeping every character position, so error positions stay true.
+ * Scanned by hand: the regular expression for it backtracked quadratically on unclosed quotes.
  */
 function normalizeNotIn(source: string): string {
-  return source.replace(/("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|\bnot\s+in\b/g, (match, quoted: string | undefined) =>
-    quoted !== undefined ? match : ' '.repeat(match.length - 6) + 'not in',
-  );
+  let out = '';
+  let quote: string | null = null;
+  for (let i = 0; i < source.length; i++) {
+    const ch = source[i]!;
+    if (quote) {
+      out += ch;
+      if (ch === '\\' && i + 1 < source.length) out += source[++i];
+      else if (ch === quote) quote = null;
+      continue;
+    }
+    if (ch === '"' || ch === "'") quote = ch;
+    const end = notInEndingAt(source, i);
+    if (end === undefined) {
+      out += ch;
+      continue;
+    }
+    out += ' '.repeat(end - i - 6) + 'not in';
+    i = end - 1;
+  }
+  return out;
+}
+
+/** Where `not <spaces> in` starting at `start` ends, as whole words; undefined if it is not there. */
+function notInEndingAt(source: string, start: number): number | undefined {
+  if (!source.startsWith('not', start) || isWordChar(source[start - 1])) return undefined;
+  let i = start + 3;
+  const spaces = i;
+  while (i < source.length && /\s/.test(source[i]!)) i++;
+  if (i === spaces || !source.startsWith('in', i) || isWordChar(source[i + 2])) return undefined;
+  return i + 2;
+}
+
+function isWordChar(ch: string | undefined): boolean {
+  return ch !== undefined && /\w/.test(ch);
 }
 
 /** A pointer from the characters people tend to type to the words this language uses. */
@@ -150,8 +245,13 @@ function hintFor(source: string, index: number): string {
   return '';
 }
 
-function expressionError(source: string, problem: string, position: number): ValidationError {
-  return new ValidationError(`invalid expression "${source}": ${problem} at character ${position}`, { expression: source, position, problem });
+function expressionError(source: string, problem: string, position: number, extra: Record<string, unknown> = {}): ValidationError {
+  return new ValidationError(`invalid expression "${shorten(source)}": ${problem} at character ${position}`, { expression: source, position, problem, ...extra });
+}
+
+/** The expression as quoted in messages: long ones are cut so the message stays readable. */
+function shorten(source: string): string {
+  return source.length > 120 ? `${source.slice(0, 117)}...` : source;
 }
 
 function positionOf(node: Expression): number {
@@ -178,12 +278,14 @@ function toCondition(node: Expression, source: string): ConditionNode {
         return { kind: 'not', operand: toCondition(inner, source) };
       }
       if (COMPARISON_OPERATORS.has(operator)) {
-        return {
-          kind: 'compare',
+        const compare = {
+          kind: 'compare' as const,
           operator: operator as ComparisonOperator,
           left: toValue(left, source, 'lookup'),
           right: toValue(right, source, 'word'),
         };
+        assertOrderableLiterals(compare, source, node);
+        return compare;
       }
       if (MEMBERSHIP_OPERATORS.has(operator)) {
         return { kind: 'membership', operator: operator as 'in' | 'not in', left: toValue(left, source, 'lookup'), list: toList(right, operator, source) };
@@ -201,6 +303,19 @@ function toCondition(node: Expression, source: string): ConditionNode {
       return fail('a list can only follow in or not in');
     default:
       return rejectUnsupported(node, source);
+  }
+}
+
+/**
+ * `branch > main` could never be true, and would now make a deny rule match every call that has
+ * a branch: ordering against a literal that is not a number or an ISO date is a mistake in the rule.
+ */
+function assertOrderableLiterals(compare: Extract<ConditionNode, { kind: 'compare' }>, source: string, node: Expression): void {
+  if (compare.operator === '==' || compare.operator === '!=') return;
+  for (const side of [compare.left, compare.right]) {
+    if (side.kind === 'literal' && asNumber(side.value) === undefined && asIsoTime(side.value) === undefined) {
+      throw expressionError(source, `${compare.operator} needs a number or an ISO date, got ${operandText(side)}`, positionOf(node));
+    }
   }
 }
 
@@ -303,38 +418,65 @@ function rejectUnsupported(node: Expression, source: string): never {
   }
 }
 
-function evaluateCondition(node: ConditionNode, context: ExpressionContext): boolean {
+const TRUE: ExpressionResult = Object.freeze({ value: true, uncomparable: Object.freeze([]) });
+const FALSE: ExpressionResult = Object.freeze({ value: false, uncomparable: Object.freeze([]) });
+
+/** Three-valued: `unknown and false` is false, `unknown or true` is true, `not unknown` is unknown. */
+function evaluateCondition(node: ConditionNode, context: ExpressionContext): ExpressionResult {
   switch (node.kind) {
     case 'and':
-      return evaluateCondition(node.left, context) && evaluateCondition(node.right, context);
-    case 'or':
-      return evaluateCondition(node.left, context) || evaluateCondition(node.right, context);
-    case 'not':
-      return !evaluateCondition(node.operand, context);
-    case 'truthy':
-      return Boolean(valueOf(node.value, context));
-    case 'compare': {
-      const left = valueOf(node.left, context);
-      const right = valueOf(node.right, context);
-      // Missing values: equality never holds, inequality always does, ordering never does.
-      if (left === undefined || right === undefined) return node.operator === '!=';
-      if (node.operator === '==') return valuesMatch(left, right);
-      if (node.operator === '!=') return !valuesMatch(left, right);
-      const order = compareOrdered(left, right);
-      if (order === undefined) return false;
-      if (node.operator === '<') return order < 0;
-      if (node.operator === '<=') return order <= 0;
-      if (node.operator === '>') return order > 0;
-      return order >= 0;
+    case 'or': {
+      const decisive = node.kind === 'or'; // the value that settles it alone
+      const left = evaluateCondition(node.left, context);
+      if (left.value === decisive) return left;
+      const right = evaluateCondition(node.right, context);
+      if (right.value === decisive || left.value !== 'unknown') return right;
+      return { value: 'unknown', uncomparable: [...left.uncomparable, ...right.uncomparable] };
     }
+    case 'not': {
+      const operand = evaluateCondition(node.operand, context);
+      return operand.value === 'unknown' ? operand : truth(!operand.value);
+    }
+    case 'truthy':
+      return truth(Boolean(valueOf(node.value, context)));
+    case 'compare':
+      return evaluateComparison(node, context);
     case 'membership': {
       const left = valueOf(node.left, context);
-      if (left === undefined) return node.operator === 'not in';
+      if (left === undefined) return truth(node.operator === 'not in');
       const items = Array.isArray(node.list) ? node.list.map((item) => valueOf(item, context)) : valueOf(node.list, context);
       const found = Array.isArray(items) && items.some((item) => item !== undefined && valuesMatch(left, item));
-      return node.operator === 'in' ? found : !found;
+      return truth(node.operator === 'in' ? found : !found);
     }
   }
+}
+
+function evaluateComparison(node: Extract<ConditionNode, { kind: 'compare' }>, context: ExpressionContext): ExpressionResult {
+  const left = valueOf(node.left, context);
+  const right = valueOf(node.right, context);
+  // Missing values: equality never holds, inequality always does, ordering never does.
+  if (left === undefined || right === undefined) return truth(node.operator === '!=');
+  if (node.operator === '==') return truth(valuesMatch(left, right));
+  if (node.operator === '!=') return truth(!valuesMatch(left, right));
+  const order = compareOrdered(left, right);
+  if (order === undefined) {
+    const problem = orderingProblem(left, right)!;
+    const operand = operandText(problem.side === 'left' ? node.left : node.right);
+    const expression = `${operandText(node.left)} ${node.operator} ${operandText(node.right)}`;
+    return { value: 'unknown', uncomparable: [{ expression, operand, kind: problem.kind, expected: problem.expected }] };
+  }
+  if (node.operator === '<') return truth(order < 0);
+  if (node.operator === '<=') return truth(order <= 0);
+  if (node.operator === '>') return truth(order > 0);
+  return truth(order >= 0);
+}
+
+function truth(value: boolean): ExpressionResult {
+  return value ? TRUE : FALSE;
+}
+
+function operandText(node: ValueNode): string {
+  return node.kind === 'path' ? node.path.join('.') : (JSON.stringify(node.value) ?? String(node.value));
 }
 
 function valueOf(node: ValueNode, context: ExpressionContext): unknown {

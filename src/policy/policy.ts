@@ -3,18 +3,23 @@ import { extname } from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { ValidationError } from '../errors.ts';
-import { compileExpression, type CompiledExpression, type ExpressionContext } from './expression.ts';
+import { describeOrderingProblem } from './conditions.ts';
+import { compileExpression, MAX_EXPRESSION_LENGTH, type CompiledExpression, type ExpressionContext, type UncomparableValue } from './expression.ts';
 
 /**
  * Policy: server rules (from the operator's policy file) and request rules (sent with a call).
  * A request may only tighten policy: its `allow` rules are ignored, so an agent can never grant
  * itself an exemption.
+ *
+ * A `when` whose outcome hangs on a value that could not be compared (`params.amount > 1000` with
+ * `[5000]`) fails closed: a deny or require_approval rule matches, an allow rule does not. The
+ * decision lists those values (`uncomparable`) so the trace and the answer can name them.
  */
 
 export const policyRuleSchema = z
   .object({
     name: z.string().min(1).max(200).optional(),
-    when: z.string().min(1).max(2000),
+    when: z.string().min(1).max(MAX_EXPRESSION_LENGTH),
     effect: z.enum(['allow', 'deny', 'require_approval']),
     intent: z.string().max(200).optional(),
     allowed_action: z.string().max(200).optional(),
@@ -50,6 +55,20 @@ export interface PolicyDecision {
   matched: MatchedRule[];
   /** Matching rules that were not allowed to count (request `allow` rules). */
   ignored: MatchedRule[];
+  /**
+   * Values that rules could not compare, for every rule whose `when` came out unknown: a deny or
+   * require_approval rule matched on them; an allow rule did not.
+   */
+  uncomparable: PolicyUncomparable[];
+}
+
+/** A value a rule could not compare, and what that did to the rule. */
+export type PolicyUncomparable = UncomparableValue & {
+  /** `server policy rules[0] "name"` or `request policy.rules[1]`. */
+  rule: string;
+  effect: PolicyEffect;
+  /** `matched` for deny / require_approval (fails closed); `not matched` for allow. */
+  outcome: 'matched' | 'not matched';
 }
 
 export interface PolicyEvaluationInput {
@@ -80,33 +99,50 @@ export function evaluatePolicy(input: PolicyEvaluationInput): PolicyDecision {
 
   const matched: MatchedRule[] = [];
   const ignored: MatchedRule[] = [];
+  const uncomparable: PolicyUncomparable[] = [];
+  /** Why each rule that matched only by failing closed matched. */
+  const failedClosed = new Map<MatchedRule, string>();
   for (const { rule, expression } of compiled) {
-    if (!expression.evaluate(context)) continue;
+    const result = expression.evaluate(context);
+    if (result.value === 'unknown') {
+      const failsClosed = rule.effect !== 'allow';
+      const outcome = failsClosed ? 'matched' : 'not matched';
+      uncomparable.push(...result.uncomparable.map((value) => ({ ...value, rule: ruleLabel(rule), effect: rule.effect, outcome }) as const));
+      if (!failsClosed) continue;
+      failedClosed.set(rule, describeUncomparable(result.uncomparable));
+    } else if (!result.value) {
+      continue;
+    }
     if (rule.source === 'request' && rule.effect === 'allow') ignored.push({ ...rule, ignored_reason: REQUEST_ALLOW_IGNORED });
     else matched.push(rule);
   }
+  const decided = { matched, ignored, uncomparable };
+  const withFailClosedNote = (rule: MatchedRule, reason: string) => {
+    const note = failedClosed.get(rule);
+    return note === undefined ? reason : `${reason} (matched because ${note}: fails closed)`;
+  };
 
   const deny = matched.find((rule) => rule.effect === 'deny');
-  if (deny) return { effect: 'deny', rule: deny, reason: deny.reason ?? `denied by ${ruleLabel(deny)} (${deny.when})`, matched, ignored };
+  if (deny) return { effect: 'deny', rule: deny, reason: withFailClosedNote(deny, deny.reason ?? `denied by ${ruleLabel(deny)} (${deny.when})`), ...decided };
 
   const approval = matched.find((rule) => rule.effect === 'require_approval');
   if (approval) {
-    const reason = approval.reason ?? `approval required by ${ruleLabel(approval)} (${approval.when})`;
-    return { effect: 'require_approval', rule: approval, reason, matched, ignored };
+    const reason = withFailClosedNote(approval, approval.reason ?? `approval required by ${ruleLabel(approval)} (${approval.when})`);
+    return { effect: 'require_approval', rule: approval, reason, ...decided };
   }
 
   const serverAllow = matched.find((rule) => rule.effect === 'allow');
   if (riskNeedsApproval(risk, requireApprovalAt)) {
     if (serverAllow) {
       const why = serverAllow.reason ? `: ${serverAllow.reason}` : '';
-      return { effect: 'allow', rule: serverAllow, reason: `risk ${risk} exempted from approval by ${ruleLabel(serverAllow)}${why}`, matched, ignored };
+      return { effect: 'allow', rule: serverAllow, reason: `risk ${risk} exempted from approval by ${ruleLabel(serverAllow)}${why}`, ...decided };
     }
-    return { effect: 'require_approval', reason: `risk ${risk} requires approval (threshold: ${requireApprovalAt})`, matched, ignored };
+    return { effect: 'require_approval', reason: `risk ${risk} requires approval (threshold: ${requireApprovalAt})`, ...decided };
   }
 
-  if (serverAllow) return { effect: 'allow', rule: serverAllow, reason: serverAllow.reason ?? `allowed by ${ruleLabel(serverAllow)}`, matched, ignored };
+  if (serverAllow) return { effect: 'allow', rule: serverAllow, reason: serverAllow.reason ?? `allowed by ${ruleLabel(serverAllow)}`, ...decided };
   const threshold = requireApprovalAt === 'never' ? 'approval by risk is disabled' : `risk ${risk} is below the approval threshold (${requireApprovalAt})`;
-  return { effect: 'allow', reason: `no policy rule matched; ${threshold}`, matched, ignored };
+  return { effect: 'allow', reason: `no policy rule matched; ${threshold}`, ...decided };
 }
 
 /** Reads `{rules: [...]}` from a JSON or YAML file, validating every rule and its `when`. */
@@ -148,6 +184,11 @@ function compileRule(rule: PolicyRule, source: 'server' | 'request', index: numb
     const field = source === 'request' ? `policy.rules[${index}].when` : `server policy rules[${index}]${rule.name ? ` "${rule.name}"` : ''}.when`;
     throw new ValidationError(`${field}: ${error.message}`, { field, ...(error.details as object) });
   }
+}
+
+/** "params.amount could not be compared (an array, not a number)", joined with "and". */
+function describeUncomparable(values: readonly UncomparableValue[]): string {
+  return values.map((value) => `${value.operand} could not be compared (${describeOrderingProblem(value)})`).join(' and ');
 }
 
 function riskNeedsApproval(risk: RiskLevel, threshold: ApprovalThreshold): boolean {

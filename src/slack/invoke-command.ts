@@ -258,7 +258,7 @@ function str(value: unknown): string | null {
 
 /** Slack's permalink shape; the workspace URL, when known, avoids a redirect. */
 export function slackMessageLink(channel: string, ts: string, teamUrl = 'https://slack.com'): string {
-  return `${teamUrl.replace(/\/+$/, '')}/archives/${encodeURIComponent(channel)}/p${encodeURIComponent(ts.replace('.', ''))}`;
+  return `${teamUrl.replace(/(?<!\/)\/+$/, '')}/archives/${encodeURIComponent(channel)}/p${encodeURIComponent(ts.replace('.', ''))}`;
 }
 
 function notice(text: string): SlackMessage {

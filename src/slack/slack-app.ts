@@ -1,7 +1,7 @@
 import { App, LogLevel, type BlockAction, type ButtonAction, type RespondFn } from '@slack/bolt';
 import { WebClient } from '@slack/web-api';
 import type { FastifyInstance } from 'fastify';
-import type { ApprovalService } from '../approvals/approval-service.ts';
+import { SelfApprovalError, type ApprovalService, type ApproverActor } from '../approvals/approval-service.ts';
 import type { SlackConfig } from '../config.ts';
 import { AppError, ConflictError } from '../errors.ts';
 import { REJECT_MODAL_CALLBACK_ID, REJECT_REASON_ACTION_ID, REJECT_REASON_BLOCK_ID, ephemeralText, rejectReasonModal } from './blocks.ts';
@@ -10,6 +10,23 @@ import { FastifyBoltReceiver } from './fastify-receiver.ts';
 import type { SlackNotifier } from './slack-notifier.ts';
 
 const GROUP_CACHE_MS = 5 * 60_000;
+
+const NOT_AN_APPROVER = 'You are not allowed to decide Invoke approvals.';
+const SELF_APPROVAL = 'You requested this call, so you cannot decide on it; another approver must.';
+
+/** Tells the clicker, and only them, one line of text. */
+type Tell = (text: string) => Promise<void>;
+
+/** What the clicker hears when their decision did not happen; null for a failure of ours. */
+function refusalText(error: unknown): string | null {
+  if (error instanceof SelfApprovalError) return SELF_APPROVAL;
+  if (error instanceof ConflictError) {
+    const status = (error.details as { status?: string } | undefined)?.status ?? 'decided';
+    return `This approval is already ${status}; nothing was run again.`;
+  }
+  if (error instanceof AppError) return error.message;
+  return null;
+}
 
 export interface SlackAppDeps {
   config: SlackConfig;
@@ -21,7 +38,7 @@ export interface SlackAppDeps {
   runCommand: (text: string, now: Date) => Promise<SlackMessage>;
   /** The channel an approval's card was posted to, once it was. */
   cardChannel: (approvalId: string) => Promise<string | null>;
-  log: { warn(obj: unknown, msg?: string): void; error(obj: unknown, msg?: string): void };
+  log: { debug(obj: unknown, msg?: string): void; warn(obj: unknown, msg?: string): void; error(obj: unknown, msg?: string): void };
 }
 
 /** Web API client for handlers: fail fast on rate limits instead of pausing an interactive handler. */
@@ -81,67 +98,99 @@ export function createSlackApp(deps: SlackAppDeps) {
     deps.flushOutbox().catch((error: unknown) => log.warn({ err: error }, 'outbox pass failed'));
   };
 
-  async function tell(respond: RespondFn, text: string): Promise<void> {
-    await respond({ response_type: 'ephemeral', replace_original: false, ...ephemeralText(text) }).catch((error: unknown) =>
-      log.warn({ err: error }, 'could not answer ephemerally'),
-    );
+  /**
+   * How to answer the clicker: through the response_url when Slack sent one; otherwise (a modal,
+   * a click in App Home, a message payload without one) as an ephemeral in the channel of the
+   * click or of the card; with neither, nowhere (a debug line says so).
+   */
+  function tellerFor(where: { respond?: RespondFn; user: string; channel?: string; approvalId?: string }): Tell {
+    return async (text) => {
+      const message = ephemeralText(text);
+      try {
+        if (typeof where.respond === 'function') {
+          await where.respond({ response_type: 'ephemeral', replace_original: false, ...message });
+          return;
+        }
+        const channel = where.channel ?? (where.approvalId ? await deps.cardChannel(where.approvalId) : null);
+        if (!channel) {
+          log.debug({ user: where.user, approval_id: where.approvalId }, 'no response_url and no channel: the Slack user is not told');
+          return;
+        }
+        await client.chat.postEphemeral({ channel, user: where.user, text: message.text, blocks: message.blocks as never });
+      } catch (error) {
+        log.warn({ err: error }, 'could not answer ephemerally');
+      }
+    };
+  }
+
+  /** The teller for a button click on an approval card (in a channel, or seen in App Home). */
+  function clickTeller(body: BlockAction<ButtonAction>, respond: RespondFn | undefined, approvalId: string): Tell {
+    return tellerFor({ respond, user: body.user.id, channel: body.channel?.id, approvalId });
   }
 
   /** Runs a decision; the clicker hears about refusals and conflicts, the channel about outcomes. */
-  async function decide(respond: RespondFn, run: () => Promise<unknown>): Promise<void> {
+  async function decide(tell: Tell, run: () => Promise<unknown>): Promise<void> {
     try {
       await run();
     } catch (error) {
-      if (error instanceof ConflictError) {
-        const status = (error.details as { status?: string } | undefined)?.status ?? 'decided';
-        await tell(respond, `This approval is already ${status}; nothing was run again.`);
-      } else if (error instanceof AppError) {
-        await tell(respond, error.message);
-      } else {
-        log.error({ err: error }, 'approval decision failed');
-        await tell(respond, 'Invoke could not complete that decision; it is still pending. Try again shortly.');
-      }
+      const refusal = refusalText(error);
+      if (refusal === null) log.error({ err: error }, 'approval decision failed');
+      await tell(refusal ?? 'Invoke could not complete that decision; it is still pending. Try again shortly.');
     } finally {
       flush();
     }
   }
 
+  const slackActor = (user: string): ApproverActor => ({ approver: user, via: 'slack' });
+
   bolt.action<BlockAction<ButtonAction>>('approval_approve', async ({ ack, body, action, respond }) => {
     await ack();
-    if (!(await access.mayDecide(body.user.id))) return tell(respond, 'You are not allowed to decide Invoke approvals.');
-    await decide(respond, async () => {
-      const result = await approvals.approve({ approver: body.user.id, via: 'slack' }, action.value ?? '', {});
+    const id = action.value ?? '';
+    const tell = clickTeller(body, respond, id);
+    if (!(await access.mayDecide(body.user.id))) return tell(NOT_AN_APPROVER);
+    await decide(tell, async () => {
+      const result = await approvals.approve(slackActor(body.user.id), id, {});
       if (result.outcome === 'awaiting_approvals') {
-        await tell(respond, `Your approval is recorded (${result.approvals_received} of ${result.approval.approvals_required}); it runs once enough approvers agree.`);
+        await tell(`Your approval is recorded (${result.approvals_received} of ${result.approval.approvals_required}); it runs once enough approvers agree.`);
       }
     });
   });
 
   bolt.action<BlockAction<ButtonAction>>('approval_reject', async ({ ack, body, action, respond, client: boltClient }) => {
     await ack();
-    if (!(await access.mayDecide(body.user.id))) return tell(respond, 'You are not allowed to decide Invoke approvals.');
-    const approval = await approvals.get(action.value ?? '').catch(() => null);
-    if (!approval) return tell(respond, 'That approval no longer exists.');
-    if (approval.status !== 'pending') return tell(respond, `This approval is already ${approval.status}; nothing was run again.`);
+    const id = action.value ?? '';
+    const tell = clickTeller(body, respond, id);
+    if (!(await access.mayDecide(body.user.id))) return tell(NOT_AN_APPROVER);
+    const approval = await approvals.get(id).catch(() => null);
+    if (!approval) return tell('That approval no longer exists.');
+    if (approval.status !== 'pending') return tell(`This approval is already ${approval.status}; nothing was run again.`);
+    // Refused before the modal: asking someone for a reason they may not give wastes their time.
+    const refusal = await approvals.assertMayDecide(slackActor(body.user.id), id).then(
+      () => null,
+      (error: unknown) => refusalText(error) ?? 'Invoke could not check that you may decide this; try again shortly.',
+    );
+    if (refusal) return tell(refusal);
     const intent = approval.checkpoint.contract?.intent ?? approval.checkpoint.policy_rule?.intent ?? approval.tool;
     await boltClient.views.open({ trigger_id: body.trigger_id, view: rejectReasonModal(approval.id, intent) as never });
   });
 
   bolt.action<BlockAction<ButtonAction>>('approval_refetch', async ({ ack, body, action, respond }) => {
     await ack();
-    if (!(await access.mayDecide(body.user.id))) return tell(respond, 'You are not allowed to decide Invoke approvals.');
+    const id = action.value ?? '';
+    const tell = clickTeller(body, respond, id);
+    if (!(await access.mayDecide(body.user.id))) return tell(NOT_AN_APPROVER);
     try {
-      const live = await approvals.refetch(action.value ?? '');
+      const live = await approvals.refetch(id);
       if (live.approval.status === 'pending') await notifier.refetched(live.approval.id, { state_source: live.state_source, drift: live.drift });
-      else await tell(respond, `This approval is already ${live.approval.status}.`);
+      else await tell(`This approval is already ${live.approval.status}.`);
     } catch (error) {
-      await tell(respond, error instanceof AppError ? error.message : 'Could not read live state.');
+      await tell(error instanceof AppError ? error.message : 'Could not read live state.');
     } finally {
       flush();
     }
   });
 
-  bolt.view(REJECT_MODAL_CALLBACK_ID, async ({ ack, body, view, client: boltClient }) => {
+  bolt.view(REJECT_MODAL_CALLBACK_ID, async ({ ack, body, view }) => {
     const reason = view.state.values[REJECT_REASON_BLOCK_ID]?.[REJECT_REASON_ACTION_ID]?.value?.trim() ?? '';
     if (!reason) {
       await ack({ response_action: 'errors', errors: { [REJECT_REASON_BLOCK_ID]: 'Say why this is rejected.' } });
@@ -150,19 +199,14 @@ export function createSlackApp(deps: SlackAppDeps) {
     await ack();
     const user = body.user.id;
     // A modal has no response_url: refusals go to the user as an ephemeral in the card's channel.
-    const respond: RespondFn = async (message) => {
-      const channel = await deps.cardChannel(view.private_metadata).catch(() => null);
-      const text = typeof message === 'string' ? message : (message.text ?? '');
-      if (channel) await boltClient.chat.postEphemeral({ channel, user, text });
-      return undefined as never;
-    };
-    if (!(await access.mayDecide(user))) return tell(respond, 'You are not allowed to decide Invoke approvals.');
-    await decide(respond, () => approvals.reject({ approver: user, via: 'slack' }, view.private_metadata, reason));
+    const tell = tellerFor({ user, approvalId: view.private_metadata });
+    if (!(await access.mayDecide(user))) return tell(NOT_AN_APPROVER);
+    await decide(tell, () => approvals.reject(slackActor(user), view.private_metadata, reason));
   });
 
   bolt.command('/invoke', async ({ ack, command, respond }) => {
     await ack();
-    if (!(await access.mayQuery(command.user_id))) return tell(respond, 'You are not allowed to query Invoke.');
+    if (!(await access.mayQuery(command.user_id))) return tellerFor({ respond, user: command.user_id, channel: command.channel_id })('You are not allowed to query Invoke.');
     const message = await deps.runCommand(command.text ?? '', new Date()).catch((error: unknown) => {
       log.error({ err: error }, '/invoke failed');
       return ephemeralText('Invoke could not answer that right now.');

@@ -6,7 +6,7 @@
  */
 import { request } from 'undici';
 import type { CapabilityCard, AttemptOutcome } from './types.ts';
-import { assertUrlAllowed, createGuardedAgent, isSsrfBlockedError } from './ssrf-guard.ts';
+import { assertUrlAllowed, createGuardedAgent, findSsrfBlocked } from './ssrf-guard.ts';
 
 export interface FetchUrlOptions {
   maxBytes: number;
@@ -145,12 +145,6 @@ function errorCode(err: unknown): string | undefined {
   return cause === undefined ? undefined : errorCode(cause);
 }
 
-function findBlocked(err: unknown): Error | undefined {
-  if (isSsrfBlockedError(err)) return err;
-  const cause = (err as { cause?: unknown } | null)?.cause;
-  return cause === undefined ? undefined : findBlocked(cause);
-}
-
 function networkFailure(err: unknown): AttemptOutcome {
   const code = errorCode(err);
   const message = err instanceof Error ? err.message : String(err);
@@ -231,7 +225,7 @@ export function createFetchUrlTool(opts: FetchUrlOptions): FetchUrlTool {
         return { kind: 'ok', result, http_status: res.statusCode };
       }
     } catch (err) {
-      const blocked = findBlocked(err);
+      const blocked = findSsrfBlocked(err);
       if (blocked) return { kind: 'failed', retryable: false, error: `blocked by SSRF guard: ${blocked.message}` };
       if (err instanceof ResponseTooLargeError) {
         return { kind: 'failed', retryable: false, error: `response larger than ${maxBytes} bytes` };

@@ -6,8 +6,9 @@
  * failure before that point proves the tool never saw the call, so it is a retryable `failed`;
  * any failure after it without a status line (timeout, reset, closed socket) is `unknown`.
  */
-import { Agent, request } from 'undici';
-import type { Dispatcher } from 'undici';
+import { request } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
+import { createGuardedAgent, findSsrfBlocked, type ResolveAll } from './ssrf-guard.ts';
 import type { AttemptOutcome } from './types.ts';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -18,8 +19,22 @@ export interface HttpToolSpec {
   path: string;
 }
 
-// Our own pool: no retry or redirect interceptors, so undici sends each request once.
-const httpToolAgent = new Agent();
+/** undici's own default. */
+export const PROVIDER_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * A pool for provider requests: no retry or redirect interceptors, so undici sends each request
+ * once, and every connection goes through the SSRF guard's provider profile.
+ */
+export function createHttpToolAgent(resolveAll?: ResolveAll): Agent {
+  return createGuardedAgent({
+    profile: 'provider',
+    connectTimeoutMs: PROVIDER_CONNECT_TIMEOUT_MS,
+    ...(resolveAll === undefined ? {} : { resolveAll }),
+  });
+}
+
+const httpToolAgent = createHttpToolAgent();
 
 const BODY_METHODS: ReadonlySet<HttpMethod> = new Set(['POST', 'PUT', 'PATCH']);
 // 408 and 429 say the server did not process the request and asks us to come back.
@@ -32,6 +47,7 @@ export async function invokeHttpTool(
   params: Record<string, unknown>,
   timeoutMs: number,
   signal?: AbortSignal,
+  agent: Agent = httpToolAgent,
 ): Promise<AttemptOutcome> {
   const built = buildHttpRequest(tool, baseUrl, params);
   if ('error' in built) return { kind: 'failed', retryable: false, error: built.error };
@@ -39,7 +55,7 @@ export async function invokeHttpTool(
 
   const deadline = startDeadline(timeoutMs, signal);
   let written = false;
-  const dispatcher = httpToolAgent.compose(onRequestWritten(() => (written = true)));
+  const dispatcher = agent.compose(onRequestWritten(() => (written = true)));
   let status: number | undefined;
   try {
     const pending = request(built.url, {
@@ -99,7 +115,7 @@ function buildHttpRequest(tool: HttpToolSpec, baseUrl: string, params: Record<st
 
   let url: URL;
   try {
-    url = new URL(`${baseUrl.replace(/\/+$/, '')}/${path.replace(/^\/+/, '')}`);
+    url = new URL(`${baseUrl.replace(/(?<!\/)\/+$/, '')}/${path.replace(/^\/+/, '')}`);
   } catch {
     return { error: `invalid tool URL: base ${baseUrl}, path ${tool.path}` };
   }
@@ -142,6 +158,9 @@ function excerpt(body: unknown): string {
 }
 
 function classifyTransportError(error: unknown, written: boolean, deadline: Deadline, timeoutMs: number): AttemptOutcome {
+  // Refused before connecting: the address stays refused however often we try.
+  const blocked = findSsrfBlocked(error);
+  if (blocked) return { kind: 'failed', retryable: false, error: `request not sent: provider address refused: ${blocked.message}` };
   if (deadline.timedOut) {
     return written
       ? { kind: 'unknown', error: `no complete answer within ${timeoutMs} ms after the request was sent` }

@@ -15,11 +15,13 @@ import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontex
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { CallToolResultSchema, ListToolsResultSchema, McpError, isJSONRPCErrorResponse } from '@modelcontextprotocol/sdk/types.js';
 import type { CallToolResult, JSONRPCMessage, Tool } from '@modelcontextprotocol/sdk/types.js';
-import { Agent, fetch as undiciFetch } from 'undici';
+import { fetch as undiciFetch } from 'undici';
 import type { RequestInit as UndiciRequestInit } from 'undici';
+import { $ZodError } from 'zod/v4/core';
 import type { AttemptOutcome, CapabilityCard } from './types.ts';
-import { describeNetworkError, onRequestWritten, startDeadline } from './http-invoker.ts';
+import { describeNetworkError, networkErrorCodes, onRequestWritten, PROVIDER_CONNECT_TIMEOUT_MS, startDeadline } from './http-invoker.ts';
 import type { Deadline } from './http-invoker.ts';
+import { createGuardedAgent, findSsrfBlocked, type ResolveAll, type SsrfBlockedError } from './ssrf-guard.ts';
 
 export interface McpToolAnnotations {
   title?: string;
@@ -43,13 +45,35 @@ const TERMINATE_SESSION_MS = 1_000;
 // before tools/call was processed, 408/429 that it declined to process it now.
 const RETRYABLE_HTTP_4XX: ReadonlySet<number> = new Set([404, 408, 429]);
 
-/** Lists the server's tools (following pagination). Throws with a readable message on failure. */
-export async function listMcpTools(mcpUrl: string, timeoutMs: number): Promise<McpToolInfo[]> {
+export type ListingPhase = 'initialize' | 'tools/list';
+
+/**
+ * Listing failed. The message says what went wrong in general terms only (phase, HTTP status,
+ * MCP error code, network code): the server may be an internal service, and echoing its answer
+ * to whoever registers it would make registration a way to read internal pages.
+ */
+export class McpListingError extends Error {
+  constructor(
+    readonly phase: ListingPhase,
+    message: string,
+    /** Set when the SSRF guard refused the server's address. */
+    readonly blocked: SsrfBlockedError | undefined,
+    options: { cause: unknown },
+  ) {
+    super(message, options);
+    this.name = 'McpListingError';
+  }
+}
+
+/** Lists the server's tools (following pagination). Throws McpListingError on failure. */
+export async function listMcpTools(mcpUrl: string, timeoutMs: number, resolveAll?: ResolveAll): Promise<McpToolInfo[]> {
   const deadline = startDeadline(timeoutMs);
-  const session = openMcpSession(new URL(mcpUrl), timeoutMs);
+  const session = openMcpSession(new URL(mcpUrl), timeoutMs, resolveAll);
   const options = { signal: deadline.signal, timeout: timeoutMs };
+  let phase: ListingPhase = 'initialize';
   try {
     await session.connect(options);
+    phase = 'tools/list';
     const tools: McpToolInfo[] = [];
     let cursor: string | undefined;
     for (let page = 0; page < MAX_TOOL_PAGES; page++) {
@@ -68,11 +92,27 @@ export async function listMcpTools(mcpUrl: string, timeoutMs: number): Promise<M
     return tools;
   } catch (error) {
     await session.close({ terminate: false });
-    const reason = deadline.timedOut ? `no answer within ${timeoutMs} ms` : describeMcpError(error);
-    throw new Error(reason, { cause: error });
+    const blocked = findSsrfBlocked(error);
+    const problem = deadline.timedOut ? `did not answer ${phase} within ${timeoutMs} ms` : describeListingFailure(error, phase);
+    throw new McpListingError(phase, problem, blocked, { cause: error });
   } finally {
     deadline.dispose();
   }
+}
+
+/** What went wrong, from the kind of error alone: never its message, which may quote the server. */
+function describeListingFailure(error: unknown, phase: ListingPhase): string {
+  if (findSsrfBlocked(error)) return `could not be reached during ${phase}: its address is refused`;
+  if (error instanceof StreamableHTTPError && error.code !== undefined && error.code > 0) return `answered ${phase} with HTTP ${error.code}`;
+  if (error instanceof StreamableHTTPError) return `answered ${phase} with a response that is neither JSON nor an event stream`;
+  if (error instanceof SyntaxError) return `answered ${phase} with a body that is not JSON`;
+  if (error instanceof $ZodError) return `answered ${phase} with a malformed result`;
+  if (error instanceof McpError) return `answered ${phase} with an MCP error (code ${error.code})`;
+  const codes = [...new Set(networkErrorCodes(error))];
+  if (codes.length > 0) return `could not be reached during ${phase} (${codes.join('/')})`;
+  // undici's fetch reports every network failure so (refused port, TLS, reset) and says which in a cause.
+  if (error instanceof TypeError && error.message === 'fetch failed') return `could not be reached during ${phase}`;
+  return `answered ${phase} with something that is not a usable MCP answer`;
 }
 
 /**
@@ -100,6 +140,7 @@ export async function invokeMcpTool(
   params: Record<string, unknown>,
   timeoutMs: number,
   signal?: AbortSignal,
+  resolveAll?: ResolveAll,
 ): Promise<AttemptOutcome> {
   let url: URL;
   try {
@@ -110,7 +151,7 @@ export async function invokeMcpTool(
   if (signal?.aborted) return { kind: 'failed', retryable: true, error: 'aborted before the request was sent' };
 
   const deadline = startDeadline(timeoutMs, signal);
-  const session = openMcpSession(url, timeoutMs);
+  const session = openMcpSession(url, timeoutMs, resolveAll);
   const options = { signal: deadline.signal, timeout: timeoutMs };
   let phase: 'initialize' | 'call' = 'initialize';
   let result: CallToolResult | undefined;
@@ -144,11 +185,18 @@ interface McpSession {
   close(how: { terminate: boolean }): Promise<void>;
 }
 
-function openMcpSession(url: URL, timeoutMs: number): McpSession {
+function openMcpSession(url: URL, timeoutMs: number, resolveAll: ResolveAll | undefined): McpSession {
   let callWritten = false;
   let rpcError: { code: number; message: string } | undefined;
-  // One pool per session, destroyed on close; only the tools/call request is tracked.
-  const agent = new Agent({ headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  // One pool per session, destroyed on close; only the tools/call request is tracked. Every
+  // connection goes through the SSRF guard's provider profile.
+  const agent = createGuardedAgent({
+    profile: 'provider',
+    connectTimeoutMs: PROVIDER_CONNECT_TIMEOUT_MS,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    ...(resolveAll === undefined ? {} : { resolveAll }),
+  });
   const trackedAgent = agent.compose(onRequestWritten(() => (callWritten = true)));
 
   const fetchThroughAgent: FetchLike = async (input, init) => {
@@ -258,6 +306,11 @@ function classifyMcpFailure(
   deadline: Deadline,
   timeoutMs: number,
 ): AttemptOutcome {
+  // Refused before connecting: the address stays refused however often we try.
+  const blocked = findSsrfBlocked(error);
+  if (blocked && !session.callWritten) {
+    return { kind: 'failed', retryable: false, error: `tools/call not sent: MCP server address refused: ${blocked.message}` };
+  }
   const reason = deadline.timedOut
     ? `timed out after ${timeoutMs} ms`
     : deadline.callerAborted

@@ -1,5 +1,11 @@
 /**
- * SSRF guard for outbound HTTP made on an agent's behalf (the `fetch.url` tool).
+ * SSRF guard for outbound HTTP: the `fetch.url` tool and callbacks (profile `public`), and
+ * registered HTTP and MCP providers (profile `provider`).
+ *
+ * - `public`: only public unicast addresses. The URL comes from an agent or a caller.
+ * - `provider`: admins register providers for internal services, so loopback and private
+ *   ranges are fine; link-local and cloud metadata addresses never are (instance credentials
+ *   live there, and no legitimate tool does).
  *
  * Two checks, because either alone is bypassable:
  * - `assertUrlAllowed` before each request (and each redirect hop): scheme, credentials, and
@@ -37,9 +43,30 @@ export function isSsrfBlockedError(err: unknown): err is SsrfBlockedError {
   );
 }
 
-// Cloud metadata endpoints get their own name so logs and errors say what was attempted.
-const METADATA_V4 = ipaddr.IPv4.parse('169.254.169.254');
-const METADATA_V6 = ipaddr.IPv6.parse('fd00:ec2::254');
+export type AddressProfile = 'public' | 'provider';
+
+// Cloud metadata endpoints get their own name so logs and errors say what was attempted. Some
+// sit outside link-local space (private, CGNAT or even public ranges), so a range check alone
+// would let the provider profile reach them.
+const METADATA_V4 = [
+  '169.254.169.254', // AWS, GCP, Azure, OCI, DigitalOcean, OpenStack
+  '100.100.100.200', // Alibaba Cloud
+  '168.63.129.16', // Azure WireServer
+  '192.0.0.192', // Oracle Cloud (classic)
+].map((ip) => ipaddr.IPv4.parse(ip));
+const METADATA_V6 = [
+  'fd00:ec2::254', // AWS IMDS over IPv6
+  'fd20:ce::254', // GCP metadata server over IPv6
+].map((ip) => ipaddr.IPv6.parse(ip));
+/** Names of metadata endpoints: refused even where they do not resolve (yet). */
+const METADATA_HOSTS: ReadonlySet<string> = new Set([
+  'metadata.google.internal',
+  'metadata.goog',
+  'instance-data.ec2.internal',
+  'metadata.tencentyun.com',
+]);
+/** What the provider profile refuses: never a legitimate internal service. */
+const PROVIDER_FORBIDDEN: ReadonlySet<string> = new Set(['metadata', 'linkLocal', 'invalid']);
 const GLOBAL_UNICAST_V6: [ipaddr.IPv6, number] = [ipaddr.IPv6.parse('2000::'), 3];
 const NAT64_WELL_KNOWN: [ipaddr.IPv6, number] = [ipaddr.IPv6.parse('64:ff9b::'), 96];
 const IPV4_COMPATIBLE: [ipaddr.IPv6, number] = [ipaddr.IPv6.parse('::'), 96];
@@ -49,13 +76,13 @@ function v4FromParts(high: number, low: number): ipaddr.IPv4 {
 }
 
 function classifyV4(addr: ipaddr.IPv4): string | null {
-  if (addr.match(METADATA_V4, 32)) return 'metadata';
+  if (METADATA_V4.some((m) => addr.match(m, 32))) return 'metadata';
   const range = addr.range();
   return range === 'unicast' ? null : range;
 }
 
 function classifyV6(addr: ipaddr.IPv6): string | null {
-  if (addr.match(METADATA_V6, 128)) return 'metadata';
+  if (METADATA_V6.some((m) => addr.match(m, 128))) return 'metadata';
   const range = addr.range();
   const p = addr.parts;
   // Forms that carry an IPv4 address the packet may end up at: judge by that address.
@@ -82,7 +109,7 @@ function classifyV6(addr: ipaddr.IPv6): string | null {
  * as IPv4-mapped (`::ffff:a.b.c.d`), which is not the address the OS would connect to.
  */
 function expandDottedTail(v6: string): string | null {
-  const m = /^(.*:)(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(%.*)?$/.exec(v6);
+  const m = /^([^%]*:)(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(%.*)?$/.exec(v6);
   if (!m) return v6;
   const [, head = '', ...rest] = m;
   const octets = rest.slice(0, 4).map(Number);
@@ -102,6 +129,13 @@ export function isForbiddenAddress(ip: string): string | null {
   if (text === null || !ipaddr.isValid(text)) return 'invalid';
   const addr = ipaddr.parse(text);
   return addr.kind() === 'ipv4' ? classifyV4(addr as ipaddr.IPv4) : classifyV6(addr as ipaddr.IPv6);
+}
+
+/** The forbidden range `ip` falls in under `profile`, or null when the profile may reach it. */
+export function forbiddenRangeFor(profile: AddressProfile, ip: string): string | null {
+  const range = isForbiddenAddress(ip);
+  if (profile === 'public' || range === null) return range;
+  return PROVIDER_FORBIDDEN.has(range) ? range : null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,6 +195,24 @@ function blockedAddress(host: string, address: string, range: string): SsrfBlock
   return new SsrfBlockedError(`${shown} is in a forbidden range (${range})`, host, address, range);
 }
 
+function isMetadataHost(host: string): boolean {
+  return METADATA_HOSTS.has(normaliseHost(host));
+}
+
+function blockedMetadataHost(host: string): SsrfBlockedError {
+  return new SsrfBlockedError(`${host} is a cloud metadata endpoint`, host, undefined, 'metadata');
+}
+
+/** The SsrfBlockedError somewhere in an error's cause chain (undici and fetch wrap it). */
+export function findSsrfBlocked(err: unknown, depth = 0): SsrfBlockedError | undefined {
+  if (isSsrfBlockedError(err)) return err;
+  if (typeof err !== 'object' || err === null || depth > 8) return undefined;
+  const { cause, errors } = err as { cause?: unknown; errors?: unknown };
+  const inCause = findSsrfBlocked(cause, depth + 1);
+  if (inCause) return inCause;
+  return Array.isArray(errors) ? errors.map((e) => findSsrfBlocked(e, depth + 1)).find(Boolean) : undefined;
+}
+
 /**
  * Throws SsrfBlockedError unless `url` is an http(s) URL without credentials whose host, when
  * it is an IP literal, is public (or allow-listed). Host names are checked at connect time.
@@ -182,9 +234,34 @@ export function assertUrlAllowed(url: URL, allowHosts: readonly string[] = []): 
   }
 }
 
+const REGISTRATION_LOOKUP_MS = 5_000;
+
+/**
+ * The registration-time check of a provider URL: metadata host names, forbidden literals, and
+ * host names that resolve now to a forbidden address. A name that does not resolve (yet) passes:
+ * the connect-time guard judges whatever it resolves to when the provider is called.
+ */
+export async function assertProviderUrlAllowed(url: URL, resolveAll: ResolveAll = resolveWithSystem): Promise<void> {
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  if (isMetadataHost(host)) throw blockedMetadataHost(host);
+  if (isIP(host) !== 0) {
+    const range = forbiddenRangeFor('provider', host);
+    if (range !== null) throw blockedAddress(host, host, range);
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const gaveUp = new Promise<[]>((resolve) => (timer = setTimeout(() => resolve([]), REGISTRATION_LOOKUP_MS)));
+  const addresses = await Promise.race([resolveAll(host, undefined).catch(() => []), gaveUp]).finally(() => clearTimeout(timer));
+  for (const a of addresses) {
+    const range = forbiddenRangeFor('provider', a.address);
+    if (range !== null) throw blockedAddress(host, a.address, range);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Connect-time check
 
+/** Resolves a host name to all its addresses (system DNS by default; tests steer it). */
 export type ResolveAll = (hostname: string, hints: number | undefined) => Promise<dns.LookupAddress[]>;
 
 const resolveWithSystem: ResolveAll = (hostname, hints) =>
@@ -194,12 +271,12 @@ const resolveWithSystem: ResolveAll = (hostname, hints) =>
  * A `net.connect` lookup that resolves once, refuses if any resolved address is forbidden,
  * and hands the socket exactly the addresses it checked.
  */
-export function createGuardedLookup(resolveAll: ResolveAll = resolveWithSystem): LookupFunction {
+export function createGuardedLookup(resolveAll: ResolveAll = resolveWithSystem, profile: AddressProfile = 'public'): LookupFunction {
   return (hostname, options, callback) => {
     resolveAll(hostname, options.hints).then(
       (addresses) => {
         for (const a of addresses) {
-          const range = isForbiddenAddress(a.address);
+          const range = forbiddenRangeFor(profile, a.address);
           if (range !== null) {
             callback(blockedAddress(hostname, a.address, range), '', 0);
             return;
@@ -227,6 +304,11 @@ export interface GuardedAgentOptions {
   /** `host` or `host:port` entries exempt from the guard (internal services the operator trusts). */
   allowHosts?: string[];
   connectTimeoutMs: number;
+  /** Which addresses connections may reach; `public` when absent. */
+  profile?: AddressProfile;
+  resolveAll?: ResolveAll;
+  headersTimeout?: number;
+  bodyTimeout?: number;
 }
 
 /**
@@ -234,20 +316,29 @@ export interface GuardedAgentOptions {
  * before connecting, host names through the guarded lookup. Allow-listed hosts connect normally.
  */
 export function createGuardedAgent(opts: GuardedAgentOptions): Agent {
+  const profile = opts.profile ?? 'public';
   const isAllowed = compileAllowList(opts.allowHosts);
-  const guarded = buildConnector({ timeout: opts.connectTimeoutMs, lookup: createGuardedLookup() });
+  const guarded = buildConnector({ timeout: opts.connectTimeoutMs, lookup: createGuardedLookup(opts.resolveAll, profile) });
   const plain = buildConnector({ timeout: opts.connectTimeoutMs });
   const connect: buildConnector.connector = (options, callback) => {
     if (isAllowed(options.hostname, options.protocol, options.port)) {
       plain(options, callback);
       return;
     }
-    const range = isIP(options.hostname) !== 0 ? isForbiddenAddress(options.hostname) : null;
+    if (isMetadataHost(options.hostname)) {
+      callback(blockedMetadataHost(options.hostname), null);
+      return;
+    }
+    const range = isIP(options.hostname) !== 0 ? forbiddenRangeFor(profile, options.hostname) : null;
     if (range !== null) {
       callback(blockedAddress(options.hostname, options.hostname, range), null);
       return;
     }
     guarded(options, callback);
   };
-  return new Agent({ connect });
+  const timeouts = {
+    ...(opts.headersTimeout === undefined ? {} : { headersTimeout: opts.headersTimeout }),
+    ...(opts.bodyTimeout === undefined ? {} : { bodyTimeout: opts.bodyTimeout }),
+  };
+  return new Agent({ connect, ...timeouts });
 }

@@ -1,5 +1,6 @@
-import { NotFoundError, UnprocessableError, ValidationError } from '../errors.ts';
+import { AppError, NotFoundError, UnprocessableError, ValidationError } from '../errors.ts';
 import { parseInput } from '../http/validation.ts';
+import { assertValidConditions } from '../policy/conditions.ts';
 import type { ParamValidator } from './param-validator.ts';
 import {
   httpProviderSchema,
@@ -9,10 +10,18 @@ import {
 } from './schemas.ts';
 import type { StoredTool, ToolsRepository } from './tools-repository.ts';
 import type { AttemptOutcome, CapabilityCard } from './types.ts';
-import { invokeHttpTool } from './http-invoker.ts';
-import { invokeMcpTool, listMcpTools, mcpAnnotationsToCard } from './mcp-invoker.ts';
+import { createHttpToolAgent, invokeHttpTool } from './http-invoker.ts';
+import { invokeMcpTool, listMcpTools, mcpAnnotationsToCard, McpListingError } from './mcp-invoker.ts';
+import { assertProviderUrlAllowed, isSsrfBlockedError, type ResolveAll } from './ssrf-guard.ts';
 
 const BUILTIN_PROVIDER = 'fetch';
+
+/** A provider URL pointing at a link-local or cloud metadata address (or a name for one). */
+export class ForbiddenAddressError extends AppError {
+  constructor(message: string, details?: unknown) {
+    super(400, 'forbidden_address', message, details);
+  }
+}
 
 export interface BuiltinTool {
   card: CapabilityCard;
@@ -27,11 +36,15 @@ export interface ToolRegistryDeps {
   validator: ParamValidator;
   builtins: BuiltinTool[];
   defaultTimeoutMs: number;
+  /** How provider host names are resolved, at registration and at connect time; system DNS when absent. */
+  resolveHost?: ResolveAll;
 }
 
 /** Providers, capability cards, discovery, and the one door through which a tool is invoked. */
-export function createToolRegistry({ repository, validator, builtins, defaultTimeoutMs }: ToolRegistryDeps) {
+export function createToolRegistry({ repository, validator, builtins, defaultTimeoutMs, resolveHost }: ToolRegistryDeps) {
   const builtinByKey = new Map(builtins.map((b) => [b.card.key, b]));
+  // The HTTP invoker's shared pool resolves with system DNS; another resolver needs its own pool.
+  const httpAgent = resolveHost === undefined ? undefined : createHttpToolAgent(resolveHost);
   // Every call looks its tool up; a short-lived cache spares the store that read.
   const cache = new Map<string, { tool: StoredTool; until: number }>();
   const forgetProvider = (provider: string) => {
@@ -64,9 +77,12 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
   async function mcpTools(reg: McpProviderRegistration): Promise<StoredTool[]> {
     let listed;
     try {
-      listed = await listMcpTools(reg.mcp_url, defaultTimeoutMs);
+      listed = await listMcpTools(reg.mcp_url, defaultTimeoutMs, resolveHost);
     } catch (error) {
-      throw new UnprocessableError('mcp_unreachable', `Could not list tools from the MCP server at ${reg.mcp_url}: ${(error as Error).message}`);
+      if (!(error instanceof McpListingError)) throw error;
+      // The name passed the registration check, then resolved elsewhere when connecting.
+      if (error.blocked) throw new ForbiddenAddressError(`mcp_url is refused: ${error.blocked.message}`, { field: 'mcp_url', range: error.blocked.range });
+      throw new UnprocessableError('mcp_unreachable', `The MCP server at ${reg.mcp_url} ${error.message}`);
     }
     const overrides = new Map(reg.tools.map((t) => [t.name, t]));
     const unknown = reg.tools.filter((t) => !listed.some((l) => l.name === t.name)).map((t) => t.name);
@@ -82,8 +98,54 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
         ...mcpAnnotationsToCard(tool.annotations),
         ...definedOnly(override),
       };
+      if (override.input_schema === undefined) assertServerSchema(reg.mcp_url, card);
       return { card, transport: { kind: 'mcp', mcp_url: reg.mcp_url, tool_name: tool.name } };
     });
+  }
+
+  /** A schema the server sent: refused without the validator's words, which quote it. */
+  function assertServerSchema(mcpUrl: string, card: CapabilityCard): void {
+    try {
+      validator.assertValidSchema(card.input_schema, `input_schema of ${card.key}`);
+    } catch {
+      throw new UnprocessableError('mcp_invalid_tool', `The MCP server at ${mcpUrl} lists tool ${card.key} with an input schema that is not valid JSON Schema`, {
+        tool: card.key,
+      });
+    }
+  }
+
+  /**
+   * Before anything is stored: each `state_refetch` names a tool that will exist (in this
+   * registration, another provider, or built in) and has conditions that parse. Otherwise the
+   * mistake would surface only when a call needs that state.
+   */
+  async function assertStateRefetches(provider: string, tools: StoredTool[]): Promise<void> {
+    const keys = new Set(tools.map((t) => t.card.key));
+    for (const { card } of tools) {
+      const refetch = card.state_refetch;
+      if (!refetch) continue;
+      const label = `state_refetch of ${card.key}`;
+      if (!keys.has(refetch.tool)) {
+        // This registration replaces every tool of its provider: stored ones do not count.
+        const ownProvider = refetch.tool.startsWith(`${provider}.`);
+        const exists = !ownProvider && (builtinByKey.has(refetch.tool) || (await repository.findTool(refetch.tool)) !== undefined);
+        if (!exists) {
+          const where = ownProvider ? `this registration of ${provider} does not list it` : 'no such tool is registered';
+          throw new ValidationError(`${label} names ${refetch.tool}, which is not a tool (${where})`, { field: label, tool: refetch.tool });
+        }
+      }
+      if (refetch.conditions) assertValidConditions(refetch.conditions, `state_refetch.conditions of ${card.key}`);
+    }
+  }
+
+  /** Link-local and metadata addresses are refused for providers; loopback and private are not. */
+  async function assertProviderAddress(field: 'base_url' | 'mcp_url', url: string): Promise<void> {
+    try {
+      await assertProviderUrlAllowed(new URL(url), resolveHost);
+    } catch (error) {
+      if (isSsrfBlockedError(error)) throw new ForbiddenAddressError(`${field} is refused: ${error.message}`, { field, range: error.range });
+      throw error;
+    }
   }
 
   async function getTool(key: string): Promise<StoredTool> {
@@ -110,6 +172,8 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
       if (registration.name === BUILTIN_PROVIDER) {
         throw new ValidationError(`The provider name "${BUILTIN_PROVIDER}" is reserved for built-in tools`);
       }
+      if ('mcp_url' in registration) await assertProviderAddress('mcp_url', registration.mcp_url);
+      else await assertProviderAddress('base_url', registration.base_url);
       const tools = 'mcp_url' in registration ? await mcpTools(registration) : httpTools(registration);
       const keys = new Set<string>();
       for (const { card } of tools) {
@@ -117,6 +181,7 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
         keys.add(card.key);
         validator.assertValidSchema(card.input_schema, `input_schema of ${card.key}`);
       }
+      await assertStateRefetches(registration.name, tools);
       const kind = 'mcp_url' in registration ? 'mcp' : 'http';
       await repository.replaceProvider(registration.name, kind, registration, tools);
       forgetProvider(registration.name);
@@ -152,7 +217,8 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
           return builtin.invoke(params, signal);
         }
         case 'http': {
-          const outcome = await invokeHttpTool({ method: transport.method, path: transport.path }, transport.base_url, params, card.timeout_ms, signal);
+          const spec = { method: transport.method, path: transport.path };
+          const outcome = await invokeHttpTool(spec, transport.base_url, params, card.timeout_ms, signal, httpAgent);
           // A gateway's 502/504 means the request went in and its fate is unknown: for a tool
           // with side effects that must be reconciled, not retried blindly.
           if (card.side_effects && outcome.kind === 'failed' && (outcome.http_status === 502 || outcome.http_status === 504)) {
@@ -161,7 +227,7 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
           return outcome;
         }
         case 'mcp':
-          return invokeMcpTool(transport.mcp_url, transport.tool_name, params, card.timeout_ms, signal);
+          return invokeMcpTool(transport.mcp_url, transport.tool_name, params, card.timeout_ms, signal, resolveHost);
       }
     },
   };

@@ -12,6 +12,8 @@ const APPROVER_SCOPES = ['approvals:read', 'approvals:write'];
 const ALICE = 'key-alice';
 const BOB = 'key-bob';
 const CAROL = 'key-carol';
+/** Alice's agent: a second key of the same person, that calls tools. */
+const ALICE_AGENT = 'key-alice-agent';
 const SECRET = 'callback-secret-0123456789';
 
 /**
@@ -38,6 +40,7 @@ describe('approvals', () => {
         [ALICE]: { scopes: APPROVER_SCOPES, approver_id: 'alice' },
         [BOB]: { scopes: APPROVER_SCOPES, approver_id: 'bob' },
         [CAROL]: { scopes: APPROVER_SCOPES, approver_id: 'carol' },
+        [ALICE_AGENT]: { scopes: ['tools:read', 'tools:call', ...APPROVER_SCOPES], approver_id: 'alice' },
       }),
       INVOKE_APPROVAL_TTL: '24h,critical=30m',
       INVOKE_CALLBACK_SECRET: SECRET,
@@ -244,6 +247,73 @@ describe('approvals', () => {
       expect(agentSelf.status).toBe(403);
       expect(agentSelf.body.error.details.reason).toBe('requesting_agent');
       expect((await approve(frozen.approval.id, ALICE, { approver: 'alice' })).body.outcome).toBe('executed');
+    });
+
+    describe('never the person who requested the call, through any of their keys', () => {
+      const freezeAs = async (key: string, body: Record<string, unknown> = {}) => {
+        const res = await send(built.app, 'POST', '/v1/call', { tool: 'billing.send_reminder', params: { invoice_id: 'inv_1', customer_id: 'cust_1' }, agent_id: 'billing_agent', approval_contract: contract(), ...body }, { 'x-api-key': key });
+        expect(res.status).toBe(202);
+        return res.body as { call_id: string; approval: { id: string } };
+      };
+      const reject = (id: string, key: string) => send(built.app, 'POST', `/approvals/${id}/reject`, { reason: 'no' }, { 'x-api-key': key });
+
+      it('refuses approve and reject from the requester under another key, allows refetch; another person runs it once', async () => {
+        const before = reminders();
+        const frozen = await freezeAs(ALICE_AGENT);
+        const approved = await approve(frozen.approval.id, ALICE);
+        expect(approved.status).toBe(403);
+        expect(approved.body.error).toMatchObject({ code: 'self_approval', details: { requester: 'alice' } });
+        const rejected = await reject(frozen.approval.id, ALICE);
+        expect(rejected.status).toBe(403);
+        expect(rejected.body.error.code).toBe('self_approval');
+        // The requesting key itself is the same person too.
+        expect((await approve(frozen.approval.id, ALICE_AGENT)).body.error.code).toBe('self_approval');
+        // Refetch decides nothing: the requester may look.
+        const refetched = await send(built.app, 'POST', `/approvals/${frozen.approval.id}/refetch`, {}, { 'x-api-key': ALICE });
+        expect(refetched.status).toBe(200);
+        expect(refetched.body.approval.status).toBe('pending');
+        expect(reminders()).toBe(before);
+
+        const done = await approve(frozen.approval.id, BOB);
+        expect(done.status).toBe(200);
+        expect(done.body.outcome).toBe('executed');
+        expect(reminders()).toBe(before + 1);
+        const audit = await send(built.app, 'GET', `/approvals/${frozen.approval.id}/audit`, undefined, { 'x-api-key': BOB });
+        expect(audit.body.audit.map((a: { kind: string; actor: string }) => [a.kind, a.actor])).toEqual([
+          ['refetched', 'system'],
+          ['approved', 'bob'],
+          ['executed', 'bob'],
+        ]);
+      });
+
+      it('does not count the requester toward a quorum', async () => {
+        const frozen = await freezeAs(ALICE_AGENT, { approval_contract: contract({ approvals_required: 2 }) });
+        expect((await approve(frozen.approval.id, ALICE)).body.error.code).toBe('self_approval');
+        expect((await approve(frozen.approval.id, BOB)).body).toMatchObject({ outcome: 'awaiting_approvals', approvals_received: 1 });
+        expect((await approve(frozen.approval.id, CAROL)).body.outcome).toBe('executed');
+      });
+
+      it('the approval created by a requeue keeps the requester', async () => {
+        const before = reminders();
+        const frozen = await freezeAs(ALICE_AGENT);
+        invoice = { ...invoice, balance: 40 };
+        const requeued = await approve(frozen.approval.id, BOB);
+        expect(requeued.body.outcome).toBe('requeued');
+        const fresh = requeued.body.new_approval.id as string;
+        expect((await approve(fresh, ALICE)).body.error.code).toBe('self_approval');
+        expect((await reject(fresh, ALICE)).body.error.code).toBe('self_approval');
+        expect((await approve(fresh, BOB)).body.outcome).toBe('executed');
+        expect(reminders()).toBe(before + 1);
+      });
+
+      it('approvals stored before the requester was recorded fall back to the requesting key and its approver_id', async () => {
+        const frozen = await freezeAs(ALICE_AGENT);
+        await sql`update approvals set requester_person = null where id = ${frozen.approval.id}`.execute(built.store.db);
+        const approved = await approve(frozen.approval.id, ALICE);
+        expect(approved.status).toBe(403);
+        expect(approved.body.error.code).toBe('self_approval');
+        expect((await approve(frozen.approval.id, BOB)).body.outcome).toBe('executed');
+      });
     });
 
     it('a key without approvals:write cannot decide; unknown ids are 404', async () => {

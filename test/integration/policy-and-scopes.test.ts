@@ -18,6 +18,7 @@ describe('policy and scopes on /v1/call', () => {
     server = await startToolServer({
       'POST /push': (_req, res) => json(res, 200, { pushed: true }),
       'POST /wire': (_req, res) => json(res, 200, { wired: true }),
+      'POST /charge': (_req, res) => json(res, 200, { charged: true }),
       'GET /status': (_req, res) => json(res, 200, { ok: true }),
     });
     const dir = mkdtempSync(path.join(tmpdir(), 'invoke-policy-'));
@@ -32,6 +33,10 @@ describe('policy and scopes on /v1/call', () => {
         '  - when: "env == dev and tool == ops.wire"',
         '    effect: allow',
         '    reason: Dev wires are play money',
+        '  - name: large charges',
+        '    when: "tool == ops.charge and params.amount > 1000"',
+        '    effect: deny',
+        '    reason: Charges over 1000 are not for agents',
       ].join('\n'),
     );
     built = await buildTestApp({
@@ -48,6 +53,7 @@ describe('policy and scopes on /v1/call', () => {
       tools: [
         { name: 'push', path: '/push', risk: 'medium' },
         { name: 'wire', path: '/wire', risk: 'critical' },
+        { name: 'charge', path: '/charge', risk: 'low' },
         { name: 'status', method: 'GET', path: '/status', risk: 'low', side_effects: false },
       ],
     });
@@ -107,6 +113,58 @@ describe('policy and scopes on /v1/call', () => {
       const res = await call({ tool: 'ops.status', approval_contract: { intent: 'check', conditions: { ok: true } } });
       expect(res.status).toBe(202);
       expect(res.body.status).toBe('pending_approval');
+    });
+
+    it.each([
+      ['[5000]', '[5000]', 'array'],
+      ['{"value": 5000}', '{"value": 5000}', 'object'],
+      ['"0x1388"', '"0x1388"', 'text'],
+      ['"5,000"', '"5,000"', 'text'],
+      ['1e400', '1e400', 'non-finite number'],
+    ])('a server deny on params.amount > 1000 blocks amount %s, naming the value it could not compare', async (_name, amountJson, kind) => {
+      const before = server.count('POST', '/charge');
+      // Raw JSON: 1e400 only exists as text (JSON.parse reads it as Infinity).
+      const res = await send(built.app, 'POST', '/v1/call', `{"tool": "ops.charge", "agent_id": "bot-1", "params": {"amount": ${amountJson}}}`);
+      expect(res.status).toBe(200);
+      const uncomparable = [
+        {
+          rule: 'server policy rules[2] "large charges"',
+          effect: 'deny',
+          outcome: 'matched',
+          expression: 'params.amount > 1000',
+          operand: 'params.amount',
+          kind,
+          expected: 'number',
+        },
+      ];
+      expect(res.body).toMatchObject({ status: 'blocked', uncomparable });
+      expect(res.body.reason).toMatch(/^Charges over 1000 are not for agents \(matched because params\.amount could not be compared \(.+, not a number\): fails closed\)$/);
+      const evaluated = res.body.trace.find((event: { step: string }) => event.step === 'policy_evaluated');
+      expect(evaluated).toMatchObject({ status: 'deny', detail: { uncomparable } });
+      expect(server.count('POST', '/charge')).toBe(before);
+    });
+
+    it('the same server deny still blocks 5000 and lets 500 through', async () => {
+      const big = await call({ tool: 'ops.charge', params: { amount: '5e3' } });
+      expect(big.body).toMatchObject({ status: 'blocked', reason: 'Charges over 1000 are not for agents' });
+      expect(big.body).not.toHaveProperty('uncomparable');
+      const small = await call({ tool: 'ops.charge', params: { amount: 500 } });
+      expect(small.body.status).toBe('executed');
+    });
+
+    it('a request require_approval rule fails closed too: the call waits for a human', async () => {
+      const before = server.count('POST', '/push');
+      const res = await call({ tool: 'ops.push', params: { amount: '5,000' }, policy: { rules: [{ when: 'params.amount > 100', effect: 'require_approval' }] } });
+      expect(res.status).toBe(202);
+      expect(res.body).toMatchObject({ status: 'pending_approval', uncomparable: [{ rule: 'request policy.rules[0]', operand: 'params.amount', kind: 'text' }] });
+      expect(server.count('POST', '/push')).toBe(before);
+    });
+
+    it('a when nested 1,990 deep is a 400 with the error shape, not a 500', async () => {
+      const res = await call({ tool: 'ops.push', policy: { rules: [{ when: '('.repeat(1990), effect: 'deny' }] } });
+      expect(res.status).toBe(400);
+      expect(res.body.error).toMatchObject({ code: 'validation_error', details: { field: 'policy.rules[0].when', limit: 32, position: 32 } });
+      expect(res.body.error.message).toContain('nested deeper than 32 levels of ( and [');
     });
 
     it('a malformed when is a 400 naming the rule', async () => {

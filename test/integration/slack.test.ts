@@ -3,7 +3,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { BuiltApp } from '../../src/app.ts';
 import { signSlackRequest } from '../../src/slack/verify-request.ts';
 import { startSlackEmulator } from '../../demo/slack-emulator.ts';
-import { buildTestApp, send } from '../helpers/app.ts';
+import { buildApp } from '../../src/app.ts';
+import { buildTestApp, send, testConfig } from '../helpers/app.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
 
 const SIGNING_SECRET = 'test-signing-secret';
@@ -12,6 +13,8 @@ const ALICE = 'UALICE';
 const BOB = 'UBOB';
 const VIEWER = 'UVIEWER';
 const CAROL = 'UCAROL';
+/** Alice's agent key: calls tools on behalf of the Slack user UALICE. */
+const ALICE_AGENT_KEY = 'key-alice-agent';
 
 async function waitFor<T>(probe: () => Promise<T | undefined | null | false>, ms = 5000): Promise<T> {
   const deadline = Date.now() + ms;
@@ -33,6 +36,8 @@ describe('Slack app', () => {
   let tools: Awaited<ReturnType<typeof startToolServer>>;
   let invoice: Record<string, unknown>;
   let responses = 0;
+  /** Everything the app logs, parsed (pino JSON lines). */
+  const logs: Array<{ level: number; msg?: string; err?: { message?: string } }> = [];
 
   beforeAll(async () => {
     slack = await startSlackEmulator({ userGroups: { S0LEADS: [CAROL] } });
@@ -40,15 +45,19 @@ describe('Slack app', () => {
       'POST /remind': (_req, res) => json(res, 200, { sent: true, channel: 'email' }),
       'GET /invoices/*': (_req, res) => json(res, 200, invoice),
     });
-    built = await buildTestApp({
-      SLACK_BOT_TOKEN: 'xoxb-test',
-      SLACK_SIGNING_SECRET: SIGNING_SECRET,
-      SLACK_APPROVAL_CHANNEL: CHANNEL,
-      SLACK_APPROVER_IDS: `${ALICE},S0LEADS`,
-      SLACK_TRACE_VIEWER_IDS: VIEWER,
-      SLACK_API_URL: slack.url,
-      INVOKE_OUTBOX_INTERVAL_MS: '0',
-    });
+    built = await buildApp(
+      testConfig({
+        SLACK_BOT_TOKEN: 'xoxb-test',
+        SLACK_SIGNING_SECRET: SIGNING_SECRET,
+        SLACK_APPROVAL_CHANNEL: CHANNEL,
+        SLACK_APPROVER_IDS: `${ALICE},S0LEADS`,
+        SLACK_TRACE_VIEWER_IDS: VIEWER,
+        SLACK_API_URL: slack.url,
+        INVOKE_OUTBOX_INTERVAL_MS: '0',
+        INVOKE_API_KEY_SCOPES: JSON.stringify({ [ALICE_AGENT_KEY]: { scopes: ['tools:read', 'tools:call'], approver_id: ALICE } }),
+      }),
+      { logger: { level: 'debug', stream: { write: (line: string) => void logs.push(JSON.parse(line)) } } },
+    );
     await send(built.app, 'POST', '/v1/providers', {
       name: 'billing',
       base_url: tools.url,
@@ -75,17 +84,24 @@ describe('Slack app', () => {
       return slack.callsTo(method).find((c) => match(c.args));
     });
 
-  async function freezeAndPost(): Promise<{ id: string; callId: string; ts: string }> {
-    const res = await send(built.app, 'POST', '/v1/call', {
-      tool: 'billing.send_reminder',
-      params: { invoice_id: 'inv_1', note: 'x'.repeat(5000) },
-      agent_id: 'billing_agent',
-      approval_contract: {
-        intent: 'send_invoice_reminder',
-        conditions: { invoice_status: 'overdue', balance: '> 0' },
-        state_refetch: { tool: 'billing.get_invoice', params: { invoice_id: '{{params.invoice_id}}' } },
+  async function freezeAndPost(options: { key?: string; contract?: Record<string, unknown> } = {}): Promise<{ id: string; callId: string; ts: string }> {
+    const res = await send(
+      built.app,
+      'POST',
+      '/v1/call',
+      {
+        tool: 'billing.send_reminder',
+        params: { invoice_id: 'inv_1', note: 'x'.repeat(5000) },
+        agent_id: 'billing_agent',
+        approval_contract: {
+          intent: 'send_invoice_reminder',
+          conditions: { invoice_status: 'overdue', balance: '> 0' },
+          state_refetch: { tool: 'billing.get_invoice', params: { invoice_id: '{{params.invoice_id}}' } },
+          ...options.contract,
+        },
       },
-    });
+      options.key ? { 'x-api-key': options.key } : {},
+    );
     expect(res.status).toBe(202);
     await deliver();
     const row = await built.store.db.selectFrom('approvals').select(['slack_ts', 'slack_channel']).where('id', '=', res.body.approval.id).executeTakeFirstOrThrow();
@@ -108,7 +124,8 @@ describe('Slack app', () => {
     return slackRequest(new URLSearchParams({ payload: JSON.stringify(payload) }).toString(), 'application/x-www-form-urlencoded');
   }
 
-  function click(actionId: string, approvalId: string, user: string, ts: string) {
+  /** A button click on a card; `from: 'home'` is a click in App Home: no channel, no response_url. */
+  function click(actionId: string, approvalId: string, user: string, ts: string, from: 'card' | 'card without response_url' | 'home' = 'card') {
     const responseId = `r${++responses}`;
     const request = interaction({
       type: 'block_actions',
@@ -117,13 +134,22 @@ describe('Slack app', () => {
       api_app_id: 'A1',
       token: 'legacy',
       trigger_id: `trigger-${responseId}`,
-      response_url: slack.responseUrl(responseId),
-      container: { type: 'message', message_ts: ts, channel_id: CHANNEL, is_ephemeral: false },
-      channel: { id: CHANNEL, name: 'approvals' },
-      message: { ts, text: 'card' },
+      ...(from === 'card' ? { response_url: slack.responseUrl(responseId) } : {}),
+      ...(from === 'home'
+        ? { container: { type: 'view', view_id: 'VHOME' }, view: { id: 'VHOME', type: 'home' } }
+        : { container: { type: 'message', message_ts: ts, channel_id: CHANNEL, is_ephemeral: false }, channel: { id: CHANNEL, name: 'approvals' }, message: { ts, text: 'card' } }),
       actions: [{ action_id: actionId, block_id: `${approvalId}.actions.p0`, value: approvalId, type: 'button', action_ts: String(Date.now() / 1000) }],
     });
     return { request, responseId };
+  }
+
+  function submitRejectModal(approvalId: string, user: string, reason: string) {
+    return interaction({
+      type: 'view_submission',
+      user: { id: user },
+      team: { id: 'T1' },
+      view: { id: 'V1', callback_id: 'approval_reject_modal', private_metadata: approvalId, state: { values: { reason: { reason_input: { type: 'plain_text_input', value: reason } } } } },
+    });
   }
 
   async function statusOf(id: string): Promise<string> {
@@ -180,6 +206,79 @@ describe('Slack app', () => {
     expect(await statusOf(id)).toBe('pending');
     await deliver();
     expect(slack.callsTo('chat.update')).toHaveLength(updatesBefore);
+  });
+
+  it('refuses the person who requested the call: Approve, Reject and the reason modal; the card stays, nothing runs', async () => {
+    const before = tools.count('POST', '/remind');
+    const { id, ts } = await freezeAndPost({ key: ALICE_AGENT_KEY });
+    const updatesBefore = slack.callsTo('chat.update').length;
+
+    const approveClick = click('approval_approve', id, ALICE, ts);
+    expect((await approveClick.request).status).toBe(200);
+    const approveAnswer = await waitFor(async () => slack.responses.find((r) => r.id === approveClick.responseId));
+    expect(approveAnswer.body).toMatchObject({ response_type: 'ephemeral' });
+    expect(JSON.stringify(approveAnswer.body)).toMatch(/You requested this call/);
+
+    const rejectClick = click('approval_reject', id, ALICE, ts);
+    await rejectClick.request;
+    const rejectAnswer = await waitFor(async () => slack.responses.find((r) => r.id === rejectClick.responseId));
+    expect(JSON.stringify(rejectAnswer.body)).toMatch(/You requested this call/);
+    expect(slack.callsTo('views.open').some((c) => (c.args['view'] as { private_metadata?: string }).private_metadata === id)).toBe(false);
+
+    // A reason modal submitted anyway (opened before, or forged) decides nothing either.
+    expect((await submitRejectModal(id, ALICE, 'mine, never mind')).status).toBe(200);
+    const told = await waitFor(async () => slack.callsTo('chat.postEphemeral').find((c) => c.args['user'] === ALICE && /You requested this call/.test(String(c.args['text']))));
+    expect(told.args['channel']).toBe(CHANNEL);
+
+    expect(await statusOf(id)).toBe('pending');
+    await deliver();
+    expect(slack.callsTo('chat.update')).toHaveLength(updatesBefore);
+    expect(tools.count('POST', '/remind')).toBe(before);
+
+    // Someone else decides, and it runs once.
+    await click('approval_approve', id, CAROL, ts).request;
+    await waitFor(async () => (await statusOf(id)) === 'executed');
+    expect(tools.count('POST', '/remind')).toBe(before + 1);
+  });
+
+  describe('a click Slack sent without a response_url', () => {
+    const errorsLogged = (from: number) => logs.slice(from).filter((line) => line.level >= 50);
+    const ephemeralTo = (user: string, text: RegExp) =>
+      waitFor(async () => slack.callsTo('chat.postEphemeral').find((c) => c.args['user'] === user && text.test(String(c.args['text']))));
+
+    it('still records the decision and answers the clicker with an ephemeral in the channel', async () => {
+      const { id, ts } = await freezeAndPost({ contract: { approvals_required: 2 } });
+      const logged = logs.length;
+      expect((await click('approval_approve', id, ALICE, ts, 'card without response_url').request).status).toBe(200);
+      const told = await ephemeralTo(ALICE, /Your approval is recorded \(1 of 2\)/);
+      expect(told.args['channel']).toBe(CHANNEL);
+      const votes = await built.store.db.selectFrom('approval_votes').select('approver').where('approval_id', '=', id).execute();
+      expect(votes.map((v) => v.approver)).toEqual([ALICE]);
+      expect(errorsLogged(logged)).toEqual([]);
+    });
+
+    it('from App Home (no channel either): answers in the card channel, refuses without an error', async () => {
+      const { id, ts } = await freezeAndPost();
+      const logged = logs.length;
+      await click('approval_approve', id, BOB, ts, 'home').request;
+      const told = await ephemeralTo(BOB, /not allowed/);
+      expect(told.args['channel']).toBe(CHANNEL);
+      await click('approval_approve', id, ALICE, ts, 'home').request;
+      await waitFor(async () => (await statusOf(id)) === 'executed');
+      await click('approval_approve', id, CAROL, ts, 'home').request;
+      await ephemeralTo(CAROL, /already executed/);
+      expect(errorsLogged(logged)).toEqual([]);
+    });
+
+    it('with no channel to answer in (the card is not posted yet), skips the answer with a debug line', async () => {
+      const res = await send(built.app, 'POST', '/v1/call', { tool: 'billing.send_reminder', params: { invoice_id: 'inv_2' }, agent_id: 'a', approval_contract: { intent: 'not posted yet' } });
+      const id = res.body.approval.id as string;
+      const logged = logs.length;
+      await click('approval_approve', id, BOB, 'no-ts', 'home').request;
+      await waitFor(async () => logs.slice(logged).find((line) => line.level === 20 && /not told/.test(line.msg ?? '')));
+      expect(errorsLogged(logged)).toEqual([]);
+      expect(await statusOf(id)).toBe('pending');
+    });
   });
 
   it('refuses forged, stale and future signatures with 401, and runs nothing', async () => {

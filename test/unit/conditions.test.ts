@@ -8,10 +8,29 @@ import {
   evaluateCondition,
   evaluateConditions,
   jsonValuesEqual,
+  MAX_COMPARABLE_TEXT_LENGTH,
+  orderingKind,
+  orderingProblem,
   parseCondition,
   readPath,
   valuesMatch,
 } from '../../src/policy/conditions.ts';
+
+/** Runs fn and returns its result with the time it took. */
+function timed<T>(fn: () => T): { result: T; ms: number } {
+  const started = performance.now();
+  const result = fn();
+  return { result, ms: performance.now() - started };
+}
+
+/** Values a `> 1000` check must never let through (issue 9): JSON 1e400 parses to Infinity. */
+const WRONG_TYPE_AMOUNTS = [
+  ['[5000]', [5000], 'array'],
+  ['{"value": 5000}', { value: 5000 }, 'object'],
+  ['"0x1388"', '0x1388', 'text'],
+  ['"5,000"', '5,000', 'text'],
+  ['1e400', JSON.parse('1e400') as number, 'non-finite number'],
+] as const;
 
 describe('readPath', () => {
   const state = {
@@ -94,6 +113,72 @@ describe('asNumber and compareOrdered', () => {
     expect(compareOrdered('2024-01-01', 5)).toBeUndefined();
     expect(compareOrdered(true, 0)).toBeUndefined();
     expect(compareOrdered(null, 0)).toBeUndefined();
+  });
+});
+
+describe('asNumber: linear time, capped length', () => {
+  // The old pattern took 17 s on this input (quadratic backtracking), stalling the event loop.
+  it.each([
+    ['80,000 digits then x', '1'.repeat(80_000) + 'x'],
+    ['recheck attack: zeros then E', '0'.repeat(54_774) + 'E'],
+    ['80,000 spaces then x', ' '.repeat(80_000) + 'x'],
+    ['digits and dots', '1.'.repeat(40_000)],
+  ])('%s: not a number, answered at once', (_name, input) => {
+    const { result, ms } = timed(() => asNumber(input));
+    expect(result).toBeUndefined();
+    expect(ms).toBeLessThan(500);
+  });
+
+  it('scans text up to the cap in linear time', () => {
+    const text = '0'.repeat(MAX_COMPARABLE_TEXT_LENGTH - 1) + '7';
+    const { result, ms } = timed(() => asNumber(text));
+    expect(result).toBe(7);
+    expect(ms).toBeLessThan(500);
+  });
+
+  it('does not read text longer than the cap, even padded numbers', () => {
+    expect(MAX_COMPARABLE_TEXT_LENGTH).toBe(4096);
+    expect(asNumber(' '.repeat(MAX_COMPARABLE_TEXT_LENGTH) + '7')).toBeUndefined();
+    expect(asNumber(' '.repeat(MAX_COMPARABLE_TEXT_LENGTH - 1) + '7')).toBe(7);
+    expect(orderingKind('7'.padStart(MAX_COMPARABLE_TEXT_LENGTH + 1, ' '))).toBe('text too long');
+    expect(compareOrdered(`${' '.repeat(MAX_COMPARABLE_TEXT_LENGTH)}2024-01-01`, '2023-01-01')).toBeUndefined();
+  });
+
+  it.each([
+    ['5.', 5],
+    ['.5', 0.5],
+    ['-.5e-3', -0.0005],
+    ['+1E+2', 100],
+    ['\n 42\t', 42],
+    ['007', 7],
+  ])('reads %j as %d', (text, expected) => {
+    expect(asNumber(text)).toBe(expected);
+  });
+
+  it.each(['.', '-', '+', 'e5', '1e', '1e+', '1.2.3', '--1', '1 2', '1_000', 'Infinity', '1e400', '５', '0b1', ' '])('rejects %j', (text) => {
+    expect(asNumber(text)).toBeUndefined();
+  });
+});
+
+describe('orderingKind and orderingProblem', () => {
+  it('names what a value is to an ordered comparison', () => {
+    expect(orderingKind(5)).toBe('number');
+    expect(orderingKind('5e3')).toBe('number');
+    expect(orderingKind('2024-01-01')).toBe('date');
+    expect(orderingKind([5])).toBe('array');
+    expect(orderingKind({ value: 5 })).toBe('object');
+    expect(orderingKind(true)).toBe('boolean');
+    expect(orderingKind(null)).toBe('null');
+    expect(orderingKind(Number.POSITIVE_INFINITY)).toBe('non-finite number');
+    expect(orderingKind('5,000')).toBe('text');
+  });
+
+  it('says which side could not be compared and what was needed', () => {
+    expect(orderingProblem(5, 1)).toBeUndefined();
+    expect(orderingProblem([5000], 1000)).toEqual({ side: 'left', kind: 'array', expected: 'number' });
+    expect(orderingProblem(1000, 'abc')).toEqual({ side: 'right', kind: 'text', expected: 'number' });
+    expect(orderingProblem('abc', 'xyz')).toEqual({ side: 'left', kind: 'text', expected: 'number or date' });
+    expect(orderingProblem(5, '2024-01-01')).toEqual({ side: 'left', kind: 'number', expected: 'date' });
   });
 });
 
@@ -181,11 +266,23 @@ describe('evaluateCondition', () => {
   });
 
   it('ordering fails (without throwing) on values that are not numbers', () => {
-    expect(evaluateCondition('abc', '> 0')).toEqual({ ok: false, reason: 'expected > 0, got "abc" (not a number)' });
+    expect(evaluateCondition('abc', '> 0')).toEqual({
+      ok: false,
+      reason: 'expected > 0, got "abc" (cannot be compared: text, not a number)',
+      uncomparable: { kind: 'text', expected: 'number' },
+    });
     expect(evaluateCondition(true, '> 0').ok).toBe(false);
     expect(evaluateCondition(null, '>= 0').ok).toBe(false);
     expect(evaluateCondition({ n: 1 }, '< 5').ok).toBe(false);
     expect(evaluateCondition('2024-01-01', '> 0').ok).toBe(false);
+  });
+
+  it.each(WRONG_TYPE_AMOUNTS)('an uncomparable %s fails "> 1000", saying why', (_name, value, kind) => {
+    const result = evaluateCondition(value, '> 1000');
+    expect(result.ok).toBe(false);
+    expect(result.uncomparable).toEqual({ kind, expected: 'number' });
+    expect(result.reason).toContain('(cannot be compared: ');
+    expect(evaluateCondition(value, '<= 1000').ok).toBe(false);
   });
 
   it('ordering compares ISO dates', () => {
@@ -193,7 +290,11 @@ describe('evaluateCondition', () => {
     expect(evaluateCondition('2023-12-31', '> 2024-01-01').ok).toBe(false);
     expect(evaluateCondition('2024-01-01T00:00:00+02:00', '< 2024-01-01').ok).toBe(true);
     expect(evaluateCondition('2024-01-01', '<= 2024-01-01T00:00:00Z').ok).toBe(true);
-    expect(evaluateCondition('yesterday', '< 2024-01-01')).toEqual({ ok: false, reason: 'expected < 2024-01-01, got "yesterday" (not a date)' });
+    expect(evaluateCondition('yesterday', '< 2024-01-01')).toEqual({
+      ok: false,
+      reason: 'expected < 2024-01-01, got "yesterday" (cannot be compared: text, not an ISO date)',
+      uncomparable: { kind: 'text', expected: 'date' },
+    });
     expect(evaluateCondition(5, '< 2024-01-01').ok).toBe(false);
   });
 
@@ -262,6 +363,14 @@ describe('evaluateConditions', () => {
 
   it('returns nothing for no conditions', () => {
     expect(evaluateConditions(state, {})).toEqual([]);
+  });
+
+  it('fails a field whose value cannot be compared, naming the field and the kind', () => {
+    const checks = evaluateConditions({ amount: [5000], total: 5000 }, { amount: '> 0', total: '> 0' });
+    expect(checks[0]).toMatchObject({ field: 'amount', ok: false, missing: false, uncomparable: { kind: 'array', expected: 'number' } });
+    expect(checks[0]!.reason).toBe('expected > 0, got [5000] (cannot be compared: an array, not a number)');
+    expect(checks[1]).toMatchObject({ field: 'total', ok: true });
+    expect(checks[1]).not.toHaveProperty('uncomparable');
   });
 
   it('names the field of a malformed condition', () => {

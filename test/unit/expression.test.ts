@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/errors.ts';
-import { compileExpression, resolveContextPath, type ExpressionContext } from '../../src/policy/expression.ts';
+import { compileExpression, MAX_EXPRESSION_DEPTH, MAX_EXPRESSION_LENGTH, resolveContextPath, type ExpressionContext, type Truth } from '../../src/policy/expression.ts';
 
 const context: ExpressionContext = {
   action: 'git_push',
@@ -13,8 +13,8 @@ const context: ExpressionContext = {
   variables: { branch: 'ignored-because-params-wins', region: 'eu', allowed_agents: ['release-bot', 'ops-bot'], due: '2024-05-01' },
 };
 
-function evaluate(source: string, ctx: ExpressionContext = context): boolean {
-  return compileExpression(source).evaluate(ctx);
+function evaluate(source: string, ctx: ExpressionContext = context): Truth {
+  return compileExpression(source).evaluate(ctx).value;
 }
 
 function compileError(source: string): ValidationError {
@@ -98,7 +98,7 @@ describe('compileExpression: operators', () => {
     ['amount_text > 100', true],
     ['amount_text == 250', true],
     ['amount_text < 100', false],
-    ['currency > 1', false],
+    ['currency > 1', 'unknown'],
     ['due < "2024-06-01"', true],
     ['due > "2024-06-01T00:00:00Z"', false],
     ['force == false', true],
@@ -123,6 +123,10 @@ describe('compileExpression: operators', () => {
     expect(evaluate('currency in ["EUR", "USD"]')).toBe(true);
     expect(evaluate('currency in []')).toBe(false);
     expect(evaluate('"not in" == "not in"')).toBe(true);
+    expect(evaluate('env not\t in [production]')).toBe(false);
+    expect(evaluate('params.knot  in [b]', { params: { knot: 'a' } })).toBe(false);
+    expect(evaluate('not  input', { params: { input: false } })).toBe(true);
+    expect(evaluate('"a  not  in" == "a  not  in"')).toBe(true);
   });
 
   it('in with a dotted path to a list in the context', () => {
@@ -223,6 +227,98 @@ describe('compileExpression: rejected at compile time', () => {
   });
 });
 
+describe('compileExpression: ordering on values that cannot be compared is unknown', () => {
+  const withAmount = (amount: unknown): ExpressionContext => ({ params: { amount }, env: 'prod' });
+
+  it.each([
+    ['[5000]', [5000], 'array'],
+    ['{"value": 5000}', { value: 5000 }, 'object'],
+    ['"0x1388"', '0x1388', 'text'],
+    ['"5,000"', '5,000', 'text'],
+    ['1e400', JSON.parse('1e400') as number, 'non-finite number'],
+    ['true', true, 'boolean'],
+    ['null', null, 'null'],
+  ])('%s > 1000 is unknown, naming the operand and its kind', (_name, amount, kind) => {
+    expect(compileExpression('params.amount > 1000').evaluate(withAmount(amount))).toEqual({
+      value: 'unknown',
+      uncomparable: [{ expression: 'params.amount > 1000', operand: 'params.amount', kind, expected: 'number' }],
+    });
+  });
+
+  it('names the right-hand operand when that is the one that cannot be compared', () => {
+    const result = compileExpression('1000 < params.amount').evaluate(withAmount('lots'));
+    expect(result.uncomparable).toEqual([{ expression: '1000 < params.amount', operand: 'params.amount', kind: 'text', expected: 'number' }]);
+  });
+
+  it('three-valued and / or / not', () => {
+    const truth = (source: string) => evaluate(source, withAmount([1]));
+    expect(truth('params.amount > 1 and env == prod')).toBe('unknown');
+    expect(truth('params.amount > 1 and env == dev')).toBe(false);
+    expect(truth('env == dev and params.amount > 1')).toBe(false);
+    expect(truth('params.amount > 1 or env == prod')).toBe(true);
+    expect(truth('env == prod or params.amount > 1')).toBe(true);
+    expect(truth('params.amount > 1 or env == dev')).toBe('unknown');
+    expect(truth('not (params.amount > 1)')).toBe('unknown');
+    expect(truth('not params.amount > 1')).toBe('unknown');
+  });
+
+  it('collects every comparison an unknown result depends on', () => {
+    const result = compileExpression('params.amount > 1 or params.amount < 0').evaluate(withAmount('x'));
+    expect(result.value).toBe('unknown');
+    expect(result.uncomparable.map((u) => u.expression)).toEqual(['params.amount > 1', 'params.amount < 0']);
+  });
+
+  it('equality and missing values stay decidable', () => {
+    expect(evaluate('params.amount == 5000', withAmount([5000]))).toBe(false);
+    expect(evaluate('params.amount != 5000', withAmount([5000]))).toBe(true);
+    expect(evaluate('params.amount > 1000', { params: {} })).toBe(false);
+  });
+
+  it('rejects at compile time an ordering against a literal that is not a number or a date', () => {
+    for (const [source, literal] of [
+      ['branch > main', '"main"'],
+      ['params.amount >= "lots"', '"lots"'],
+      ['params.amount < true', 'true'],
+      ['null <= params.amount', 'null'],
+    ] as const) {
+      expect(compileError(source).message).toContain(`needs a number or an ISO date, got ${literal}`);
+    }
+    expect(() => compileExpression('due < "2024-06-01" and params.amount > -1.5')).not.toThrow();
+  });
+});
+
+describe('compileExpression: size caps, checked before parsing', () => {
+  it('answers a ValidationError, not a stack overflow, for 1,990 (', () => {
+    const error = compileError('('.repeat(1990));
+    expect(error.message).toContain(`nested deeper than ${MAX_EXPRESSION_DEPTH} levels of ( and [ at character ${MAX_EXPRESSION_DEPTH}`);
+    expect(error.message.length).toBeLessThan(300);
+    expect(error.details).toMatchObject({ position: MAX_EXPRESSION_DEPTH, limit: MAX_EXPRESSION_DEPTH });
+  });
+
+  it('accepts nesting up to the cap and counts [ too', () => {
+    expect(MAX_EXPRESSION_DEPTH).toBe(32);
+    const nested = (depth: number) => `${'('.repeat(depth)}env == prod${')'.repeat(depth)}`;
+    expect(evaluate(nested(MAX_EXPRESSION_DEPTH), { env: 'prod' })).toBe(true);
+    expect(compileError(nested(MAX_EXPRESSION_DEPTH + 1)).message).toContain('nested deeper than 32 levels');
+    expect(compileError(`${'('.repeat(MAX_EXPRESSION_DEPTH)}env in [[a]]${')'.repeat(MAX_EXPRESSION_DEPTH)}`).message).toContain('nested deeper than 32 levels');
+  });
+
+  it('does not count brackets inside quotes, and sequential groups do not add up', () => {
+    expect(evaluate(`env == "${'('.repeat(100)}"`, { env: '('.repeat(100) })).toBe(true);
+    expect(evaluate(Array.from({ length: 100 }, () => '(env == prod)').join(' and '), { env: 'prod' })).toBe(true);
+  });
+
+  it('caps the length', () => {
+    expect(MAX_EXPRESSION_LENGTH).toBe(2000);
+    const atCap = `env == "${'x'.repeat(MAX_EXPRESSION_LENGTH - 9)}"`;
+    expect(atCap).toHaveLength(MAX_EXPRESSION_LENGTH);
+    expect(() => compileExpression(atCap)).not.toThrow();
+    const error = compileError(`${atCap} `);
+    expect(error.message).toBe('invalid expression: it is 2001 characters long; the limit is 2000');
+    expect(error.details).toMatchObject({ limit: MAX_EXPRESSION_LENGTH });
+  });
+});
+
 describe('compileExpression: caching', () => {
   it('returns the same compiled expression for the same source', () => {
     const first = compileExpression('env == cached_case');
@@ -236,7 +332,7 @@ describe('compileExpression: caching', () => {
   });
 
   it('keeps working after many distinct expressions', () => {
-    for (let i = 0; i < 600; i++) expect(compileExpression(`params.amount > ${i}`).evaluate(context)).toBe(1500 > i);
-    expect(compileExpression('params.amount > 0').evaluate(context)).toBe(true);
+    for (let i = 0; i < 600; i++) expect(evaluate(`params.amount > ${i}`)).toBe(1500 > i);
+    expect(evaluate('params.amount > 0')).toBe(true);
   });
 });

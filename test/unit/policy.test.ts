@@ -27,6 +27,7 @@ describe('evaluatePolicy: defaults and risk threshold', () => {
       reason: 'no policy rule matched; risk high is below the approval threshold (critical)',
       matched: [],
       ignored: [],
+      uncomparable: [],
     });
     expect(decision.rule).toBeUndefined();
   });
@@ -157,6 +158,69 @@ describe('evaluatePolicy: request rules only tighten', () => {
   });
 });
 
+/** Values a `params.amount > 1000` rule let through before (issue 9); JSON 1e400 parses to Infinity. */
+const WRONG_TYPE_AMOUNTS = [
+  ['[5000]', [5000], 'array'],
+  ['{"value": 5000}', { value: 5000 }, 'object'],
+  ['"0x1388"', '0x1388', 'text'],
+  ['"5,000"', '5,000', 'text'],
+  ['1e400', JSON.parse('1e400') as number, 'non-finite number'],
+] as const;
+
+describe('evaluatePolicy: values that cannot be compared fail closed', () => {
+  const withAmount = (amount: unknown): ExpressionContext => ({ ...context, params: { ...context.params, amount } });
+
+  describe.each(['deny', 'require_approval'] as const)('a server %s rule on params.amount > 1000', (effect) => {
+    const serverRules: PolicyRule[] = [{ when: 'params.amount > 1000', effect, reason: 'large amounts' }];
+
+    it.each(WRONG_TYPE_AMOUNTS)('matches %s, naming the value it could not compare', (_name, amount, kind) => {
+      const decision = decide({ serverRules, context: withAmount(amount) });
+      expect(decision.effect).toBe(effect);
+      expect(decision.rule).toMatchObject({ source: 'server', index: 0, effect });
+      expect(decision.reason).toMatch(/^large amounts \(matched because params\.amount could not be compared \(.+, not a number\): fails closed\)$/);
+      expect(decision.uncomparable).toEqual([
+        { rule: 'server policy rules[0]', effect, outcome: 'matched', expression: 'params.amount > 1000', operand: 'params.amount', kind, expected: 'number' },
+      ]);
+    });
+
+    it.each([5000, '5000', '5e3'])('still matches %j plainly', (amount) => {
+      const decision = decide({ serverRules, context: withAmount(amount) });
+      expect(decision).toMatchObject({ effect, reason: 'large amounts', uncomparable: [] });
+    });
+
+    it.each([500, '500', undefined])('does not match %j', (amount) => {
+      expect(decide({ serverRules, context: withAmount(amount) }).effect).toBe('allow');
+    });
+  });
+
+  it('the same holds for a request rule', () => {
+    const decision = decide({ requestRules: [{ when: 'params.amount > 1000', effect: 'deny' }], context: withAmount('5,000') });
+    expect(decision.effect).toBe('deny');
+    expect(decision.reason).toBe(
+      'denied by request policy.rules[0] (params.amount > 1000) (matched because params.amount could not be compared (text, not a number): fails closed)',
+    );
+  });
+
+  it('an allow rule never grants on a value it could not compare', () => {
+    const serverRules: PolicyRule[] = [{ when: 'params.amount <= 1000', effect: 'allow', reason: 'small amounts are fine' }];
+    const decision = decide({ risk: 'critical', serverRules, context: withAmount([5]) });
+    expect(decision.effect).toBe('require_approval');
+    expect(decision.reason).toBe('risk critical requires approval (threshold: critical)');
+    expect(decision.uncomparable).toEqual([
+      { rule: 'server policy rules[0]', effect: 'allow', outcome: 'not matched', expression: 'params.amount <= 1000', operand: 'params.amount', kind: 'array', expected: 'number' },
+    ]);
+    expect(decide({ risk: 'critical', serverRules, context: withAmount(5) }).effect).toBe('allow');
+  });
+
+  it('and / or / not: unknown only where it decides the outcome', () => {
+    const deny = (when: string) => decide({ serverRules: [{ when, effect: 'deny' }], context: withAmount([5000]) });
+    expect(deny('tool == other.tool and params.amount > 1000')).toMatchObject({ effect: 'allow', uncomparable: [] });
+    expect(deny('params.amount > 1000 or env == production')).toMatchObject({ effect: 'deny', uncomparable: [] });
+    expect(deny('not (params.amount <= 1000)').effect).toBe('deny');
+    expect(deny('params.amount > 1000 and env == production').effect).toBe('deny');
+  });
+});
+
 describe('evaluatePolicy: malformed rules', () => {
   it('names a malformed request rule by its path, even when an earlier rule matched', () => {
     const run = () =>
@@ -240,6 +304,13 @@ describe('loadPolicyFile', () => {
   it('reads JSON', async () => {
     const path = await file('policy.json', JSON.stringify({ rules: [{ when: 'env == prod', effect: 'deny' }] }));
     expect((await loadPolicyFile(path)).rules).toEqual([{ when: 'env == prod', effect: 'deny' }]);
+  });
+
+  it('reports a when nested too deeply, before parsing it', async () => {
+    const when = `${'('.repeat(40)}a == 1${')'.repeat(40)}`;
+    const path = await file('deep.yaml', `rules:\n  - when: "${when}"\n    effect: deny\n`);
+    await expect(loadPolicyFile(path)).rejects.toThrow(`Policy file ${path} is invalid:\n  - rules[0].when: invalid expression "`);
+    await expect(loadPolicyFile(path)).rejects.toThrow('nested deeper than 32 levels of ( and [ at character 32');
   });
 
   it('reads an empty rule list', async () => {

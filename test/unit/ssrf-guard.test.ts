@@ -6,9 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import type { Agent } from 'undici';
 import {
+  assertProviderUrlAllowed,
   assertUrlAllowed,
   createGuardedAgent,
   createGuardedLookup,
+  forbiddenRangeFor,
   isForbiddenAddress,
   SSRF_BLOCKED_CODE,
 } from '../../src/tools/ssrf-guard.ts';
@@ -39,6 +41,10 @@ describe('isForbiddenAddress', () => {
     ['fc00::1', 'uniqueLocal'],
     ['fd12:3456::1', 'uniqueLocal'],
     ['fd00:ec2::254', 'metadata'],
+    ['fd20:ce::254', 'metadata'],
+    ['100.100.100.200', 'metadata'],
+    ['168.63.129.16', 'metadata'],
+    ['192.0.0.192', 'metadata'],
     ['ff02::1', 'multicast'],
     ['2001:db8::1', 'reserved'],
     ['[::1]', 'loopback'],
@@ -224,5 +230,134 @@ describe('createGuardedAgent against a loopback server', () => {
     await expect(get(`http://localhost:${port}/`, agent([`127.0.0.1:${port}`]))).rejects.toMatchObject({
       code: SSRF_BLOCKED_CODE,
     });
+  });
+});
+
+describe('the provider profile', () => {
+  it.each([
+    ['169.254.169.254', 'metadata'],
+    ['169.254.170.2', 'linkLocal'], // ECS task credentials
+    ['169.254.0.1', 'linkLocal'],
+    ['fe80::1', 'linkLocal'],
+    ['febf::1', 'linkLocal'],
+    ['fd00:ec2::254', 'metadata'],
+    ['fd20:ce::254', 'metadata'],
+    ['100.100.100.200', 'metadata'],
+    ['168.63.129.16', 'metadata'],
+    ['::ffff:169.254.169.254', 'metadata'],
+    ['::ffff:a9fe:a9fe', 'metadata'],
+    ['::ffff:169.254.1.1', 'linkLocal'],
+    ['64:ff9b::a9fe:a9fe', 'metadata'],
+    ['2002:a9fe:a9fe::1', 'metadata'], // 6to4
+    ['::169.254.169.254', 'metadata'], // IPv4-compatible
+    ['not-an-ip', 'invalid'],
+  ])('refuses %s (%s)', (ip, range) => {
+    expect(forbiddenRangeFor('provider', ip)).toBe(range);
+  });
+
+  it.each(['127.0.0.1', '::1', '10.0.0.1', '172.16.0.1', '192.168.1.1', 'fd12:3456::1', '100.64.0.1', '8.8.8.8', '::ffff:10.0.0.1', '0.0.0.0'])(
+    'allows %s (internal services and public addresses)',
+    (ip) => {
+      expect(forbiddenRangeFor('provider', ip)).toBeNull();
+    },
+  );
+
+  it('leaves the public profile as strict as before', () => {
+    expect(forbiddenRangeFor('public', '127.0.0.1')).toBe('loopback');
+    expect(forbiddenRangeFor('public', '10.0.0.1')).toBe('private');
+  });
+
+  const providerUrlError = async (url: string, addresses: Record<string, string[]> = {}) => {
+    const resolveAll = async (hostname: string) => {
+      const found = addresses[hostname];
+      if (!found) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' });
+      return found.map((address) => ({ address, family: address.includes(':') ? 6 : 4 }));
+    };
+    try {
+      await assertProviderUrlAllowed(new URL(url), resolveAll);
+    } catch (err) {
+      expect((err as { code?: string }).code).toBe(SSRF_BLOCKED_CODE);
+      return (err as Error).message;
+    }
+    return null;
+  };
+
+  it('refuses forbidden literals and metadata names at registration', async () => {
+    expect(await providerUrlError('http://169.254.169.254/latest')).toMatch(/169\.254\.169\.254 is in a forbidden range \(metadata\)/);
+    expect(await providerUrlError('http://[fe80::1]:8080/')).toMatch(/linkLocal/);
+    expect(await providerUrlError('http://[::ffff:a9fe:a9fe]/')).toMatch(/metadata/);
+    expect(await providerUrlError('http://metadata.google.internal/')).toBe('metadata.google.internal is a cloud metadata endpoint');
+    expect(await providerUrlError('http://Metadata.Google.Internal./')).toMatch(/cloud metadata endpoint/);
+  });
+
+  it('refuses a name that resolves to a forbidden address, any of them', async () => {
+    expect(await providerUrlError('http://imds.corp/', { 'imds.corp': ['10.0.0.2', '169.254.169.254'] })).toBe(
+      'imds.corp resolves to 169.254.169.254 is in a forbidden range (metadata)',
+    );
+    expect(await providerUrlError('http://v6.corp/', { 'v6.corp': ['fd00:ec2::254'] })).toMatch(/metadata/);
+  });
+
+  it('accepts internal names and literals, and names that do not resolve yet', async () => {
+    expect(await providerUrlError('http://127.0.0.1:8080/')).toBeNull();
+    expect(await providerUrlError('http://[::1]/')).toBeNull();
+    expect(await providerUrlError('http://svc.corp/', { 'svc.corp': ['10.1.2.3'] })).toBeNull();
+    expect(await providerUrlError('http://later.corp/')).toBeNull();
+  });
+
+  it('checks the lookup with the provider profile', async () => {
+    const lookup = (addresses: string[]) =>
+      new Promise<NodeJS.ErrnoException | null>((resolve) => {
+        const guarded = createGuardedLookup(async () => addresses.map((address) => ({ address, family: 4 })), 'provider');
+        guarded('svc.corp', { all: true }, (err) => resolve(err));
+      });
+    expect(await lookup(['10.0.0.7', '127.0.0.1'])).toBeNull();
+    expect(await lookup(['169.254.169.254'])).toMatchObject({ code: SSRF_BLOCKED_CODE, message: expect.stringMatching(/metadata/) });
+  });
+});
+
+describe('createGuardedAgent with the provider profile against a loopback server', () => {
+  let server: Server;
+  let port: number;
+  let hits = 0;
+  const addresses = new Map<string, string>();
+  const agent = createGuardedAgent({
+    profile: 'provider',
+    connectTimeoutMs: 2_000,
+    resolveAll: async (hostname) => [{ address: addresses.get(hostname) ?? '127.0.0.1', family: 4 }],
+  });
+  const get = async (url: string) => {
+    const res = await request(url, { dispatcher: agent, reset: true });
+    return { status: res.statusCode, text: await res.body.text() };
+  };
+
+  beforeAll(async () => {
+    server = createServer((_req, res) => {
+      hits++;
+      res.end('hello');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    await agent.close();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('connects to loopback, by literal and by name', async () => {
+    expect(await get(`http://127.0.0.1:${port}/`)).toEqual({ status: 200, text: 'hello' });
+    expect(await get(`http://svc.corp:${port}/`)).toEqual({ status: 200, text: 'hello' });
+  });
+
+  it('refuses a name once it resolves to the metadata address, without connecting', async () => {
+    const before = hits;
+    addresses.set('flip.corp', '169.254.169.254');
+    const err = await get(`http://flip.corp:${port}/`).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: SSRF_BLOCKED_CODE, host: 'flip.corp', range: 'metadata' });
+    expect(hits).toBe(before);
+  });
+
+  it('refuses metadata names and link-local literals before any lookup', async () => {
+    await expect(get(`http://metadata.google.internal:${port}/`)).rejects.toMatchObject({ code: SSRF_BLOCKED_CODE, range: 'metadata' });
+    await expect(get(`http://[fe80::1]:${port}/`)).rejects.toMatchObject({ code: SSRF_BLOCKED_CODE, range: 'linkLocal' });
   });
 });

@@ -74,6 +74,20 @@ describe('verifyState', () => {
     expect(result.mismatches.map((m) => m.reason)).toEqual(['changed since it was assumed', 'condition failed: expected "open", got "closed"']);
   });
 
+  it('a value that cannot be compared fails its condition, and the mismatch says which and why', () => {
+    const result = verifyState({ required_fields: [], assumed_state: {}, current_state: { invoice: { amount: '5,000' } }, conditions: { 'invoice.amount': '> 0' } });
+    expect(result.decision).toBe('replan');
+    expect(result.mismatches).toEqual([
+      {
+        field: 'invoice.amount',
+        assumed: '> 0',
+        current: '5,000',
+        reason: 'condition failed: expected > 0, got "5,000" (cannot be compared: text, not a number)',
+        uncomparable: { kind: 'text', expected: 'number' },
+      },
+    ]);
+  });
+
   it('refuses to verify nothing', () => {
     expect(() => verifyState({ required_fields: [], assumed_state: {}, current_state: {} })).toThrow(ValidationError);
     expect(() => verifyState({ required_fields: [], assumed_state: {}, current_state: {}, conditions: {} })).toThrow(
@@ -143,6 +157,14 @@ describe('computeDrift', () => {
     expect(same.drifted).toBe(false);
     const changed = computeDrift(frozen, { invoice: { status: 'open', lines: [{ sku: 'b' }] } }, { 'invoice.lines': '!= null' }, 'strict');
     expect(changed.drifted).toBe(true);
+  });
+
+  it('a live value that cannot be compared drifts, marked uncomparable', () => {
+    const drift = computeDrift({ amount: 10 }, { amount: [10] }, { amount: '> 0' }, 'conditions');
+    expect(drift.drifted).toBe(true);
+    expect(drift.fields).toEqual([
+      { field: 'amount', frozen: 10, live: [10], condition: '> 0', changed: true, satisfied: false, uncomparable: { kind: 'array', expected: 'number' } },
+    ]);
   });
 
   it('no conditions, no drift', () => {
