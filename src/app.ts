@@ -18,9 +18,12 @@ import { openStore, type Store } from './db/store.ts';
 import { registerExecutionRoutes } from './executions/execution-routes.ts';
 import { createExecutionService } from './executions/execution-service.ts';
 import { registerAuth } from './http/auth-hook.ts';
+import { lowLevelErrorOptions } from './http/client-errors.ts';
 import { registerErrorHandling } from './http/error-handler.ts';
 import { registerHealthRoutes } from './http/health-routes.ts';
 import { registerInputGuard } from './http/input-guard.ts';
+import { loggerOptions } from './http/logging.ts';
+import { registerAddressLimits, registerKeyLimit, registerRateLimitStore } from './http/rate-limits.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { loadPolicyFile, type PolicyRule } from './policy/policy.ts';
 import { createFetchUrlTool } from './tools/fetch-url.ts';
@@ -59,6 +62,12 @@ function coalescedRunner<T>(run: () => Promise<T>): () => Promise<T> {
       });
     return next;
   };
+}
+
+/** INVOKE_TRUST_PROXY as Fastify takes it: a hop count becomes "trust the nearest n hops". */
+function trustProxyOption(setting: Config['trustProxy']): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof setting === 'number') return (_address, hop) => hop < setting;
+  return typeof setting === 'boolean' ? setting : [...setting];
 }
 
 export interface AppDeps {
@@ -201,13 +210,18 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     : null;
 
   const app = Fastify({
-    logger: deps.logger ?? { level: config.logLevel, redact: ['req.headers["x-api-key"]', 'req.headers.authorization'] },
+    logger: deps.logger ?? loggerOptions({ level: config.logLevel }),
     bodyLimit: config.bodyLimitBytes,
     genReqId: () => crypto.randomUUID(),
+    trustProxy: trustProxyOption(config.trustProxy),
+    ...lowLevelErrorOptions,
   });
   registerErrorHandling(app);
+  await registerRateLimitStore(app);
+  registerAddressLimits(app, config.rateLimits);
   registerInputGuard(app);
   registerAuth(app, keyring);
+  registerKeyLimit(app, config.rateLimits);
   registerHealthRoutes(app, store, metrics);
   registerToolRoutes(app, registry);
   registerCallRoutes(app, calls, state);

@@ -95,6 +95,23 @@ const scopedKeys = z
     return parsed.data;
   });
 
+/**
+ * Which proxies' X-Forwarded-For to believe, so per-address limits see the client and not the
+ * proxy: unset or `false` (none), `true` (any), a hop count, or addresses and CIDR ranges.
+ */
+const trustProxy = z
+  .string()
+  .default('false')
+  .transform((text): boolean | number | string[] => {
+    const trimmed = text.trim();
+    if (trimmed === 'true' || trimmed === 'false') return trimmed === 'true';
+    if (/^\d+$/.test(trimmed)) return Number(trimmed);
+    return trimmed
+      .split(',')
+      .map((part) => part.trim())
+      .filter(Boolean);
+  });
+
 const RISK_ORDER: RiskLevel[] = ['low', 'medium', 'high', 'critical'];
 
 /** "24h" for every risk, or per risk: "24h,high=4h,critical=30m". */
@@ -139,6 +156,11 @@ export const envSchema = z.object({
   INVOKE_FETCH_TIMEOUT_MS: intFrom(10_000, 100, 600_000),
   INVOKE_FETCH_ALLOW_HOSTS: csv,
   INVOKE_BODY_LIMIT_BYTES: intFrom(1_048_576, 1024, 104_857_600),
+  INVOKE_RATE_LIMIT_WINDOW: duration('1m').refine((ms) => ms >= 1000, 'use at least 1s'),
+  INVOKE_RATE_LIMIT_PER_KEY: intFrom(12_000, 0, 100_000_000),
+  INVOKE_RATE_LIMIT_PER_ADDRESS: intFrom(24_000, 0, 100_000_000),
+  INVOKE_AUTH_FAILURE_LIMIT: intFrom(20, 0, 100_000_000),
+  INVOKE_TRUST_PROXY: trustProxy,
   INVOKE_APPROVERS: csv,
   INVOKE_CRITICAL_APPROVALS: intFrom(2, 1, 10),
   INVOKE_APPROVAL_WAIT_MAX: duration('60s'),
@@ -210,6 +232,15 @@ export type Config = Readonly<{
   fetchTimeoutMs: number;
   fetchAllowHosts: readonly string[];
   bodyLimitBytes: number;
+  /** Requests per window; 0 turns a limit off. Counted in memory, per replica. */
+  rateLimits: Readonly<{
+    windowMs: number;
+    perKey: number;
+    perAddress: number;
+    /** Failed authentications (401) per address before the address is refused until its window ends. */
+    authFailuresPerAddress: number;
+  }>;
+  trustProxy: boolean | number | readonly string[];
   /** Ids allowed to decide approvals through the API; empty: any holder of approvals:write. */
   approvers: readonly string[];
   criticalApprovals: number;
@@ -266,6 +297,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     fetchTimeoutMs: e.INVOKE_FETCH_TIMEOUT_MS,
     fetchAllowHosts: e.INVOKE_FETCH_ALLOW_HOSTS,
     bodyLimitBytes: e.INVOKE_BODY_LIMIT_BYTES,
+    rateLimits: Object.freeze({
+      windowMs: e.INVOKE_RATE_LIMIT_WINDOW,
+      perKey: e.INVOKE_RATE_LIMIT_PER_KEY,
+      perAddress: e.INVOKE_RATE_LIMIT_PER_ADDRESS,
+      authFailuresPerAddress: e.INVOKE_AUTH_FAILURE_LIMIT,
+    }),
+    trustProxy: e.INVOKE_TRUST_PROXY,
     approvers: e.INVOKE_APPROVERS,
     criticalApprovals: e.INVOKE_CRITICAL_APPROVALS,
     approvalWaitMaxMs: e.INVOKE_APPROVAL_WAIT_MAX,

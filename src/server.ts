@@ -1,12 +1,13 @@
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig } from './config.ts';
+import { loggerOptions } from './http/logging.ts';
 
 /** `npm start`: load config, build the app, listen, and shut down cleanly on SIGINT/SIGTERM. */
 async function main(): Promise<void> {
   const config = loadConfig();
   const pretty = process.stdout.isTTY ? { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss', ignore: 'pid,hostname' } } : undefined;
   const { app, store, generatedApiKey } = await buildApp(config, {
-    logger: { level: config.logLevel, transport: pretty, redact: ['req.headers["x-api-key"]'] },
+    logger: loggerOptions({ level: config.logLevel, transport: pretty }),
   });
 
   if (generatedApiKey) {

@@ -94,7 +94,15 @@ export function jsonb(value: unknown) {
   return sql<string>`cast(${jsonForPostgres(value)} as jsonb)`;
 }
 
-/** JSON text Postgres accepts: jsonb refuses the NUL character, which tool output may contain. */
+/**
+ * An escape jsonb refuses, preceded by an even run of backslashes (so it is an escape, not an
+ * escaped backslash followed by text): NUL, and the surrogates `\ud800`-`\udfff`. JSON.stringify
+ * writes well-formed pairs as the characters themselves and escapes only lone surrogates, so
+ * every surrogate escape in its output is a lone one. One left-to-right pass: linear time.
+ */
+const UNSTORABLE_ESCAPE = /(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/g;
+
+/** JSON text Postgres accepts: tool output may hold the NUL character or a lone surrogate, which jsonb refuses; both become U+FFFD. */
 export function jsonForPostgres(value: unknown): string {
-  return JSON.stringify(value ?? null).replace(/(?<!\\)((?:\\\\)*)\\u0000/g, '$1\\ufffd');
+  return JSON.stringify(value ?? null).replace(UNSTORABLE_ESCAPE, '$1\\ufffd');
 }

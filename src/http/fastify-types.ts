@@ -5,6 +5,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Routes that need no API key (`/health`, Slack's own signed endpoint). */
     public?: boolean;
+    /** Routes no rate limit applies to (`/health`: probes, often all from one balancer address). */
+    unlimited?: boolean;
     /** The scope a key needs for this route; checked before the handler runs. */
     scope?: Scope;
   }

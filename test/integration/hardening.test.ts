@@ -15,6 +15,8 @@ describe('hardening', () => {
       'POST /notes/*/append': (_req, res) => json(res, 200, { appended: true }),
       'POST /admin/append': (_req, res) => json(res, 200, { admin: true }),
       'POST /nul': (_req, res) => json(res, 200, { note: 'a\u0000b' }),
+      // JSON.stringify writes a lone surrogate as the escape \udc00, as a careless tool would.
+      'POST /surrogate': (_req, res) => json(res, 200, { x: '\udc00', ['\ud800key']: 'ok' }),
       'POST /gateway': (_req, res) => json(res, 504, { error: 'gateway timeout' }),
       'POST /fail': (_req, res) => json(res, 500, { error: 'down' }),
       'POST /wipe': (_req, res) => json(res, 200, { wiped: true }),
@@ -35,6 +37,7 @@ describe('hardening', () => {
       tools: [
         { name: 'append', path: '/notes/{id}/append', risk: 'low' },
         { name: 'nul', path: '/nul', risk: 'low' },
+        { name: 'surrogate', path: '/surrogate', risk: 'low' },
         { name: 'gateway', path: '/gateway', risk: 'low' },
         { name: 'fail', path: '/fail', risk: 'low' },
         { name: 'wipe', path: '/wipe', risk: 'critical' },
@@ -83,6 +86,39 @@ describe('hardening', () => {
     const again = await call({ tool: 'svc.nul', idempotency_key: 'nul-1' });
     expect(again.headers['idempotent-replayed']).toBe('true');
     expect(again.body.result.note).toBe('a\ufffdb');
+  });
+
+  it('refuses a lone UTF-16 surrogate in a request body with 400, in values and in keys', async () => {
+    for (const body of [
+      '{"tool":"svc.write","agent_id":"\\udc00","params":{}}',
+      '{"tool":"svc.write","agent_id":"a","params":{"q":"x\\ud800"}}',
+      '{"tool":"svc.write","agent_id":"a","params":{"\\udc00":1}}',
+    ]) {
+      const res = await send(built.app, 'POST', '/v1/call', body);
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe('validation_error');
+      expect(res.body.error.message).toMatch(/surrogate/);
+    }
+    // A well-formed pair (an emoji) is fine.
+    expect((await call({ tool: 'svc.write', params: { q: '\ud83d\ude00' } })).body.status).toBe('executed');
+  });
+
+  it('answers invalid UTF-8 and %u escapes in a query string without a 5xx', async () => {
+    // Percent-decoding cannot produce a lone surrogate (invalid UTF-8 decodes to U+FFFD), so these are plain strings.
+    for (const query of ['agent_id=%ED%B2%80', 'agent_id=%uDC00', 'tool=%ED%A0%80x']) {
+      const res = await send(built.app, 'GET', `/traces?${query}`);
+      expect(res.status).toBe(200);
+    }
+  });
+
+  it('stores a tool answer holding a lone surrogate: the call is executed and the surrogate becomes U+FFFD', async () => {
+    const first = await call({ tool: 'svc.surrogate', idempotency_key: 'surrogate-1' });
+    expect(first.body.status).toBe('executed');
+    const again = await call({ tool: 'svc.surrogate', idempotency_key: 'surrogate-1' });
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body.result.x).toBe('\ufffd');
+    expect(again.body.result['\ufffdkey']).toBe('ok');
+    expect(server.count('POST', '/surrogate')).toBe(1);
   });
 
   it('refuses deeply nested JSON with 400', async () => {
