@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { CompiledQuery, sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../db/schema.ts';
 import { jsonb, jsonForPostgres, type Statement, type Store } from '../db/store.ts';
 import { createWriteBatcher } from '../db/write-batcher.ts';
@@ -155,7 +155,7 @@ const COMPLETE_CALLS: Statement = {
     with ${INPUT}, call as (
       update calls c
       set status = i.v->>'status', answer = i.v->'answer', attempts = (i.v->>'attempts')::integer,
-          duration_ms = (i.v->>'duration_ms')::integer, finished_at = now(), lease_expires_at = null
+          duration_ms = coalesce((i.v->>'duration_ms')::integer, c.duration_ms), finished_at = now(), lease_expires_at = null
       from input i
       -- A final answer stands: a run that finishes after recovery settled it changes nothing.
       where c.id = i.v->>'id' and c.status in ('in_flight', 'pending_approval', 'escalated')
@@ -204,7 +204,7 @@ interface KeyedClaimInput extends ClaimInput {
   ttl_ms: number;
 }
 
-interface CompletionInput {
+export interface CompletionInput {
   id: string;
   status: string;
   answer: CallAnswer;
@@ -347,6 +347,12 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
         http_status: httpStatus,
         events: trace,
       });
+    },
+
+    /** Final answers of many calls (with their trace events) inside the caller's transaction. */
+    async writeAnswers(trx: Transaction<Database>, completions: CompletionInput[]): Promise<void> {
+      if (completions.length === 0) return;
+      await trx.executeQuery(CompiledQuery.raw(COMPLETE_CALLS.text, [jsonForPostgres(completions)]));
     },
 
     /** Adds the repeats counted since the last pass; the timer does this every second. */

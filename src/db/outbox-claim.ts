@@ -13,7 +13,16 @@ export const OUTBOX_CHANNEL = 'invoke_outbox';
  * safety net.
  */
 export async function enqueueOutboxRow(trx: Transaction<Database> | Kysely<Database>, kind: OutboxKind, target: string, payload: unknown): Promise<void> {
-  await trx.insertInto('outbox').values({ kind, target, payload: jsonb(payload) }).execute();
+  await enqueueOutboxRows(trx, kind, [{ target, payload }]);
+}
+
+/** Many outbox rows of one kind in one statement, and one wake-up. */
+export async function enqueueOutboxRows(trx: Transaction<Database> | Kysely<Database>, kind: OutboxKind, rows: Array<{ target: string; payload: unknown }>): Promise<void> {
+  if (rows.length === 0) return;
+  await trx
+    .insertInto('outbox')
+    .values(rows.map((row) => ({ kind, target: row.target, payload: jsonb(row.payload) })))
+    .execute();
   await sql`select pg_notify(${OUTBOX_CHANNEL}, ${kind})`.execute(trx);
 }
 

@@ -1,7 +1,7 @@
 import { ErrorCode, type WebClient } from '@slack/web-api';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../db/schema.ts';
-import { claimDueOutboxRow, enqueueOutboxRow, markOutboxDelivered, rescheduleOutboxRow } from '../db/outbox-claim.ts';
+import { claimDueOutboxRow, enqueueOutboxRow, enqueueOutboxRows, markOutboxDelivered, rescheduleOutboxRow } from '../db/outbox-claim.ts';
 import type { SlackMessage } from './card-types.ts';
 
 const MAX_ATTEMPTS = 20;
@@ -86,6 +86,11 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
     /** Written in the caller's transaction, so a post exists exactly when its decision does. */
     async enqueue(trx: Transaction<Database> | Kysely<Database>, payload: SlackPost): Promise<void> {
       await enqueueOutboxRow(trx, 'slack', payload.role, payload);
+    },
+
+    /** Many posts in one statement, in order (a card's update before its reply). */
+    async enqueueMany(trx: Transaction<Database> | Kysely<Database>, payloads: SlackPost[]): Promise<void> {
+      await enqueueOutboxRows(trx, 'slack', payloads.map((payload) => ({ target: payload.role, payload })));
     },
 
     /**

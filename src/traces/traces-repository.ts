@@ -107,10 +107,10 @@ export function createTracesRepository(db: Kysely<Database>) {
     },
 
     /** Events of many calls at once, for exports. */
-    async eventsForCalls(callIds: string[]): Promise<Map<string, TraceEvent[]>> {
+    async eventsForCalls(callIds: string[], trx: Db = db): Promise<Map<string, TraceEvent[]>> {
       const byCall = new Map<string, TraceEvent[]>(callIds.map((id) => [id, []]));
       if (callIds.length === 0) return byCall;
-      const rows = await db
+      const rows = await trx
         .selectFrom('trace_events')
         .select(['call_id', 'step', 'status', 'detail', 'duration_ms', 'at'])
         .where('call_id', 'in', callIds)
