@@ -1,5 +1,6 @@
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig } from './config.ts';
+import { DataDirInUseError } from './db/store.ts';
 import { loggerOptions } from './http/logging.ts';
 
 /** `npm start`: load config, build the app, listen, and shut down cleanly on SIGINT/SIGTERM. */
@@ -41,7 +42,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  if (error instanceof ConfigError) console.error(error.message);
+  // Problems the operator fixes (a bad variable, a directory another process holds): the message alone.
+  if (error instanceof ConfigError || error instanceof DataDirInUseError) console.error(error.message);
   else console.error('Invoke failed to start:', error);
   process.exit(1);
 });

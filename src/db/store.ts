@@ -1,9 +1,34 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, realpath } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
+import lockfile from 'proper-lockfile';
 import type { Database } from './schema.ts';
+
+/** A connection attempt that hangs (a network partition) fails after this instead of holding a request. */
+const CONNECT_TIMEOUT_MS = 5_000;
+/** A lost LISTEN connection is opened again after 200 ms, 400 ms, ... up to every 2 s while Postgres is away. */
+const LISTEN_RETRY_BASE_MS = 200;
+const LISTEN_RETRY_MAX_MS = 2_000;
+/** A data directory lock not refreshed for this long belongs to a process that died: it is taken over. */
+const LOCK_STALE_MS = 10_000;
+/** How often a running process refreshes its lock (well within {@link LOCK_STALE_MS}). */
+const LOCK_UPDATE_MS = 2_000;
+
+/** The embedded data directory is held by another running process: opening it too would lose writes. */
+export class DataDirInUseError extends Error {
+  constructor(readonly dataDir: string) {
+    super(
+      [
+        `The data directory ${dataDir} is in use by another Invoke process (a server, npm run sweep or npm run migrate).`,
+        'Stop that process first, or set INVOKE_DATA_DIR to another directory. To run several processes on one store, use Postgres (DATABASE_URL).',
+        `If that process crashed, its lock (${dataDir}.lock) is taken over at most ${LOCK_STALE_MS / 1000} s after it died.`,
+      ].join('\n'),
+    );
+    this.name = 'DataDirInUseError';
+  }
+}
 
 export interface StoreOptions {
   /** A real Postgres server; without it the embedded store (PGlite) is used. */
@@ -24,7 +49,11 @@ export interface Store {
    * queues behind open transactions like every other query.
    */
   run<Row>(statement: Statement, values: readonly unknown[]): Promise<Row[]>;
-  /** LISTEN on a channel (NOTIFY is sent with pg_notify in SQL); returns how to stop. */
+  /**
+   * LISTEN on a channel (NOTIFY is sent with pg_notify in SQL); returns how to stop. On Postgres
+   * the subscription survives a lost connection (it is opened again), but notifications sent
+   * while it was down are lost: listeners must be able to catch up by other means.
+   */
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
@@ -36,45 +65,144 @@ export interface Statement {
 }
 
 export async function openStore(options: StoreOptions): Promise<Store> {
-  if (options.databaseUrl) {
-    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
-    // An idle client losing its server must not crash the process; the next query reports it.
+  const { databaseUrl } = options;
+  if (databaseUrl) {
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: options.poolSize ?? 10, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+    // A connection dies when Postgres stops or restarts; that must never crash the process. An
+    // idle one: the pool emits 'error' and drops it. A checked-out one (Kysely holds one per
+    // query or transaction): pg emits 'error' on the client itself, where pg-pool does not
+    // listen; the query in progress is rejected with the error (answered 503), and the client,
+    // no longer queryable, is dropped when it is released.
     pool.on('error', () => {});
+    pool.on('connect', (client) => client.on('error', () => {}));
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     const run = async <Row>(statement: Statement, values: readonly unknown[]) =>
       (await pool.query({ name: statement.name, text: statement.text, values: [...values] })).rows as Row[];
-    return storeFor(db, 'postgres', run, async (channel, onPayload) => {
-      // A dedicated connection: a pooled one would lose its LISTEN when returned to the pool.
-      const client = new pg.Client({ connectionString: options.databaseUrl });
-      client.on('error', () => {});
-      await client.connect();
-      client.on('notification', (message) => {
-        if (message.channel === channel && message.payload) onPayload(message.payload);
-      });
-      await client.query(`listen ${quoteIdent(channel)}`);
-      return async () => {
-        await client.end().catch(() => {});
-      };
-    });
+    return storeFor(db, 'postgres', run, (channel, onPayload) => listenWithReconnect(databaseUrl, channel, onPayload), async () => {});
   }
-  if (!options.dataDir.startsWith('memory://')) await mkdir(options.dataDir, { recursive: true });
-  const pglite = await PGlite.create(options.dataDir);
+  const inMemory = options.dataDir.startsWith('memory://');
+  if (!inMemory) await mkdir(options.dataDir, { recursive: true });
+  const unlock = inMemory ? async () => {} : await lockDataDir(options.dataDir);
+  let pglite: PGlite;
+  try {
+    pglite = await PGlite.create(options.dataDir);
+  } catch (error) {
+    await unlock().catch(() => {});
+    throw error;
+  }
   const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
   const run = async <Row>(statement: Statement, values: readonly unknown[]) =>
     (await db.executeQuery<Row>(CompiledQuery.raw(statement.text, [...values]))).rows as Row[];
-  return storeFor(db, 'embedded', run, async (channel, onPayload) => {
-    const unsubscribe = await pglite.listen(channel, onPayload);
-    return async () => {
-      if (!pglite.closed) await unsubscribe().catch(() => {});
-    };
-  });
+  return storeFor(
+    db,
+    'embedded',
+    run,
+    async (channel, onPayload) => {
+      const unsubscribe = await pglite.listen(channel, onPayload);
+      return async () => {
+        if (!pglite.closed) await unsubscribe().catch(() => {});
+      };
+    },
+    unlock,
+  );
+}
+
+/**
+ * PGlite is one process's database: a second process on the same directory would run the same
+ * idempotency key again and lose one side's writes. A lock directory next to it (proper-lockfile:
+ * an atomic mkdir, refreshed while we run) keeps the second one out; it is removed on close or
+ * exit, and taken over once stale when its process was killed.
+ */
+async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  // The real path: the same directory reached through a symlink is the same lock.
+  const resolved = await realpath(dataDir);
+  try {
+    return await lockfile.lock(resolved, {
+      realpath: false,
+      stale: LOCK_STALE_MS,
+      update: LOCK_UPDATE_MS,
+      // Lost only if our refreshes stalled past the stale time or someone removed the lock: another
+      // process may have the directory now, and two writers corrupt it. Stop rather than go on.
+      onCompromised: (error) => {
+        console.error(`Invoke lost its lock on the data directory ${resolved} (${error.message}); stopping so that two processes never write it at once.`);
+        process.exit(1);
+      },
+    });
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ELOCKED') throw new DataDirInUseError(resolved);
+    throw error;
+  }
+}
+
+/**
+ * LISTEN on a dedicated connection (a pooled one would lose its LISTEN when returned to the pool),
+ * opened again with backoff whenever it is lost, the subscription kept. The first connection is
+ * made before this resolves, so a store that is down at start fails the start.
+ */
+async function listenWithReconnect(databaseUrl: string, channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+  let stopped = false;
+  let current: pg.Client | null = null;
+  let retryTimer: NodeJS.Timeout | null = null;
+  let failures = 0;
+
+  const connect = async (): Promise<void> => {
+    const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true });
+    client.on('notification', (message) => {
+      if (message.channel === channel && message.payload) onPayload(message.payload);
+    });
+    // 'error' (the connection failed) and 'end' (it closed) may both come, in either order.
+    client.on('error', () => lost(client));
+    client.on('end', () => lost(client));
+    try {
+      await client.connect();
+      await client.query(`listen ${quoteIdent(channel)}`);
+    } catch (error) {
+      await client.end().catch(() => {});
+      throw error;
+    }
+    if (stopped) {
+      await client.end().catch(() => {});
+      return;
+    }
+    current = client;
+    failures = 0;
+  };
+
+  const lost = (client: pg.Client) => {
+    if (current !== client) return;
+    current = null;
+    client.end().catch(() => {});
+    reconnectLater();
+  };
+
+  const reconnectLater = () => {
+    if (stopped || retryTimer) return;
+    const delay = Math.min(LISTEN_RETRY_MAX_MS, LISTEN_RETRY_BASE_MS * 2 ** failures);
+    failures += 1;
+    retryTimer = setTimeout(() => {
+      retryTimer = null;
+      connect().catch(reconnectLater);
+    }, delay);
+    // Reconnecting alone never keeps a process alive.
+    retryTimer.unref();
+  };
+
+  await connect();
+  return async () => {
+    stopped = true;
+    if (retryTimer) clearTimeout(retryTimer);
+    retryTimer = null;
+    const client = current;
+    current = null;
+    await client?.end().catch(() => {});
+  };
 }
 
 function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-function storeFor(db: Kysely<Database>, kind: Store['kind'], run: Store['run'], listen: Store['listen']): Store {
+function storeFor(db: Kysely<Database>, kind: Store['kind'], run: Store['run'], listen: Store['listen'], unlock: () => Promise<void>): Store {
   return {
     db,
     kind,
@@ -84,7 +212,12 @@ function storeFor(db: Kysely<Database>, kind: Store['kind'], run: Store['run'], 
       await sql`select 1`.execute(db);
     },
     async close() {
-      await db.destroy();
+      try {
+        await db.destroy();
+      } finally {
+        // Only once the database is closed may another process open the directory.
+        await unlock().catch(() => {});
+      }
     },
   };
 }

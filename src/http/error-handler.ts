@@ -10,10 +10,32 @@ const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_content_length',
 };
 
-/** Store errors that mean "dependency down", not "bug": answered 503 with Retry-After. */
-function isStoreUnavailable(error: unknown): boolean {
-  const code = (error as { code?: string }).code ?? '';
-  return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', '57P01', '57P03', '53300'].includes(code) || code.startsWith('08');
+/**
+ * Socket errors, and the Postgres codes a stopping, restarting or overloaded server sends:
+ * 57P01 admin_shutdown (`pg_ctl stop -m fast`), 57P02 crash_shutdown, 57P03 cannot_connect_now
+ * (starting up or shutting down), 53300 too_many_connections, class 08 connection exceptions.
+ */
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', '57P01', '57P02', '57P03', '53300']);
+
+/** What pg and pg-pool throw, with no code, when a connection ends under them or cannot be made in time. */
+const UNAVAILABLE_MESSAGES = [
+  'Connection terminated unexpectedly',
+  'Connection terminated due to connection timeout',
+  'Client has encountered a connection error and is not queryable',
+  'timeout exceeded when trying to connect',
+];
+
+/**
+ * Store errors that mean "dependency down", not "bug": answered 503 with Retry-After. Looks
+ * through `cause` and AggregateError's `errors` (a refused connection on every address of a host).
+ */
+function isStoreUnavailable(error: unknown, depth = 0): boolean {
+  if (typeof error !== 'object' || error === null || depth > 3) return false;
+  const { code, message, cause, errors } = error as { code?: unknown; message?: unknown; cause?: unknown; errors?: unknown };
+  if (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || code.startsWith('08'))) return true;
+  if (typeof message === 'string' && UNAVAILABLE_MESSAGES.some((known) => message.startsWith(known))) return true;
+  if (Array.isArray(errors) && errors.length > 0 && errors.every((inner) => isStoreUnavailable(inner, depth + 1))) return true;
+  return isStoreUnavailable(cause, depth + 1);
 }
 
 /**

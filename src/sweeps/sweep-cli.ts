@@ -1,5 +1,6 @@
 import { buildApp } from '../app.ts';
 import { ConfigError, loadConfig } from '../config.ts';
+import { DataDirInUseError } from '../db/store.ts';
 import { formatCounts } from './sweep-scheduler.ts';
 
 /** `npm run sweep`: one pass, then exit (for operators who prefer an external scheduler). */
@@ -17,6 +18,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(error instanceof ConfigError ? error.message : error);
+  console.error(error instanceof ConfigError || error instanceof DataDirInUseError ? error.message : error);
   process.exit(1);
 });

@@ -36,6 +36,19 @@ export function startSweepSchedule(options: {
   const { expression, db, sweeps, metrics, log } = options;
   if (expression === 'off') return { stop: async () => {} };
   const replicaId = `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`;
+  const coordinator = createPostgresRunCoordinator(db, replicaId);
+  // While the store is down the claim cannot be written: skip the pass (the next fire catches up)
+  // and say so in our log, not through node-cron's console logger.
+  const runCoordinator = {
+    async shouldRun(key: string): Promise<boolean> {
+      try {
+        return await coordinator.shouldRun(key);
+      } catch (error) {
+        log.warn({ err: error }, 'sweep pass skipped: the store is unavailable');
+        return false;
+      }
+    },
+  };
   const task: ScheduledTask = cron.schedule(
     expression,
     async () => {
@@ -44,7 +57,7 @@ export function startSweepSchedule(options: {
       for (const [step, value] of Object.entries(counts)) if (value > 0) metrics.sweepRows.inc({ step }, value);
       log.info({ sweep: counts }, `sweep pass: ${formatCounts(counts)}`);
     },
-    { name: 'invoke-sweep', noOverlap: true, distributed: true, runCoordinator: createPostgresRunCoordinator(db, replicaId) },
+    { name: 'invoke-sweep', noOverlap: true, distributed: true, runCoordinator },
   );
   task.on('execution:failed', (context) => log.warn({ err: context.execution?.error }, 'sweep pass failed'));
   return {

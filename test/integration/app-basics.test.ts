@@ -1,10 +1,12 @@
-import { mkdtempSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, realpathSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type BuiltApp } from '../../src/app.ts';
 import { ConfigError, loadConfig } from '../../src/config.ts';
-import { openStore } from '../../src/db/store.ts';
+import { DataDirInUseError, openStore } from '../../src/db/store.ts';
 import { buildTestApp, send } from '../helpers/app.ts';
 
 describe('health, metrics, errors', () => {
@@ -142,12 +144,158 @@ describe('configuration and the generated key', () => {
     await server.app.close();
   });
 
-  it('answers 503 on /health when the store is down', async () => {
+  it('answers 503 on /health when the store is down, without echoing the driver error (it can name the database address)', async () => {
     const store = await openStore({ dataDir: 'memory://' });
     const built = await buildTestApp({}, store);
     await store.close();
     const res = await built.app.inject({ method: 'GET', url: '/health' });
     expect(res.statusCode).toBe(503);
+    expect(res.headers['retry-after']).toBe('5');
+    expect(res.json()).toEqual({ status: 'unavailable', store: 'embedded', error: { code: 'store_unavailable', message: 'The store is unavailable; retry shortly' } });
     await built.app.close();
   });
+});
+
+/** Errors pg and its pool raise while Postgres stops (`-m fast`, `-m immediate`), restarts or refuses connections. */
+const STORE_OUTAGE_ERRORS: Array<[string, () => Error]> = [
+  ['admin_shutdown (57P01, pg_ctl stop -m fast)', () => Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' })],
+  ['crash_shutdown (57P02)', () => Object.assign(new Error('terminating connection because of crash of another server process'), { code: '57P02' })],
+  ['cannot_connect_now (57P03, starting up or shutting down)', () => Object.assign(new Error('the database system is shutting down'), { code: '57P03' })],
+  ['a refused connection', () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED', address: '127.0.0.1', port: 5432 })],
+  ['a refused connection on every address (AggregateError)', () => Object.assign(new AggregateError([Object.assign(new Error('connect ECONNREFUSED ::1:5432'), { code: 'ECONNREFUSED' })], ''), {})],
+  ['a reset connection', () => Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })],
+  ['a broken pipe', () => Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })],
+  ['a connection that ended mid-query', () => new Error('Connection terminated unexpectedly')],
+  ['a client reused after its connection failed', () => new Error('Client has encountered a connection error and is not queryable')],
+  ['a pool connect timeout', () => new Error('Connection terminated due to connection timeout', { cause: new Error('Connection terminated unexpectedly') })],
+  ['an error wrapping one of these', () => new Error('query failed', { cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }) })],
+];
+
+describe('a store outage is a 503 with Retry-After, never a 500', () => {
+  let built: BuiltApp;
+  beforeAll(async () => {
+    built = await buildTestApp();
+    STORE_OUTAGE_ERRORS.forEach(([, makeError], i) => {
+      built.app.get(`/test-outage/${i}`, async () => {
+        throw makeError();
+      });
+    });
+    built.app.get('/test-outage/bug', async () => {
+      throw new TypeError("Cannot read properties of undefined (reading 'id')");
+    });
+  });
+  afterAll(async () => {
+    await built.app.close();
+  });
+
+  it.each(STORE_OUTAGE_ERRORS.map(([name], i) => [name, i] as const))('%s', async (_name, i) => {
+    const res = await send(built.app, 'GET', `/test-outage/${i}`);
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBe('5');
+    expect(res.body).toEqual({ error: { code: 'service_unavailable', message: 'The store is unavailable; retry shortly' } });
+  });
+
+  it('a plain bug is still a 500 that hides its message', async () => {
+    const res = await send(built.app, 'GET', '/test-outage/bug');
+    expect(res.status).toBe(500);
+    expect(res.body).toEqual({ error: { code: 'internal_error', message: 'Internal error' } });
+  });
+});
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+interface Exited {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs one of our entry points (`src/server.ts`, `src/sweeps/sweep-cli.ts`) as its own process on an embedded data directory. */
+function spawnEntry(script: string, dataDir: string): { child: ChildProcess; output: () => string; exited: Promise<Exited> } {
+  const env = {
+    PATH: process.env['PATH'] ?? '',
+    HOME: process.env['HOME'] ?? '/tmp',
+    INVOKE_DATA_DIR: dataDir,
+    INVOKE_API_KEYS: 'lock-test-key',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    INVOKE_SWEEP_CRON: 'off',
+    INVOKE_OUTBOX_INTERVAL_MS: '0',
+  };
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<Exited>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return { child, output: () => stdout + stderr, exited };
+}
+
+async function waitUntilReady(server: ReturnType<typeof spawnEntry>): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!server.output().includes('Invoke is ready')) {
+    if (server.child.exitCode !== null) throw new Error(`server exited before it was ready:\n${server.output()}`);
+    if (Date.now() > deadline) throw new Error(`server not ready within 60 s:\n${server.output()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('one process per embedded data directory', () => {
+  const running = new Set<ChildProcess>();
+  const start = (script: string, dataDir: string) => {
+    const entry = spawnEntry(script, dataDir);
+    running.add(entry.child);
+    void entry.exited.then(() => running.delete(entry.child));
+    return entry;
+  };
+  afterAll(() => {
+    for (const child of running) child.kill('SIGKILL');
+  });
+
+  it('a second server and npm run sweep refuse a directory a running server holds, with a message naming it; it opens again once that server stops', async () => {
+    const dir = realpathSync(mkdtempSync(path.join(tmpdir(), 'invoke-lock-')));
+    const first = start('src/server.ts', dir);
+    await waitUntilReady(first);
+
+    // Bounded: a process that was let in keeps running, and that is the failure.
+    const within = (exited: Promise<Exited>) =>
+      Promise.race([exited, new Promise<Exited>((resolve) => setTimeout(() => resolve({ code: null, signal: null, stdout: '', stderr: 'still running after 60 s' }), 60_000).unref())]);
+    const [second, sweep] = await Promise.all([within(start('src/server.ts', dir).exited), within(start('src/sweeps/sweep-cli.ts', dir).exited)]);
+    for (const refused of [second, sweep]) {
+      expect(refused.code, refused.stdout + refused.stderr).toBe(1);
+      expect(refused.stderr).toContain(`The data directory ${dir} is in use by another Invoke process`);
+      expect(refused.stderr, 'a clear message, no stack trace').not.toMatch(/^\s+at /m);
+    }
+    await expect(openStore({ dataDir: dir })).rejects.toThrow(DataDirInUseError);
+    expect(first.child.exitCode, 'the first server keeps running').toBeNull();
+
+    first.child.kill('SIGTERM');
+    expect((await first.exited).code).toBe(0);
+    const store = await openStore({ dataDir: dir });
+    await store.ping();
+    await store.close();
+  }, 90_000);
+
+  it('a server killed with SIGKILL leaves its lock: honored while fresh, taken over once stale', async () => {
+    const dir = realpathSync(mkdtempSync(path.join(tmpdir(), 'invoke-lock-')));
+    const server = start('src/server.ts', dir);
+    await waitUntilReady(server);
+    server.child.kill('SIGKILL');
+    expect((await server.exited).signal).toBe('SIGKILL');
+
+    // Just killed: nothing tells a dead holder from a live one until the lock goes stale.
+    await expect(openStore({ dataDir: dir })).rejects.toThrow(DataDirInUseError);
+    // Ten seconds later (the stale time), without waiting them out: the lock's mtime is what counts.
+    const past = new Date(Date.now() - 11_000);
+    utimesSync(`${dir}.lock`, past, past);
+    const store = await openStore({ dataDir: dir });
+    // The same data: the schema the killed server migrated is there.
+    const { rows } = await sql<{ applied: number }>`select count(*)::int as applied from kysely_migration`.execute(store.db);
+    expect(rows[0]!.applied).toBeGreaterThan(0);
+    // And it is ours now: another opener is refused.
+    await expect(openStore({ dataDir: dir })).rejects.toThrow(DataDirInUseError);
+    await store.close();
+  }, 90_000);
 });

@@ -1,14 +1,17 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 
 /**
  * Starts a real, throwaway PostgreSQL server for the concurrency and crash suite: initdb on a temp
  * dir, listening on 127.0.0.1 and a free port, run as the `postgres` user when we are root
  * (Postgres refuses to run as root). Fails loudly when it cannot: this suite never skips.
  */
+
+const execFileAsync = promisify(execFile);
 
 function findBinDir(): string {
   const fromEnv = process.env['PG_BINDIR'];
@@ -36,10 +39,23 @@ async function freePort(): Promise<number> {
 
 export interface RunningPostgres {
   url: string;
+  /** Stops the server and removes its data directory (the end of a suite). */
   stop(): void;
+  /**
+   * An outage: `pg_ctl stop -m <mode>`, keeping the data directory and port for {@link startAgain}.
+   * Asynchronous, so the test's own servers (a tool, a load driver) keep running meanwhile.
+   */
+  halt(mode: 'fast' | 'immediate'): Promise<void>;
+  /** Starts the halted server again on the same data directory and port (after `immediate`, with crash recovery). */
+  startAgain(): Promise<void>;
 }
 
-export async function startPostgres(): Promise<RunningPostgres> {
+/**
+ * `durable`: keep fsync and synchronous commit on. The suite's server turns them off for speed,
+ * which is fine until the server is killed: `pg_ctl stop -m immediate` then loses commits it
+ * had acknowledged, which no application can survive, so an outage test needs them on.
+ */
+export async function startPostgres(options: { durable?: boolean } = {}): Promise<RunningPostgres> {
   const bindir = findBinDir();
   const asRoot = process.getuid?.() === 0;
   const dir = mkdtempSync(path.join(tmpdir(), 'invoke-pg-'));
@@ -62,13 +78,28 @@ export async function startPostgres(): Promise<RunningPostgres> {
   };
   run('initdb', ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8']);
   const port = await freePort();
-  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300`;
-  run('pg_ctl', ['-D', dataDir, '-l', logFile, '-o', options, '-w', '-t', '60', 'start']);
+  const fast = options.durable ? '' : ' -c fsync=off -c synchronous_commit=off -c full_page_writes=off';
+  const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1${fast} -c max_connections=300`;
+  const runAsync = async (bin: string, args: string[]) => {
+    const command = path.join(bindir, bin);
+    try {
+      if (asRoot) await execFileAsync('runuser', ['-u', 'postgres', '--', command, ...args], { encoding: 'utf8' });
+      else await execFileAsync(command, args, { encoding: 'utf8' });
+    } catch (error) {
+      const { code, stderr, stdout, message } = error as { code?: number; stderr?: string; stdout?: string; message: string };
+      throw new Error(`${bin} failed (${code}): ${stderr || stdout || message}`);
+    }
+  };
+  const startArgs = ['-D', dataDir, '-l', logFile, '-o', serverOptions, '-w', '-t', '60', 'start'];
+  run('pg_ctl', startArgs);
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    halt: (mode) => runAsync('pg_ctl', ['-D', dataDir, '-m', mode, '-w', '-t', '60', 'stop']),
+    startAgain: () => runAsync('pg_ctl', startArgs),
     stop() {
       try {
-        run('pg_ctl', ['-D', dataDir, '-m', 'immediate', '-w', 'stop']);
+        // Already stopped (a test that halted it and failed before starting it again): nothing to stop.
+        if (existsSync(path.join(dataDir, 'postmaster.pid'))) run('pg_ctl', ['-D', dataDir, '-m', 'immediate', '-w', 'stop']);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
