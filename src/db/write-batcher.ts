@@ -2,8 +2,10 @@
  * Group commit: writes that arrive while others are being written go together in the next
  * statement, so concurrent calls share one round trip and one commit instead of paying one
  * each. Each caller is answered only after the statement carrying its write has committed.
- * A statement that fails for a batch is retried item by item, so one bad write fails only its
- * own caller.
+ * A statement that fails on the data it was given (a Postgres data or integrity error) is
+ * retried item by item, so one bad write fails only its own caller. Any other failure (the
+ * connection lost, the server stopping) fails the whole batch: the statement may have
+ * committed, and writing it again would not be the same.
  */
 export interface WriteBatcherOptions<I, O> {
   /** Writes the items in one statement; answers one result per item, in order. */
@@ -20,6 +22,12 @@ interface Waiting<I, O> {
   reject: (error: unknown) => void;
 }
 
+/** SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation): the input, not the server. */
+function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23'));
+}
+
 export function createWriteBatcher<I, O>(options: WriteBatcherOptions<I, O>): (item: I) => Promise<O> {
   const queue: Array<Waiting<I, O>> = [];
   let inFlight = 0;
@@ -30,8 +38,8 @@ export function createWriteBatcher<I, O>(options: WriteBatcherOptions<I, O>): (i
       const results = await options.write(batch.map((w) => w.item));
       batch.forEach((w, i) => w.resolve(results[i]!));
     } catch (error) {
-      if (batch.length === 1) {
-        batch[0]!.reject(error);
+      if (batch.length === 1 || !isDataError(error)) {
+        batch.forEach((w) => w.reject(error));
         return;
       }
       await Promise.all(

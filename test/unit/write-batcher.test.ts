@@ -38,12 +38,27 @@ describe('write batcher (group commit)', () => {
     expect(statements).toEqual([[0], [1, 2], [3]]);
   });
 
-  it('retries a failed batch item by item, so one bad write fails only its own caller', async () => {
+  it('fails the whole batch, without writing it again, when the failure is not about its data', async () => {
+    let statements = 0;
+    const write = createWriteBatcher<string, string>({
+      write: async () => {
+        statements += 1;
+        throw Object.assign(new Error('Connection terminated unexpectedly'), { code: 'ECONNRESET' });
+      },
+      maxBatch: 10,
+      maxInFlight: 1,
+    });
+    const settled = await Promise.allSettled(['a', 'b', 'c'].map((s) => write(s)));
+    expect(settled.every((r) => r.status === 'rejected' && (r.reason as Error).message === 'Connection terminated unexpectedly')).toBe(true);
+    expect(statements).toBe(1);
+  });
+
+  it('retries a batch refused for its data item by item, so one bad write fails only its own caller', async () => {
     const statements: string[][] = [];
     const write = createWriteBatcher<string, string>({
       write: async (items) => {
         statements.push(items);
-        if (items.includes('bad')) throw new Error('invalid input');
+        if (items.includes('bad')) throw Object.assign(new Error('invalid input'), { code: '22P02' });
         return items.map((s) => s.toUpperCase());
       },
       maxBatch: 10,
