@@ -22,7 +22,7 @@ import { lowLevelErrorOptions } from './http/client-errors.ts';
 import { registerErrorHandling } from './http/error-handler.ts';
 import { registerHealthRoutes } from './http/health-routes.ts';
 import { registerInputGuard } from './http/input-guard.ts';
-import { loggerOptions, registerRequestLog } from './http/logging.ts';
+import { loggerOptions, OneLineRequestLog } from './http/logging.ts';
 import { registerAddressLimits, registerKeyLimit, registerRateLimitStore } from './http/rate-limits.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { loadPolicyFile, type PolicyRule } from './policy/policy.ts';
@@ -213,12 +213,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     logger: deps.logger ?? loggerOptions({ level: config.logLevel }),
     bodyLimit: config.bodyLimitBytes,
     genReqId: () => crypto.randomUUID(),
-    disableRequestLogging: true,
+    logController: new OneLineRequestLog(),
     trustProxy: trustProxyOption(config.trustProxy),
     ...lowLevelErrorOptions,
   });
   registerErrorHandling(app);
-  registerRequestLog(app);
   await registerRateLimitStore(app);
   registerAddressLimits(app, config.rateLimits);
   registerInputGuard(app);

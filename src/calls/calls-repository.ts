@@ -168,7 +168,7 @@ const COMPLETE_CALLS: Statement = {
     select count(*)::int as written from call`,
 };
 
-/** Repeats of one key counted in memory and added in one statement a second: a hot key's repeats never queue on its row. */
+/** Repeats of keys, added together. */
 const ADD_REPLAYS: Statement = {
   name: 'invoke_add_replays',
   text: `
@@ -231,21 +231,25 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
     await store.run(COMPLETE_CALLS, [jsonForPostgres(items)]);
     return items.map(() => undefined);
   });
-  const replays = new Map<string, { apiKeyId: string; key: string; n: number }>();
-  const flushReplays = async () => {
-    if (replays.size === 0) return;
-    const batch = [...replays.values()];
-    replays.clear();
-    await store.run(ADD_REPLAYS, [batch.map((r) => r.apiKeyId), batch.map((r) => r.key), batch.map((r) => r.n)]);
-  };
-  const replayTimer = setInterval(() => void flushReplays().catch(() => {}), 1000);
-  replayTimer.unref();
+  // Repeats are counted off the answer's path: a replay never waits on, or queues behind, its
+  // key's row; the repeats that arrive together are added in one statement.
+  const addReplays = batched<{ apiKeyId: string; key: string }, void>(async (items) => {
+    const byKey = new Map<string, { apiKeyId: string; key: string; n: number }>();
+    for (const { apiKeyId, key } of items) {
+      const id = `${apiKeyId}\u0000${key}`;
+      const entry = byKey.get(id);
+      if (entry) entry.n += 1;
+      else byKey.set(id, { apiKeyId, key, n: 1 });
+    }
+    const counts = [...byKey.values()];
+    await store.run(ADD_REPLAYS, [counts.map((r) => r.apiKeyId), counts.map((r) => r.key), counts.map((r) => r.n)]);
+    return items.map(() => undefined);
+  });
+  let replaysPending: Promise<unknown> = Promise.resolve();
 
   function countReplay(apiKeyId: string, key: string): void {
-    const id = `${apiKeyId}\u0000${key}`;
-    const entry = replays.get(id);
-    if (entry) entry.n += 1;
-    else replays.set(id, { apiKeyId, key, n: 1 });
+    // A count lost to a store error is a statistic, not an outcome.
+    replaysPending = addReplays({ apiKeyId, key }).catch(() => {});
   }
 
   /**
@@ -355,12 +359,9 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
       await trx.executeQuery(CompiledQuery.raw(COMPLETE_CALLS.text, [jsonForPostgres(completions)]));
     },
 
-    /** Adds the repeats counted since the last pass; the timer does this every second. */
-    flushReplays,
-
+    /** Waits for the replay counts already handed over (on close). */
     async close(): Promise<void> {
-      clearInterval(replayTimer);
-      await flushReplays().catch(() => {});
+      await replaysPending;
     },
 
     /** Records the final answer of a call and, in the same transaction, its idempotency key. */
