@@ -13,6 +13,7 @@ import { createStateReader } from './calls/state-reader.ts';
 import { createStateService } from './calls/state-service.ts';
 import type { Config } from './config.ts';
 import { migrateToLatest } from './db/migrate.ts';
+import { OUTBOX_CHANNEL } from './db/outbox-claim.ts';
 import { openStore, type Store } from './db/store.ts';
 import { registerExecutionRoutes } from './executions/execution-routes.ts';
 import { createExecutionService } from './executions/execution-service.ts';
@@ -21,7 +22,7 @@ import { lowLevelErrorOptions } from './http/client-errors.ts';
 import { registerErrorHandling } from './http/error-handler.ts';
 import { registerHealthRoutes } from './http/health-routes.ts';
 import { registerInputGuard } from './http/input-guard.ts';
-import { loggerOptions } from './http/logging.ts';
+import { loggerOptions, OneLineRequestLog } from './http/logging.ts';
 import { registerAddressLimits, registerKeyLimit, registerRateLimitStore } from './http/rate-limits.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { loadPolicyFile, type PolicyRule } from './policy/policy.ts';
@@ -39,13 +40,28 @@ import { createSlackApp, createSlackClient } from './slack/slack-app.ts';
 import { createSlackNotifier } from './slack/slack-notifier.ts';
 import { createSlackOutbox, type SlackOutbox } from './slack/slack-outbox.ts';
 
-/** Callers that arrive while a run is in progress share it instead of starting another. */
-function singleFlight<T>(run: () => Promise<T>): () => Promise<T> {
+/**
+ * One run at a time. A caller that arrives during a run may have written something that run
+ * already passed over, so it gets one more run after it, shared with everyone else who asks
+ * meanwhile.
+ */
+function coalescedRunner<T>(run: () => Promise<T>): () => Promise<T> {
   let current: Promise<T> | null = null;
-  return () =>
-    (current ??= run().finally(() => {
+  let next: Promise<T> | null = null;
+  const start = () =>
+    (current = run().finally(() => {
       current = null;
     }));
+  return () => {
+    if (!current) return start();
+    next ??= current
+      .catch(() => undefined)
+      .then(() => {
+        next = null;
+        return current ?? start();
+      });
+    return next;
+  };
 }
 
 /** INVOKE_TRUST_PROXY as Fastify takes it: a hop count becomes "trust the nearest n hops". */
@@ -105,7 +121,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     defaultTimeoutMs: config.toolTimeoutMs,
   });
   const stopToolNotifications = await store.listen('invoke_tools', (provider) => registry.forgetProvider(provider));
-  const callsRepository = createCallsRepository(store.db);
+  const callsRepository = createCallsRepository(store);
   const approvalsRepository = createApprovalsRepository(store.db);
   // Slack, when configured: approval cards and decisions go through its outbox.
   const slackOutbox = config.slack ? createSlackOutbox(store.db, createSlackClient(config.slack)) : null;
@@ -145,8 +161,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   });
   // One pass per kind at a time in this process (the timer, the sweeps and Slack handlers all
   // ask for one), the two kinds side by side so a slow callback receiver never delays Slack.
-  const deliverCallbacks = singleFlight(() => callbacks.deliverDue());
-  const deliverSlack = singleFlight(async () => (slackOutbox ? slackOutbox.deliverDue() : { delivered: 0, failed: 0 }));
+  const deliverCallbacks = coalescedRunner(() => callbacks.deliverDue());
+  const deliverSlack = coalescedRunner(async () => (slackOutbox ? slackOutbox.deliverDue() : { delivered: 0, failed: 0 }));
   const deliverOutbox = async () => {
     const [sent, posted] = await Promise.all([deliverCallbacks(), deliverSlack()]);
     return { delivered: sent.delivered + posted.delivered, failed: sent.failed + posted.failed };
@@ -177,18 +193,27 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     deliverOutbox,
     log: { warn: (obj, msg) => app.log.warn(obj, msg) },
   });
-  const outboxTimer =
-    config.outboxIntervalMs > 0 && !deps.headless
-      ? setInterval(() => {
-          deliverOutbox().catch((error: unknown) => app.log.warn({ err: error }, 'outbox delivery pass failed'));
-        }, config.outboxIntervalMs)
-      : null;
+  // This process delivers as soon as an outbox row commits anywhere (NOTIFY at commit), and on
+  // a timer as the safety net. An interval of 0 leaves delivery to the sweeps.
+  const deliversItself = config.outboxIntervalMs > 0 && !deps.headless;
+  const outboxTimer = deliversItself
+    ? setInterval(() => {
+        deliverOutbox().catch((error: unknown) => app.log.warn({ err: error }, 'outbox delivery pass failed'));
+      }, config.outboxIntervalMs)
+    : null;
   outboxTimer?.unref();
+  const stopOutboxNotifications = deliversItself
+    ? await store.listen(OUTBOX_CHANNEL, (kind) => {
+        const deliver = kind === 'slack' ? deliverSlack : deliverCallbacks;
+        deliver().catch((error: unknown) => app.log.warn({ err: error }, 'outbox delivery pass failed'));
+      })
+    : null;
 
   const app = Fastify({
     logger: deps.logger ?? loggerOptions({ level: config.logLevel }),
     bodyLimit: config.bodyLimitBytes,
     genReqId: () => crypto.randomUUID(),
+    logController: new OneLineRequestLog(),
     trustProxy: trustProxyOption(config.trustProxy),
     ...lowLevelErrorOptions,
   });
@@ -219,7 +244,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     await slackApp?.stop();
     await waiter.close();
     await stopToolNotifications();
+    await stopOutboxNotifications?.();
     await callbacks.close();
+    await callsRepository.close();
     await fetchUrl.close();
     if (!deps.store) await store.close();
   });

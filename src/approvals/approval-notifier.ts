@@ -2,7 +2,7 @@ import type { Transaction } from 'kysely';
 import type { CallAnswer } from '../calls/call-types.ts';
 import type { DriftReport } from '../calls/state-verify.ts';
 import type { Database } from '../db/schema.ts';
-import type { NewApproval } from './approvals-repository.ts';
+import type { ApprovalRow, NewApproval } from './approvals-repository.ts';
 
 export interface ApprovalCreated {
   approval: NewApproval;
@@ -29,6 +29,8 @@ export interface ApprovalDecided {
 export interface ApprovalNotifier {
   created(trx: Transaction<Database>, event: ApprovalCreated): Promise<void>;
   decided(trx: Transaction<Database>, event: ApprovalDecided): Promise<void>;
+  /** Many decisions made in one statement (the expiry sweep), with the rows as they now are. */
+  decidedInBulk(trx: Transaction<Database>, decisions: Array<{ row: ApprovalRow; event: ApprovalDecided }>): Promise<void>;
   /** An approval is close to expiry and still undecided. */
   reminded(trx: Transaction<Database>, event: { approvalId: string; expiresAt: Date; approvers: string[] | null }): Promise<void>;
   /** A call ended in an unknown outcome that nobody can reconcile automatically: a human should look. */
@@ -38,6 +40,7 @@ export interface ApprovalNotifier {
 export const silentNotifier: ApprovalNotifier = {
   created: async () => {},
   decided: async () => {},
+  decidedInBulk: async () => {},
   reminded: async () => {},
   needsAttention: async () => {},
 };

@@ -3,7 +3,7 @@ import { personForKeyId, type KeyIdentity } from '../auth/keyring.ts';
 import type { CallAnswer, CallStatus } from '../calls/call-types.ts';
 import { httpStatusFor } from '../calls/call-types.ts';
 import type { ApprovedCall, CallService } from '../calls/call-service.ts';
-import { finishLaterAnswer } from '../calls/call-service.ts';
+import { finishAnswer, finishLaterAnswer } from '../calls/call-service.ts';
 import type { CallsRepository } from '../calls/calls-repository.ts';
 import type { StateReader } from '../calls/state-reader.ts';
 import { computeDrift, type DriftReport } from '../calls/state-verify.ts';
@@ -295,6 +295,51 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     return { outcome: 'cancelled', reason: 'expired', approval: await view(await load(row.id)), call: answer };
   }
 
+  /**
+   * The expiry sweep's bulk path: up to `limit` approvals that cancel on expiry, expired in one
+   * transaction of a few set-based statements (the decision, the calls' answers and traces, the
+   * audit, the callbacks, the Slack posts, the wake-up), the same writes `expire` makes one by one.
+   * Returns how many expired.
+   */
+  async function expireDue(limit: number, actor: string): Promise<number> {
+    return db.transaction().execute(async (trx) => {
+      const decision = { outcome: 'cancelled', reason: 'expired' };
+      const rows = await approvals.expireDue(trx, limit, decision);
+      if (rows.length === 0) return 0;
+      const earlier = await traces.eventsForCalls(
+        rows.map((row) => row.call_id),
+        trx,
+      );
+      const expired = rows.map((row) => {
+        const cp = row.checkpoint as Checkpoint;
+        const trace = new TraceRecorder();
+        trace.record('approval_decided', 'expired', { approval_id: row.id });
+        const answer = finishAnswer(row.call_id, cp.request, trace, 'cancelled', { reason: 'the approval expired before it was approved' });
+        return { row, cp, answer: { ...answer, trace: [...(earlier.get(row.call_id) ?? []), ...trace.events] }, events: trace.takePending() };
+      });
+      await calls.writeAnswers(
+        trx,
+        expired.map(({ row, answer, events }) => ({ id: row.call_id, status: answer.status, answer, attempts: answer.attempts, duration_ms: null, http_status: httpStatusFor(answer), events })),
+      );
+      await approvals.recordEvents(
+        trx,
+        expired.map(({ row }) => ({ kind: 'expired', approvalId: row.id, actor, detail: decision })),
+      );
+      for (const { row, cp, answer } of expired) {
+        if (cp.callback_url) await outbox.enqueue(trx, cp.callback_url, callbackPayload(row, 'expired', actor, answer));
+      }
+      await notifier.decidedInBulk(
+        trx,
+        expired.map(({ row, answer }) => ({ row, event: { approvalId: row.id, status: 'expired', outcome: 'cancelled', actor, reason: 'the approval expired', answer } })),
+      );
+      await approvals.notifyDecidedMany(
+        trx,
+        rows.map((row) => row.id),
+      );
+      return rows.length;
+    });
+  }
+
   /** Drift: the approval becomes invalidated and a fresh one with the live state takes its place (same Slack thread). */
   async function requeue(
     row: ApprovalRow,
@@ -504,6 +549,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
 
     /** Used by sweeps: expire one pending approval past its expiry. */
     expire,
+    expireDue,
 
     /** Used by the recovery sweep: an approved call whose process died was reconciled. */
     writeApprovedOutcome,

@@ -110,6 +110,49 @@ export function createApprovalsRepository(db: Kysely<Database>) {
       return db.selectFrom('approval_events').select(['kind', 'actor', 'detail', 'at']).where('approval_id', '=', approvalId).orderBy('id').execute();
     },
 
+    /**
+     * Expires, in one statement, up to `limit` pending approvals past their expiry that are
+     * cancelled on expiry, oldest first (SKIP LOCKED: replicas share the backlog). Approvals
+     * that escalate on expiry are left to the one-by-one path.
+     */
+    async expireDue(trx: Transaction<Database>, limit: number, decision: Record<string, unknown>): Promise<ApprovalRow[]> {
+      return trx
+        .updateTable('approvals')
+        .set({ status: 'expired', decision: jsonb(decision), decided_at: sql`now()` })
+        .where(
+          'id',
+          'in',
+          trx
+            .selectFrom('approvals')
+            .select('id')
+            .where('status', '=', 'pending')
+            .where('expires_at', '<=', sql<Date>`now()`)
+            .where(sql<boolean>`coalesce(checkpoint->'contract'->>'on_expire', checkpoint->'policy_rule'->>'on_expire', 'cancel') <> 'escalate'`)
+            .orderBy('expires_at')
+            .limit(limit)
+            .forUpdate()
+            .skipLocked(),
+        )
+        .where('status', '=', 'pending')
+        .returningAll()
+        .execute();
+    },
+
+    /** Audit rows of many approvals in one statement. */
+    async recordEvents(trx: Transaction<Database>, events: Array<{ kind: string; approvalId: string; actor: string; detail: Record<string, unknown> | null }>): Promise<void> {
+      if (events.length === 0) return;
+      await trx
+        .insertInto('approval_events')
+        .values(events.map((e) => ({ approval_id: e.approvalId, kind: e.kind, actor: e.actor, detail: e.detail ? jsonb(e.detail) : null })))
+        .execute();
+    },
+
+    /** Wakes the agents waiting on many approvals at once. */
+    async notifyDecidedMany(trx: Transaction<Database>, approvalIds: string[]): Promise<void> {
+      if (approvalIds.length === 0) return;
+      await sql`select pg_notify('invoke_approvals', id) from unnest(${approvalIds}::text[]) as id`.execute(trx);
+    },
+
     /** Wakes long-polling agents on every replica (LISTEN/NOTIFY), delivered when the transaction commits. */
     async notifyDecided(trx: Db, approvalId: string): Promise<void> {
       await sql`select pg_notify('invoke_approvals', ${approvalId})`.execute(trx);

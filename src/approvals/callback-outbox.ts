@@ -2,8 +2,7 @@ import { createHmac } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import { request } from 'undici';
 import type { Database } from '../db/schema.ts';
-import { claimDueOutboxRow, markOutboxDelivered, rescheduleOutboxRow } from '../db/outbox-claim.ts';
-import { jsonb } from '../db/store.ts';
+import { claimDueOutboxRow, enqueueOutboxRow, markOutboxDelivered, rescheduleOutboxRow } from '../db/outbox-claim.ts';
 import { ValidationError } from '../errors.ts';
 import { assertUrlAllowed, createGuardedAgent, isSsrfBlockedError } from '../tools/ssrf-guard.ts';
 
@@ -48,7 +47,7 @@ export function createCallbackOutbox(db: Kysely<Database>, options: CallbackOutb
     },
 
     async enqueue(trx: Transaction<Database>, url: string, payload: Record<string, unknown>): Promise<void> {
-      await trx.insertInto('outbox').values({ kind: 'callback', target: url, payload: jsonb(payload) }).execute();
+      await enqueueOutboxRow(trx, 'callback', url, payload);
     },
 
     /**

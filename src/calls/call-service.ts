@@ -70,6 +70,9 @@ interface PreparedCall {
   leaseMs: number;
 }
 
+/** What the checks before the claim decided. */
+type Verdict = { kind: 'blocked'; fields: Partial<CallAnswer> } | { kind: 'freeze'; reason: string; uncomparable: CallAnswer['uncomparable'] } | { kind: 'run' };
+
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -265,9 +268,31 @@ export function createCallService(deps: CallServiceDeps) {
     return outcome;
   }
 
-  /** Entity check, policy, then freeze or execute. Returns the answer and any checkpoint to store with it. */
+  /**
+   * The entity check and policy, decided before the call is claimed so that their trace events
+   * are written with the claim: what a call will do is on record before the tool is touched.
+   */
+  function checkBeforeRun(prepared: PreparedCall, trace: TraceRecorder): Verdict {
+    const { request } = prepared;
+    if (prepared.entity) {
+      const entity = prepared.entity;
+      trace.record('entity_checked', entity.ok ? 'completed' : 'blocked', { entity_id: request.entity_resolution?.entity_id, checked: entity.checked });
+      if (!entity.ok) return { kind: 'blocked', fields: { reason: entity.reason, mismatches: entity.mismatches } };
+    }
+    const policy = prepared.policy;
+    const uncomparable = policy.uncomparable.length ? policy.uncomparable : undefined;
+    trace.record('policy_evaluated', policy.effect, { reason: policy.reason, rule: policy.rule ?? null, ignored: policy.ignored.length ? policy.ignored : undefined, uncomparable });
+    if (policy.effect === 'deny') return { kind: 'blocked', fields: { reason: policy.reason, uncomparable } };
+    const contract = request.approval_contract;
+    if (policy.effect === 'require_approval') return { kind: 'freeze', reason: policy.reason, uncomparable };
+    if (contract) return { kind: 'freeze', reason: `approval contract: ${contract.intent}`, uncomparable };
+    return { kind: 'run' };
+  }
+
+  /** Blocks, freezes or executes as the verdict says. Returns the answer and any checkpoint to store with it. */
   async function decide(
     prepared: PreparedCall,
+    verdict: Verdict,
     identity: KeyIdentity,
     callId: string,
     trace: TraceRecorder,
@@ -275,22 +300,10 @@ export function createCallService(deps: CallServiceDeps) {
   ): Promise<{ answer: CallAnswer; approval?: NewApproval }> {
     const { request } = prepared;
     const finish = (status: CallStatus, fields: Partial<CallAnswer> = {}) => finishAnswer(callId, request, trace, status, fields);
-
-    if (prepared.entity) {
-      const entity = prepared.entity;
-      trace.record('entity_checked', entity.ok ? 'completed' : 'blocked', { entity_id: request.entity_resolution?.entity_id, checked: entity.checked });
-      if (!entity.ok) return { answer: finish('blocked', { reason: entity.reason, mismatches: entity.mismatches }) };
-    }
-
-    const policy = prepared.policy;
-    const uncomparable = policy.uncomparable.length ? policy.uncomparable : undefined;
-    trace.record('policy_evaluated', policy.effect, { reason: policy.reason, rule: policy.rule ?? null, ignored: policy.ignored.length ? policy.ignored : undefined, uncomparable });
-    if (policy.effect === 'deny') return { answer: finish('blocked', { reason: policy.reason, uncomparable }) };
-    const contract = request.approval_contract;
-    if (policy.effect === 'require_approval' || contract) {
-      const reason = policy.effect === 'require_approval' ? policy.reason : `approval contract: ${contract!.intent}`;
-      const frozen = await freeze(prepared, identity, callId, trace, reason);
-      return { answer: finish('pending_approval', { reason, approval: frozen.summary, uncomparable }), approval: frozen.row };
+    if (verdict.kind === 'blocked') return { answer: finish('blocked', verdict.fields) };
+    if (verdict.kind === 'freeze') {
+      const frozen = await freeze(prepared, identity, callId, trace, verdict.reason);
+      return { answer: finish('pending_approval', { reason: verdict.reason, approval: frozen.summary, uncomparable: verdict.uncomparable }), approval: frozen.row };
     }
 
     progress.toolTouched = true;
@@ -426,9 +439,15 @@ export function createCallService(deps: CallServiceDeps) {
         lease_ms: prepared.leaseMs,
       };
 
+      const trace = new TraceRecorder();
+      trace.record('request_received', 'completed', { tool: request.tool, agent_id: request.agent_id, idempotency_key: idempotencyKey ?? null });
+      trace.record('scope_checked', 'completed', { key: identity.id });
+      if (prepared.retriesClamped) trace.record('failure_policy_clamped', 'completed', { requested: request.failure_policy?.retry, cap: config.maxRetries });
+      const verdict = checkBeforeRun(prepared, trace);
+
       if (idempotencyKey !== undefined) {
         const { idempotency_key: _ignored, ...payload } = request;
-        const claim = await calls.claimIdempotencyKey({ ...newCall, idempotency_key: idempotencyKey }, sha256Hex(canonicalJson(payload)), config.idempotencyTtlMs);
+        const claim = await calls.claimIdempotencyKey({ ...newCall, idempotency_key: idempotencyKey }, sha256Hex(canonicalJson(payload)), config.idempotencyTtlMs, trace.takePending());
         if (claim.kind === 'replay') {
           metrics.replays.inc();
           return { httpStatus: claim.http_status, answer: claim.answer, replayed: true };
@@ -442,25 +461,22 @@ export function createCallService(deps: CallServiceDeps) {
           throw new UnprocessableError('idempotency_key_reused', 'This idempotency key was used with a different payload', { call_id: claim.call_id });
         }
       } else {
-        await calls.createCall(newCall);
+        await calls.createCall(newCall, trace.takePending());
       }
-
-      const trace = new TraceRecorder();
-      trace.record('request_received', 'completed', { tool: request.tool, agent_id: request.agent_id, idempotency_key: idempotencyKey ?? null });
-      trace.record('scope_checked', 'completed', { key: identity.id });
-      if (prepared.retriesClamped) trace.record('failure_policy_clamped', 'completed', { requested: request.failure_policy?.retry, cap: config.maxRetries });
 
       const progress = { toolTouched: false };
       try {
-        const { answer, approval } = await decide(prepared, identity, callId, trace, progress);
+        const { answer, approval } = await decide(prepared, verdict, identity, callId, trace, progress);
         const httpStatus = httpStatusFor(answer);
-        await calls.completeCall(callId, httpStatus, answer, performance.now() - started, async (trx) => {
-          if (approval) {
+        if (approval) {
+          await calls.completeCall(callId, httpStatus, answer, performance.now() - started, async (trx) => {
             await approvals.insertApproval(trx, approval);
             await deps.notifier.created(trx, { approval });
-          }
-          await traces.appendEvents(callId, trace.takePending(), trx);
-        });
+            await traces.appendEvents(callId, trace.takePending(), trx);
+          });
+        } else {
+          await calls.finishCall(callId, httpStatus, answer, performance.now() - started, trace.takePending());
+        }
         metrics.calls.inc({ status: answer.status });
         metrics.callDuration.observe({ status: answer.status }, (performance.now() - started) / 1000);
         return { httpStatus, answer, replayed: false };
@@ -476,7 +492,7 @@ export function createCallService(deps: CallServiceDeps) {
           error: `internal error after the tool was called: ${(error as Error).message}`,
           reason: 'Invoke failed after sending the request; reconcile against live state before repeating the action',
         });
-        await calls.completeCall(callId, 200, answer, performance.now() - started, (trx) => traces.appendEvents(callId, trace.takePending(), trx));
+        await calls.finishCall(callId, 200, answer, performance.now() - started, trace.takePending());
         metrics.calls.inc({ status: answer.status });
         return { httpStatus: 200, answer, replayed: false };
       }

@@ -1,7 +1,9 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { CompiledQuery, sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../db/schema.ts';
-import { jsonb } from '../db/store.ts';
-import { toCallSummary, type CallSummary } from '../traces/traces-repository.ts';
+import { jsonb, jsonForPostgres, type Statement, type Store } from '../db/store.ts';
+import { createWriteBatcher } from '../db/write-batcher.ts';
+import type { TraceEvent } from '../traces/trace-recorder.ts';
+import { insertTraceEvents, toCallSummary, type CallSummary } from '../traces/traces-repository.ts';
 import type { CallAnswer } from './call-types.ts';
 
 export interface NewCall {
@@ -74,7 +76,8 @@ async function writeAnswer(trx: Transaction<Database>, callId: string, httpStatu
       .set({
         state: 'completed',
         http_status: httpStatus,
-        response: jsonb(answer),
+        // A repeat reads the answer from the call: stored once.
+        response: null,
         ...(approvalExpiry ? { expires_at: sql<Date>`greatest(expires_at, ${approvalExpiry}::timestamptz + interval '1 hour')` } : {}),
       })
       .where('api_key_id', '=', call.api_key_id)
@@ -84,68 +87,281 @@ async function writeAnswer(trx: Transaction<Database>, callId: string, httpStatu
   }
 }
 
-export function createCallsRepository(db: Kysely<Database>) {
+/** The batch: one jsonb array parameter, each element one call's write, kept in order. */
+const INPUT = `input as (select i.ord, i.value as v from jsonb_array_elements($1::jsonb) with ordinality as i(value, ord))`;
+
+/** The trace events each element carries, inserted in order (a call's trace is read back by id). */
+const traceOf = (filter: string) => `
+  insert into trace_events (call_id, step, status, detail, duration_ms, at)
+  select i.v->>'id', e.value->>'step', e.value->>'status', e.value->'detail', (e.value->>'duration_ms')::integer, (e.value->>'at')::timestamptz
+  from input i cross join lateral jsonb_array_elements(i.v->'events') with ordinality as e(value, ord)
+  ${filter}
+  order by i.ord, e.ord`;
+
+const LEASE = `now() + (v->>'lease_ms')::float8 * interval '1 millisecond'`;
+
+/**
+ * The hot path of `/v1/call` is two statements, each its own commit, and concurrent calls share
+ * them (see write-batcher.ts): the claim (the call row, the idempotency key when there is one,
+ * and the trace so far) and the completion (the answer, the key's state, and the rest of the
+ * trace). A crash between them leaves an in-flight call with a readable trace, for the recovery
+ * sweep.
+ */
+const CLAIM_CALLS: Statement = {
+  name: 'invoke_claim_calls',
+  text: `
+    with ${INPUT}, call as (
+      insert into calls (id, api_key_id, agent_id, tool, status, request, idempotency_key, lease_expires_at)
+      select v->>'id', v->>'api_key_id', v->>'agent_id', v->>'tool', 'in_flight', v->'request', null, ${LEASE}
+      from input order by ord
+    ), trace as (${traceOf('')})
+    select count(*)::int as written from input`,
+};
+
+/**
+ * Claims the keys (in key order, so two batches never wait on each other in a cycle), and
+ * writes the calls and traces of the claimed ones. For a key already taken, the same statement
+ * reads what holds it (a completed key's answer is on its call). A holder that commits while
+ * the statement runs is not in its snapshot: that case, and a key past its TTL, take the
+ * transactional path.
+ */
+const CLAIM_KEYED_CALLS: Statement = {
+  name: 'invoke_claim_keyed_calls',
+  text: `
+    with ${INPUT}, claim as (
+      insert into idempotency_keys (api_key_id, key, fingerprint, state, call_id, expires_at)
+      select v->>'api_key_id', v->>'key', v->>'fingerprint', 'in_flight', v->>'id', now() + (v->>'ttl_ms')::float8 * interval '1 millisecond'
+      from input order by v->>'api_key_id', v->>'key'
+      on conflict (api_key_id, key) do nothing
+      returning call_id
+    ), call as (
+      insert into calls (id, api_key_id, agent_id, tool, status, request, idempotency_key, lease_expires_at)
+      select v->>'id', v->>'api_key_id', v->>'agent_id', v->>'tool', 'in_flight', v->'request', v->>'key', ${LEASE}
+      from input where v->>'id' in (select call_id from claim) order by ord
+    ), trace as (${traceOf(`where i.v->>'id' in (select call_id from claim)`)})
+    select i.v->>'id' as id, c.call_id is not null as claimed, k.fingerprint, k.state, k.call_id, k.http_status,
+           k.expires_at < now() as expired, coalesce(k.response, held.answer) as response
+    from input i
+    left join claim c on c.call_id = i.v->>'id'
+    left join idempotency_keys k on c.call_id is null and k.api_key_id = i.v->>'api_key_id' and k.key = i.v->>'key'
+    left join calls held on held.id = k.call_id
+    order by i.ord`,
+};
+
+/** Calls' final answers, their keys' states and the rest of their traces, in one commit. */
+const COMPLETE_CALLS: Statement = {
+  name: 'invoke_complete_calls',
+  text: `
+    with ${INPUT}, call as (
+      update calls c
+      set status = i.v->>'status', answer = i.v->'answer', attempts = (i.v->>'attempts')::integer,
+          duration_ms = coalesce((i.v->>'duration_ms')::integer, c.duration_ms), finished_at = now(), lease_expires_at = null
+      from input i
+      -- A final answer stands: a run that finishes after recovery settled it changes nothing.
+      where c.id = i.v->>'id' and c.status in ('in_flight', 'pending_approval', 'escalated')
+      returning c.id, c.api_key_id, c.idempotency_key, (i.v->>'http_status')::integer as http_status
+    ), key as (
+      update idempotency_keys k set state = 'completed', http_status = call.http_status, response = null
+      from call
+      where k.api_key_id = call.api_key_id and k.key = call.idempotency_key and k.call_id = call.id
+    ), trace as (${traceOf('')})
+    select count(*)::int as written from call`,
+};
+
+/** Repeats of keys, added together. */
+const ADD_REPLAYS: Statement = {
+  name: 'invoke_add_replays',
+  text: `
+    update idempotency_keys k set replays = k.replays + r.n
+    from unnest($1::text[], $2::text[], $3::int[]) as r(api_key_id, key, n)
+    where k.api_key_id = r.api_key_id and k.key = r.key`,
+};
+
+interface KeyClaimRow {
+  id: string;
+  claimed: boolean;
+  fingerprint: string | null;
+  state: 'in_flight' | 'completed' | null;
+  call_id: string | null;
+  http_status: number | null;
+  expired: boolean | null;
+  response: unknown;
+}
+
+interface ClaimInput {
+  id: string;
+  api_key_id: string;
+  agent_id: string;
+  tool: string;
+  request: unknown;
+  lease_ms: number;
+  events: TraceEvent[];
+}
+
+interface KeyedClaimInput extends ClaimInput {
+  key: string;
+  fingerprint: string;
+  ttl_ms: number;
+}
+
+export interface CompletionInput {
+  id: string;
+  status: string;
+  answer: CallAnswer;
+  attempts: number;
+  duration_ms: number | null;
+  http_status: number;
+  events: TraceEvent[];
+}
+
+/** Statements under way at once per kind: enough to keep a pool busy, few enough to keep batches full. */
+const IN_FLIGHT = { postgres: 4, embedded: 1 } as const;
+const MAX_BATCH = 256;
+
+
+export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>) {
+  const { db } = store;
+  const batched = <I, O>(write: (items: I[]) => Promise<O[]>) => createWriteBatcher({ write, maxBatch: MAX_BATCH, maxInFlight: IN_FLIGHT[store.kind] });
+  const claimCalls = batched<ClaimInput, void>(async (items) => {
+    await store.run(CLAIM_CALLS, [jsonForPostgres(items)]);
+    return items.map(() => undefined);
+  });
+  const claimKeyedCalls = batched<KeyedClaimInput, KeyClaimRow>((items) => store.run<KeyClaimRow>(CLAIM_KEYED_CALLS, [jsonForPostgres(items)]));
+  const completeCalls = batched<CompletionInput, void>(async (items) => {
+    await store.run(COMPLETE_CALLS, [jsonForPostgres(items)]);
+    return items.map(() => undefined);
+  });
+  // Repeats are counted off the answer's path: a replay never waits on, or queues behind, its
+  // key's row; the repeats that arrive together are added in one statement.
+  const addReplays = batched<{ apiKeyId: string; key: string }, void>(async (items) => {
+    const byKey = new Map<string, { apiKeyId: string; key: string; n: number }>();
+    for (const { apiKeyId, key } of items) {
+      const id = `${apiKeyId}\u0000${key}`;
+      const entry = byKey.get(id);
+      if (entry) entry.n += 1;
+      else byKey.set(id, { apiKeyId, key, n: 1 });
+    }
+    const counts = [...byKey.values()];
+    await store.run(ADD_REPLAYS, [counts.map((r) => r.apiKeyId), counts.map((r) => r.key), counts.map((r) => r.n)]);
+    return items.map(() => undefined);
+  });
+  let replaysPending: Promise<unknown> = Promise.resolve();
+
+  function countReplay(apiKeyId: string, key: string): void {
+    // A count lost to a store error is a statistic, not an outcome.
+    replaysPending = addReplays({ apiKeyId, key }).catch(() => {});
+  }
+
+  /**
+   * The transactional claim, for what the one-statement claim cannot settle: a key past its TTL
+   * (taken over in place) and a holder that committed while that statement ran. The primary key
+   * makes concurrent claims wait on each other: exactly one wins; the others see its row.
+   */
+  async function claimInTransaction(call: NewCall & { idempotency_key: string }, fingerprint: string, ttlMs: number, trace: TraceEvent[]): Promise<ClaimResult> {
+    return db.transaction().execute(async (trx) => {
+      const expiry = sql<Date>`now() + ${`${ttlMs} milliseconds`}::interval`;
+      const inserted = await trx
+        .insertInto('idempotency_keys')
+        .values({ api_key_id: call.api_key_id, key: call.idempotency_key, fingerprint, state: 'in_flight', call_id: call.id, expires_at: expiry })
+        .onConflict((oc) => oc.columns(['api_key_id', 'key']).doNothing())
+        .returning('call_id')
+        .executeTakeFirst();
+      if (!inserted) {
+        // A key past its TTL is free again: take it over in place.
+        const renewed = await trx
+          .updateTable('idempotency_keys')
+          .set({ fingerprint, state: 'in_flight', call_id: call.id, http_status: null, response: null, created_at: sql`now()`, expires_at: expiry })
+          .where('api_key_id', '=', call.api_key_id)
+          .where('key', '=', call.idempotency_key)
+          .where('expires_at', '<', sql<Date>`now()`)
+          // A call still in flight keeps its key, however old: it is reconciled, never re-run.
+          .where('state', '=', 'completed')
+          .returning('call_id')
+          .executeTakeFirst();
+        if (!renewed) {
+          const existing = await trx
+            .selectFrom('idempotency_keys as k')
+            .leftJoin('calls as c', 'c.id', 'k.call_id')
+            .select(['k.fingerprint', 'k.state', 'k.call_id', 'k.http_status', sql<unknown>`coalesce(k.response, c.answer)`.as('response')])
+            .where('k.api_key_id', '=', call.api_key_id)
+            .where('k.key', '=', call.idempotency_key)
+            .executeTakeFirst();
+          // The holder gave its claim back between our insert and this read: ask to repeat.
+          if (!existing) return { kind: 'in_flight', call_id: 'released' } as const;
+          return settledClaim(call, fingerprint, existing);
+        }
+      }
+      await insertCall(trx, call);
+      await insertTraceEvents(trx, call.id, trace);
+      return { kind: 'claimed' } as const;
+    });
+  }
+
+  /** What a key held by another call means for this one. */
+  function settledClaim(
+    call: NewCall & { idempotency_key: string },
+    fingerprint: string,
+    existing: { fingerprint: string; state: string; call_id: string; http_status: number | null; response: unknown },
+  ): ClaimResult {
+    if (existing.fingerprint !== fingerprint) return { kind: 'payload_mismatch', call_id: existing.call_id };
+    if (existing.state === 'in_flight') return { kind: 'in_flight', call_id: existing.call_id };
+    countReplay(call.api_key_id, call.idempotency_key);
+    return { kind: 'replay', http_status: existing.http_status ?? 200, answer: existing.response as CallAnswer };
+  }
+
   return {
-    async createCall(call: NewCall): Promise<void> {
-      await insertCall(db, call);
+    /** Records a call without an idempotency key as in flight, with its trace so far. */
+    async createCall(call: NewCall, trace: TraceEvent[] = []): Promise<void> {
+      await claimCalls({ id: call.id, api_key_id: call.api_key_id, agent_id: call.agent_id, tool: call.tool, request: call.request, lease_ms: call.lease_ms, events: trace });
     },
 
     /**
-     * Claims an idempotency key (namespaced by API key) and records the call as in flight, in one
-     * transaction, before the tool is touched. The primary key makes concurrent claims wait on
-     * each other: exactly one wins; the others see its row.
+     * Claims an idempotency key (namespaced by API key) and records the call as in flight with its
+     * trace so far, before the tool is touched: one statement in the common cases (a new key, a
+     * completed key replayed, a key in flight, another payload).
      */
-    async claimIdempotencyKey(call: NewCall & { idempotency_key: string }, fingerprint: string, ttlMs: number): Promise<ClaimResult> {
-      return db.transaction().execute(async (trx) => {
-        const expiry = sql<Date>`now() + ${`${ttlMs} milliseconds`}::interval`;
-        const inserted = await trx
-          .insertInto('idempotency_keys')
-          .values({
-            api_key_id: call.api_key_id,
-            key: call.idempotency_key,
-            fingerprint,
-            state: 'in_flight',
-            call_id: call.id,
-            expires_at: expiry,
-          })
-          .onConflict((oc) => oc.columns(['api_key_id', 'key']).doNothing())
-          .returning('call_id')
-          .executeTakeFirst();
-        if (!inserted) {
-          // A key past its TTL is free again: take it over in place.
-          const renewed = await trx
-            .updateTable('idempotency_keys')
-            .set({ fingerprint, state: 'in_flight', call_id: call.id, http_status: null, response: null, created_at: sql`now()`, expires_at: expiry })
-            .where('api_key_id', '=', call.api_key_id)
-            .where('key', '=', call.idempotency_key)
-            .where('expires_at', '<', sql<Date>`now()`)
-            // A call still in flight keeps its key, however old: it is reconciled, never re-run.
-            .where('state', '=', 'completed')
-            .returning('call_id')
-            .executeTakeFirst();
-          if (!renewed) {
-            const existing = await trx
-              .selectFrom('idempotency_keys')
-              .select(['fingerprint', 'state', 'call_id', 'http_status', 'response'])
-              .where('api_key_id', '=', call.api_key_id)
-              .where('key', '=', call.idempotency_key)
-              .executeTakeFirst();
-            // The holder gave its claim back between our insert and this read: ask to repeat.
-            if (!existing) return { kind: 'in_flight', call_id: 'released' };
-            if (existing.fingerprint !== fingerprint) return { kind: 'payload_mismatch', call_id: existing.call_id };
-            if (existing.state === 'in_flight') return { kind: 'in_flight', call_id: existing.call_id };
-            await trx
-              .updateTable('idempotency_keys')
-              .set({ replays: sql`replays + 1` })
-              .where('api_key_id', '=', call.api_key_id)
-              .where('key', '=', call.idempotency_key)
-              .execute();
-            return { kind: 'replay', http_status: existing.http_status ?? 200, answer: existing.response as CallAnswer };
-          }
-        }
-        await insertCall(trx, call);
-        return { kind: 'claimed' };
+    async claimIdempotencyKey(call: NewCall & { idempotency_key: string }, fingerprint: string, ttlMs: number, trace: TraceEvent[] = []): Promise<ClaimResult> {
+      const row = await claimKeyedCalls({
+        id: call.id,
+        api_key_id: call.api_key_id,
+        agent_id: call.agent_id,
+        tool: call.tool,
+        request: call.request,
+        lease_ms: call.lease_ms,
+        events: trace,
+        key: call.idempotency_key,
+        fingerprint,
+        ttl_ms: ttlMs,
       });
+      if (row.claimed) return { kind: 'claimed' };
+      if (row.fingerprint === null || row.state === null || row.call_id === null || (row.expired && row.state === 'completed')) {
+        return claimInTransaction(call, fingerprint, ttlMs, trace);
+      }
+      return settledClaim(call, fingerprint, { fingerprint: row.fingerprint, state: row.state, call_id: row.call_id, http_status: row.http_status, response: row.response });
+    },
+
+    /** Records a call's final answer, its key's state and the rest of its trace, in one commit. */
+    async finishCall(callId: string, httpStatus: number, answer: CallAnswer, durationMs: number | null, trace: TraceEvent[]): Promise<void> {
+      await completeCalls({
+        id: callId,
+        status: answer.status,
+        answer,
+        attempts: answer.attempts,
+        duration_ms: durationMs === null ? null : Math.round(durationMs),
+        http_status: httpStatus,
+        events: trace,
+      });
+    },
+
+    /** Final answers of many calls (with their trace events) inside the caller's transaction. */
+    async writeAnswers(trx: Transaction<Database>, completions: CompletionInput[]): Promise<void> {
+      if (completions.length === 0) return;
+      await trx.executeQuery(CompiledQuery.raw(COMPLETE_CALLS.text, [jsonForPostgres(completions)]));
+    },
+
+    /** Waits for the replay counts already handed over (on close). */
+    async close(): Promise<void> {
+      await replaysPending;
     },
 
     /** Records the final answer of a call and, in the same transaction, its idempotency key. */
@@ -209,7 +425,9 @@ export function createCallsRepository(db: Kysely<Database>) {
     /** Gives back a claim whose call never reached the tool (an internal error before any attempt). */
     async releaseClaim(apiKeyId: string, callId: string, idempotencyKey: string | null): Promise<void> {
       await db.transaction().execute(async (trx) => {
-        await trx.deleteFrom('calls').where('id', '=', callId).where('status', '=', 'in_flight').execute();
+        const released = await trx.deleteFrom('calls').where('id', '=', callId).where('status', '=', 'in_flight').executeTakeFirst();
+        // The trace written with the claim goes with it: nothing happened.
+        if (Number(released.numDeletedRows) > 0) await trx.deleteFrom('trace_events').where('call_id', '=', callId).execute();
         if (idempotencyKey !== null) {
           await trx
             .deleteFrom('idempotency_keys')

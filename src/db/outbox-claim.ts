@@ -1,5 +1,30 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from './schema.ts';
+import { jsonb } from './store.ts';
+
+export type OutboxKind = 'callback' | 'slack';
+
+/** Channel that wakes outbox delivery on every replica when a row commits. */
+export const OUTBOX_CHANNEL = 'invoke_outbox';
+
+/**
+ * Writes an outbox row in the caller's transaction, with a NOTIFY that Postgres sends only when
+ * that transaction commits: every replica's listener delivers at once, and the timer stays the
+ * safety net.
+ */
+export async function enqueueOutboxRow(trx: Transaction<Database> | Kysely<Database>, kind: OutboxKind, target: string, payload: unknown): Promise<void> {
+  await enqueueOutboxRows(trx, kind, [{ target, payload }]);
+}
+
+/** Many outbox rows of one kind in one statement, and one wake-up. */
+export async function enqueueOutboxRows(trx: Transaction<Database> | Kysely<Database>, kind: OutboxKind, rows: Array<{ target: string; payload: unknown }>): Promise<void> {
+  if (rows.length === 0) return;
+  await trx
+    .insertInto('outbox')
+    .values(rows.map((row) => ({ kind, target: row.target, payload: jsonb(row.payload) })))
+    .execute();
+  await sql`select pg_notify(${OUTBOX_CHANNEL}, ${kind})`.execute(trx);
+}
 
 /** How long a claimed outbox row is held: longer than one delivery may take. */
 const CLAIM_SECONDS = 60;
@@ -9,7 +34,7 @@ const CLAIM_SECONDS = 60;
  * so replicas and overlapping passes never take the same row, and a lease (the pushed-back
  * `next_attempt_at`) so a sender that dies leaves it to be retried, not lost.
  */
-export async function claimDueOutboxRow(db: Kysely<Database>, kind: 'callback' | 'slack') {
+export async function claimDueOutboxRow(db: Kysely<Database>, kind: OutboxKind) {
   return db
     .updateTable('outbox')
     .set({ next_attempt_at: sql`now() + ${`${CLAIM_SECONDS} seconds`}::interval`, attempts: sql`attempts + 1` })

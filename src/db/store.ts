@@ -1,6 +1,6 @@
 import { mkdir, realpath } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
-import { Kysely, PostgresDialect, sql } from 'kysely';
+import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 import lockfile from 'proper-lockfile';
@@ -44,12 +44,24 @@ export interface Store {
   kind: 'postgres' | 'embedded';
   ping(): Promise<void>;
   /**
+   * One hot-path statement, outside any transaction (it commits by itself). On Postgres it is a
+   * named prepared statement, parsed and planned once per connection; on the embedded store it
+   * queues behind open transactions like every other query.
+   */
+  run<Row>(statement: Statement, values: readonly unknown[]): Promise<Row[]>;
+  /**
    * LISTEN on a channel (NOTIFY is sent with pg_notify in SQL); returns how to stop. On Postgres
    * the subscription survives a lost connection (it is opened again), but notifications sent
    * while it was down are lost: listeners must be able to catch up by other means.
    */
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
+}
+
+/** A statement of the hot path: fixed text, so a server can keep it prepared by name. */
+export interface Statement {
+  name: string;
+  text: string;
 }
 
 export async function openStore(options: StoreOptions): Promise<Store> {
@@ -64,7 +76,9 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     pool.on('error', () => {});
     pool.on('connect', (client) => client.on('error', () => {}));
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    return storeFor(db, 'postgres', (channel, onPayload) => listenWithReconnect(databaseUrl, channel, onPayload), async () => {});
+    const run = async <Row>(statement: Statement, values: readonly unknown[]) =>
+      (await pool.query({ name: statement.name, text: statement.text, values: [...values] })).rows as Row[];
+    return storeFor(db, 'postgres', run, (channel, onPayload) => listenWithReconnect(databaseUrl, channel, onPayload), async () => {});
   }
   const inMemory = options.dataDir.startsWith('memory://');
   if (!inMemory) await mkdir(options.dataDir, { recursive: true });
@@ -77,9 +91,12 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     throw error;
   }
   const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
+  const run = async <Row>(statement: Statement, values: readonly unknown[]) =>
+    (await db.executeQuery<Row>(CompiledQuery.raw(statement.text, [...values]))).rows as Row[];
   return storeFor(
     db,
     'embedded',
+    run,
     async (channel, onPayload) => {
       const unsubscribe = await pglite.listen(channel, onPayload);
       return async () => {
@@ -185,10 +202,11 @@ function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-function storeFor(db: Kysely<Database>, kind: Store['kind'], listen: Store['listen'], unlock: () => Promise<void>): Store {
+function storeFor(db: Kysely<Database>, kind: Store['kind'], run: Store['run'], listen: Store['listen'], unlock: () => Promise<void>): Store {
   return {
     db,
     kind,
+    run,
     listen,
     async ping() {
       await sql`select 1`.execute(db);

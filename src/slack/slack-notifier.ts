@@ -8,7 +8,8 @@ import { readPath } from '../policy/conditions.ts';
 import type { RiskLevel } from '../tools/types.ts';
 import { approvalCard, decidedCard, ephemeralText, escapeText, refetchedCard, threadReply } from './blocks.ts';
 import type { ApprovalCardInput } from './card-types.ts';
-import type { SlackOutbox } from './slack-outbox.ts';
+import type { SlackOutbox, SlackPost } from './slack-outbox.ts';
+import type { ApprovalRow } from '../approvals/approvals-repository.ts';
 
 interface ApprovalFacts {
   id: string;
@@ -51,6 +52,31 @@ function resultSummary(result: unknown): string | null {
   return text.length > 500 ? `${text.slice(0, 500)}…` : text;
 }
 
+/** On a decision: the card updated without buttons, and a reply in its thread. */
+function decisionPosts(row: ApprovalRow, votes: number, event: ApprovalDecided): SlackPost[] {
+  const input = cardInputOf(row, votes, event.drift);
+  const decidedAt = row.decided_at ?? new Date();
+  return [
+    {
+      role: 'update',
+      approval_id: row.id,
+      message: decidedCard({ ...input, status: event.status, outcome: event.outcome, decided_by: event.actor, decided_at: decidedAt, detail: event.reason ?? null }),
+    },
+    {
+      role: 'reply',
+      approval_id: row.id,
+      message: threadReply({
+        status: event.status,
+        outcome: event.outcome,
+        decided_by: event.actor,
+        reason: event.reason ?? null,
+        result_summary: resultSummary(event.answer?.result),
+        new_approval_id: event.newApprovalId ?? null,
+      }),
+    },
+  ];
+}
+
 /**
  * Approvals to Slack: a card when one is created (in the replaced card's thread for a requeue),
  * and on a decision the card updated without buttons plus a reply in its thread. Everything
@@ -77,25 +103,26 @@ export function createSlackNotifier(db: Kysely<Database>, outbox: SlackOutbox, c
 
     async decided(trx, event: ApprovalDecided) {
       const row = await trx.selectFrom('approvals').selectAll().where('id', '=', event.approvalId).executeTakeFirstOrThrow();
-      const input = cardInputOf(row, await votes(trx, row.id), event.drift);
-      const decidedAt = row.decided_at ?? new Date();
-      await outbox.enqueue(trx, {
-        role: 'update',
-        approval_id: row.id,
-        message: decidedCard({ ...input, status: event.status, outcome: event.outcome, decided_by: event.actor, decided_at: decidedAt, detail: event.reason ?? null }),
-      });
-      await outbox.enqueue(trx, {
-        role: 'reply',
-        approval_id: row.id,
-        message: threadReply({
-          status: event.status,
-          outcome: event.outcome,
-          decided_by: event.actor,
-          reason: event.reason ?? null,
-          result_summary: resultSummary(event.answer?.result),
-          new_approval_id: event.newApprovalId ?? null,
-        }),
-      });
+      await outbox.enqueueMany(trx, decisionPosts(row, await votes(trx, row.id), event));
+    },
+
+    async decidedInBulk(trx, decisions) {
+      if (decisions.length === 0) return;
+      const counts = await trx
+        .selectFrom('approval_votes')
+        .select(['approval_id', (eb) => eb.fn.countAll<string>().as('n')])
+        .where(
+          'approval_id',
+          'in',
+          decisions.map((d) => d.row.id),
+        )
+        .groupBy('approval_id')
+        .execute();
+      const votesOf = new Map(counts.map((c) => [c.approval_id, Number(c.n)]));
+      await outbox.enqueueMany(
+        trx,
+        decisions.flatMap(({ row, event }) => decisionPosts(row, votesOf.get(row.id) ?? 0, event)),
+      );
     },
 
     async reminded(trx, event) {

@@ -1,8 +1,7 @@
 import { ErrorCode, type WebClient } from '@slack/web-api';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../db/schema.ts';
-import { claimDueOutboxRow, markOutboxDelivered, rescheduleOutboxRow } from '../db/outbox-claim.ts';
-import { jsonb } from '../db/store.ts';
+import { claimDueOutboxRow, enqueueOutboxRow, enqueueOutboxRows, markOutboxDelivered, rescheduleOutboxRow } from '../db/outbox-claim.ts';
 import type { SlackMessage } from './card-types.ts';
 
 const MAX_ATTEMPTS = 20;
@@ -86,7 +85,12 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
   return {
     /** Written in the caller's transaction, so a post exists exactly when its decision does. */
     async enqueue(trx: Transaction<Database> | Kysely<Database>, payload: SlackPost): Promise<void> {
-      await trx.insertInto('outbox').values({ kind: 'slack', target: payload.role, payload: jsonb(payload) }).execute();
+      await enqueueOutboxRow(trx, 'slack', payload.role, payload);
+    },
+
+    /** Many posts in one statement, in order (a card's update before its reply). */
+    async enqueueMany(trx: Transaction<Database> | Kysely<Database>, payloads: SlackPost[]): Promise<void> {
+      await enqueueOutboxRows(trx, 'slack', payloads.map((payload) => ({ target: payload.role, payload })));
     },
 
     /**

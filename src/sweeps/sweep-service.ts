@@ -15,6 +15,8 @@ const SWEEP_ACTOR = 'system:sweep';
 const REVALIDATE_CONCURRENCY = 4;
 /** A recovering replica holds a call this long; if it dies too, another one takes over. */
 const RECOVERY_LEASE_MS = 5 * 60_000;
+/** Approvals expired per statement by the bulk path. */
+const EXPIRE_BATCH = 1000;
 
 export interface SweepCounts {
   expired: number;
@@ -69,7 +71,18 @@ export function createSweepService(deps: SweepDeps) {
     await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
   }
 
+  /**
+   * Approvals that cancel on expiry go in set-based batches until none is left (each batch its
+   * own commit, so a long backlog makes durable progress and calls keep their turn between
+   * batches); those that escalate go one by one, `sweepBatch` a pass.
+   */
   async function expireStaleApprovals(counts: SweepCounts): Promise<void> {
+    for (;;) {
+      const expired = await approvals.expireDue(EXPIRE_BATCH, SWEEP_ACTOR);
+      counts.expired += expired;
+      if (expired < EXPIRE_BATCH) break;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     const stale = await db
       .selectFrom('approvals')
       .selectAll()

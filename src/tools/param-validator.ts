@@ -14,8 +14,12 @@ export function createParamValidator() {
   addFormats(draft7);
   addFormats(draft2020 as unknown as Ajv);
   const cache = new Map<string, ValidateFunction>();
+  // A card's schema object lives as long as the cached card: found by identity, no re-serialising per call.
+  const bySchemaObject = new WeakMap<object, ValidateFunction>();
 
   function compile(schema: Record<string, unknown>): ValidateFunction {
+    const known = bySchemaObject.get(schema);
+    if (known) return known;
     const text = JSON.stringify(schema);
     let validate = cache.get(text);
     if (!validate) {
@@ -24,6 +28,7 @@ export function createParamValidator() {
       if (cache.size > 1000) cache.clear();
       cache.set(text, validate);
     }
+    bySchemaObject.set(schema, validate);
     return validate;
   }
 

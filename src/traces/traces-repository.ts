@@ -55,23 +55,28 @@ export function toCallSummary(row: {
 
 const SUMMARY_COLUMNS = ['id', 'agent_id', 'tool', 'status', 'attempts', 'idempotency_key', 'created_at', 'finished_at', 'duration_ms'] as const;
 
+/** Appends a call's trace events, inside the caller's transaction or on their own. */
+export async function insertTraceEvents(trx: Db, callId: string, events: TraceEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  await trx
+    .insertInto('trace_events')
+    .values(
+      events.map((e) => ({
+        call_id: callId,
+        step: e.step,
+        status: e.status,
+        detail: e.detail ? jsonb(e.detail) : null,
+        duration_ms: e.duration_ms ?? null,
+        at: e.at,
+      })),
+    )
+    .execute();
+}
+
 export function createTracesRepository(db: Kysely<Database>) {
   return {
     async appendEvents(callId: string, events: TraceEvent[], trx: Db = db): Promise<void> {
-      if (events.length === 0) return;
-      await trx
-        .insertInto('trace_events')
-        .values(
-          events.map((e) => ({
-            call_id: callId,
-            step: e.step,
-            status: e.status,
-            detail: e.detail ? jsonb(e.detail) : null,
-            duration_ms: e.duration_ms ?? null,
-            at: e.at,
-          })),
-        )
-        .execute();
+      await insertTraceEvents(trx, callId, events);
     },
 
     async eventsFor(callId: string): Promise<TraceEvent[]> {
@@ -102,10 +107,10 @@ export function createTracesRepository(db: Kysely<Database>) {
     },
 
     /** Events of many calls at once, for exports. */
-    async eventsForCalls(callIds: string[]): Promise<Map<string, TraceEvent[]>> {
+    async eventsForCalls(callIds: string[], trx: Db = db): Promise<Map<string, TraceEvent[]>> {
       const byCall = new Map<string, TraceEvent[]>(callIds.map((id) => [id, []]));
       if (callIds.length === 0) return byCall;
-      const rows = await db
+      const rows = await trx
         .selectFrom('trace_events')
         .select(['call_id', 'step', 'status', 'detail', 'duration_ms', 'at'])
         .where('call_id', 'in', callIds)

@@ -55,6 +55,18 @@ describe('error logs', () => {
     expect(captured.raw.join('\n')).not.toContain(SECRET);
   });
 
+  it('log one line per request, when it is answered, without its query string', async () => {
+    const before = captured.lines.length;
+    const res = await built.app.inject({ method: 'GET', url: `/health?probe=${SECRET}` });
+    expect(res.statusCode).toBe(200);
+    const lines = captured.lines.slice(before).filter((line) => line.reqId === res.headers['request-id'] || line.url === '/health');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ msg: 'request', method: 'GET', url: '/health', status: 200 });
+    expect(typeof lines[0]?.ms).toBe('number');
+    expect(captured.lines.slice(before).some((line) => line.msg === 'incoming request')).toBe(false);
+    expect(captured.raw.join('\n')).not.toContain(SECRET);
+  });
+
   it('drop data fields from wrapped causes too, and keep what describes the failure', () => {
     const inner = Object.assign(new Error('insert failed'), { code: '23514', params: [SECRET], detail: `Failing row contains (${SECRET})`, query: 'insert into calls values ($1)' });
     const serialized = serializeError(new Error('call failed', { cause: inner }));

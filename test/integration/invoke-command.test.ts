@@ -117,7 +117,7 @@ describe('/invoke command', () => {
     command = createInvokeCommand({
       db: built.store.db,
       traces: createTracesRepository(built.store.db),
-      calls: createCallsRepository(built.store.db),
+      calls: createCallsRepository(built.store),
       approvals: built.services.approvals,
       registry: built.services.registry,
     });
@@ -283,7 +283,7 @@ describe('/invoke command', () => {
       const teamCommand = createInvokeCommand({
         db: built.store.db,
         traces: createTracesRepository(built.store.db),
-        calls: createCallsRepository(built.store.db),
+        calls: createCallsRepository(built.store),
         approvals: built.services.approvals,
         registry: built.services.registry,
         slackTeamUrl: 'https://acme.slack.com/',

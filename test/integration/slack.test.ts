@@ -462,6 +462,32 @@ describe('Slack app', () => {
     }
   });
 
+  it('posts the card right after the commit that froze the call, without waiting for the timer', async () => {
+    const prompt = await buildTestApp(
+      {
+        SLACK_BOT_TOKEN: 'xoxb-test',
+        SLACK_SIGNING_SECRET: SIGNING_SECRET,
+        SLACK_APPROVAL_CHANNEL: CHANNEL,
+        SLACK_APPROVER_IDS: ALICE,
+        SLACK_API_URL: slack.url,
+        // The timer would come only after the test's deadline: only the wake at commit can post.
+        INVOKE_OUTBOX_INTERVAL_MS: '600000',
+      },
+      built.store,
+    );
+    try {
+      const frozenAt = Date.now();
+      const res = await send(prompt.app, 'POST', '/v1/call', { tool: 'billing.get_invoice', params: { invoice_id: 'inv_1' }, agent_id: 'a', approval_contract: { intent: 'prompt card' } });
+      expect(res.status).toBe(202);
+      const card = await waitFor(async () => slack.callsTo('chat.postMessage').find((c) => JSON.stringify(c.args).includes(res.body.approval.id)), 3000);
+      expect(card.at - frozenAt).toBeLessThan(3000);
+      const row = await built.store.db.selectFrom('approvals').select('slack_ts').where('id', '=', res.body.approval.id).executeTakeFirstOrThrow();
+      expect(row.slack_ts).toBeTruthy();
+    } finally {
+      await prompt.app.close();
+    }
+  });
+
   it('answers url_verification and refuses a body it cannot read', async () => {
     const res = await slackRequest(JSON.stringify({ type: 'url_verification', challenge: 'abc' }), 'application/json');
     expect(JSON.parse(res.body)).toEqual({ challenge: 'abc' });

@@ -84,6 +84,43 @@ describe('sweeps', () => {
     expect(again.expired).toBe(0);
   });
 
+  it('expires a backlog larger than one batch in one pass, each with its answer, trace, audit and card update', async () => {
+    const frozen = await freeze({ expires_at: new Date(Date.now() + 60_000).toISOString() });
+    // 1,200 more pending approvals like it, each with its own call: more than one batch of 1,000.
+    await sql`
+      insert into calls (id, api_key_id, agent_id, tool, status, request, answer, created_at)
+      select 'call_backlog_' || n, c.api_key_id, c.agent_id, c.tool, c.status, c.request, c.answer, c.created_at
+      from calls c, generate_series(1, 1200) as n where c.id = ${frozen.call_id}`.execute(built.store.db);
+    await sql`
+      insert into approvals (id, call_id, status, api_key_id, requester_person, agent_id, tool, risk, reason, checkpoint, created_at, expires_at, approvals_required, approvers, action_digest)
+      select 'appr_backlog_' || n, 'call_backlog_' || n, a.status, a.api_key_id, a.requester_person, a.agent_id, a.tool, a.risk, a.reason, a.checkpoint, a.created_at, now() - interval '1 second', a.approvals_required, a.approvers, a.action_digest
+      from approvals a, generate_series(1, 1200) as n where a.id = ${frozen.approval.id}`.execute(built.store.db);
+    await built.store.db.updateTable('approvals').set({ expires_at: sql`now() - interval '1 second'` }).where('id', '=', frozen.approval.id).execute();
+    const updatesBefore = slack.callsTo('chat.update').length;
+
+    const counts = await pass();
+    expect(counts.expired).toBe(1201);
+    const left = await built.store.db.selectFrom('approvals').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '=', 'pending').where('expires_at', '<=', sql<Date>`now()`).executeTakeFirstOrThrow();
+    expect(Number(left.n)).toBe(0);
+    const calls = await built.store.db.selectFrom('calls').select(['status', 'answer']).where('id', 'like', 'call_backlog_%').execute();
+    expect(calls).toHaveLength(1200);
+    expect(calls.every((c) => c.status === 'cancelled' && (c.answer as { status: string }).status === 'cancelled')).toBe(true);
+    const sample = await send(built.app, 'GET', '/traces/call_backlog_777');
+    expect(sample.body.status).toBe('cancelled');
+    // The clones share no trace with the original: theirs is what the expiry wrote.
+    expect(sample.body.events.map((e: { step: string }) => e.step)).toEqual(['approval_decided', 'execution_completed']);
+    const audits = await built.store.db.selectFrom('approval_events').select((eb) => eb.fn.countAll<string>().as('n')).where('kind', '=', 'expired').where('approval_id', 'like', 'appr_backlog_%').executeTakeFirstOrThrow();
+    expect(Number(audits.n)).toBe(1200);
+    const posts = await built.store.db.selectFrom('outbox').select((eb) => eb.fn.countAll<string>().as('n')).where('kind', '=', 'slack').where(sql<boolean>`payload->>'approval_id' like 'appr_backlog_%'`).executeTakeFirstOrThrow();
+    expect(Number(posts.n)).toBe(2400);
+    // The clones were never posted to Slack, so their updates would wait for cards that never come: drop them.
+    await built.store.db.deleteFrom('outbox').where(sql<boolean>`payload->>'approval_id' like 'appr_backlog_%'`).execute();
+    const ts = await cardTs(frozen.approval.id);
+    await built.services.deliverOutbox();
+    expect(slack.callsTo('chat.update').some((c) => c.args['ts'] === ts)).toBe(true);
+    expect(slack.callsTo('chat.update').length).toBeGreaterThan(updatesBefore);
+  });
+
   it('escalates instead of expiring when the contract says so', async () => {
     const stranger = await send(built.app, 'POST', '/v1/call', {
       tool: 'billing.send_reminder',
