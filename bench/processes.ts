@@ -88,6 +88,9 @@ function invokeEnv(storeEnv: Record<string, string>, extra: Record<string, strin
     ),
   );
   return {
+    // The bench measures overhead, not limits: off unless the caller sets them.
+    INVOKE_RATE_LIMIT_PER_KEY: '0',
+    INVOKE_RATE_LIMIT_PER_ADDRESS: '0',
     ...inherited,
     HOST: '127.0.0.1',
     PORT: String(port),

@@ -85,7 +85,7 @@ export const slackSection: Section = async (ctx) => {
             row('/v1/call freezing the call (202)', answer),
             row('202 -> chat.postMessage of its card', toCard),
           ],
-          notes: [`Cards go out through the outbox, delivered every INVOKE_OUTBOX_INTERVAL_MS (default ${outboxIntervalMs} ms, used here) and by the sweeps.`],
+          notes: [`Cards go out through the outbox, delivered as soon as the row commits (NOTIFY), with INVOKE_OUTBOX_INTERVAL_MS (${outboxIntervalMs} ms here) as the safety net.`],
         },
       ],
       data: { calls, gap_ms: gapMs, outbox_interval_ms: outboxIntervalMs, direct_post: base, freeze_answer: answer, answer_to_card: toCard },
