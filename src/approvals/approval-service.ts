@@ -3,7 +3,7 @@ import { personForKeyId, type KeyIdentity } from '../auth/keyring.ts';
 import type { CallAnswer, CallStatus } from '../calls/call-types.ts';
 import { httpStatusFor } from '../calls/call-types.ts';
 import type { ApprovedCall, CallService } from '../calls/call-service.ts';
-import { finishAnswer, finishLaterAnswer } from '../calls/call-service.ts';
+import { finishLaterAnswer } from '../calls/call-service.ts';
 import type { CallsRepository } from '../calls/calls-repository.ts';
 import type { StateReader } from '../calls/state-reader.ts';
 import { computeDrift, type DriftReport } from '../calls/state-verify.ts';
@@ -306,31 +306,32 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       const decision = { outcome: 'cancelled', reason: 'expired' };
       const rows = await approvals.expireDue(trx, limit, decision);
       if (rows.length === 0) return 0;
-      const earlier = await traces.eventsForCalls(
-        rows.map((row) => row.call_id),
-        trx,
-      );
+      const reason = 'the approval expired before it was approved';
       const expired = rows.map((row) => {
         const cp = row.checkpoint as Checkpoint;
         const trace = new TraceRecorder();
         trace.record('approval_decided', 'expired', { approval_id: row.id });
-        const answer = finishAnswer(row.call_id, cp.request, trace, 'cancelled', { reason: 'the approval expired before it was approved' });
-        return { row, cp, answer: { ...answer, trace: [...(earlier.get(row.call_id) ?? []), ...trace.events] }, events: trace.takePending() };
+        trace.record('execution_completed', 'cancelled', { reason });
+        return { row, cp, events: trace.events };
       });
-      await calls.writeAnswers(
+      // The answers are built in the statement; only those a callback carries come back.
+      const answers = await calls.endCallsUnrun(
         trx,
-        expired.map(({ row, answer, events }) => ({ id: row.call_id, status: answer.status, answer, attempts: answer.attempts, duration_ms: null, http_status: httpStatusFor(answer), events })),
+        'cancelled',
+        reason,
+        expired.map(({ row, cp, events }) => ({ id: row.call_id, events, answerWanted: Boolean(cp.callback_url) })),
       );
       await approvals.recordEvents(
         trx,
         expired.map(({ row }) => ({ kind: 'expired', approvalId: row.id, actor, detail: decision })),
       );
-      for (const { row, cp, answer } of expired) {
-        if (cp.callback_url) await outbox.enqueue(trx, cp.callback_url, callbackPayload(row, 'expired', actor, answer));
+      for (const { row, cp } of expired) {
+        const answer = answers.get(row.call_id);
+        if (cp.callback_url && answer) await outbox.enqueue(trx, cp.callback_url, callbackPayload(row, 'expired', actor, answer));
       }
       await notifier.decidedInBulk(
         trx,
-        expired.map(({ row, answer }) => ({ row, event: { approvalId: row.id, status: 'expired', outcome: 'cancelled', actor, reason: 'the approval expired', answer } })),
+        expired.map(({ row }) => ({ row, event: { approvalId: row.id, status: 'expired', outcome: 'cancelled', actor, reason: 'the approval expired' } })),
       );
       await approvals.notifyDecidedMany(
         trx,

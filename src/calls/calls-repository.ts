@@ -4,7 +4,7 @@ import { jsonb, jsonForPostgres, type Statement, type Store } from '../db/store.
 import { createWriteBatcher } from '../db/write-batcher.ts';
 import type { TraceEvent } from '../traces/trace-recorder.ts';
 import { insertTraceEvents, toCallSummary, type CallSummary } from '../traces/traces-repository.ts';
-import type { CallAnswer } from './call-types.ts';
+import type { CallAnswer, CallStatus } from './call-types.ts';
 
 export interface NewCall {
   id: string;
@@ -166,6 +166,40 @@ const COMPLETE_CALLS: Statement = {
       where k.api_key_id = call.api_key_id and k.key = call.idempotency_key and k.call_id = call.id
     ), trace as (${traceOf('')})
     select count(*)::int as written from call`,
+};
+
+/**
+ * Calls ended without running (their approvals expired), many at once: the answer is built in
+ * the statement from the call and the trace it already has, so nothing is read back to build it.
+ * `$2` is the status, `$3` the reason; each element carries the call's id, its new trace events
+ * and whether its answer is wanted back (for a callback).
+ */
+const END_CALLS_UNRUN: Statement = {
+  name: 'invoke_end_calls_unrun',
+  text: `
+    with ${INPUT}, earlier as (
+      select e.call_id, jsonb_agg(
+          jsonb_build_object('step', e.step, 'status', e.status, 'at', to_char(e.at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+          || case when e.duration_ms is null then '{}'::jsonb else jsonb_build_object('duration_ms', e.duration_ms) end
+          || case when e.detail is null then '{}'::jsonb else jsonb_build_object('detail', e.detail) end
+          order by e.id) as trace
+      from trace_events e
+      where e.call_id in (select v->>'id' from input)
+      group by e.call_id
+    ), call as (
+      update calls c
+      set status = $2::text, attempts = 0, finished_at = now(), lease_expires_at = null,
+          answer = jsonb_build_object('status', $2::text, 'call_id', c.id, 'tool', c.tool, 'agent_id', c.agent_id, 'attempts', 0, 'reason', $3::text,
+                                      'trace', coalesce(earlier.trace, '[]'::jsonb) || (i.v->'events'))
+      from input i left join earlier on earlier.call_id = i.v->>'id'
+      where c.id = i.v->>'id' and c.status in ('in_flight', 'pending_approval', 'escalated')
+      returning c.id, c.api_key_id, c.idempotency_key, case when (i.v->>'answer_wanted')::boolean then c.answer end as answer
+    ), key as (
+      update idempotency_keys k set state = 'completed', http_status = 200, response = null
+      from call
+      where k.api_key_id = call.api_key_id and k.key = call.idempotency_key and k.call_id = call.id
+    ), trace as (${traceOf('')})
+    select id, answer from call where answer is not null`,
 };
 
 /** Repeats of keys, added together. */
@@ -351,6 +385,22 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
         http_status: httpStatus,
         events: trace,
       });
+    },
+
+    /**
+     * Ends many calls that never ran (status 200 answers, e.g. `cancelled`) inside the caller's
+     * transaction; returns the answers asked for.
+     */
+    async endCallsUnrun(
+      trx: Transaction<Database>,
+      status: CallStatus,
+      reason: string,
+      calls: Array<{ id: string; events: TraceEvent[]; answerWanted: boolean }>,
+    ): Promise<Map<string, CallAnswer>> {
+      if (calls.length === 0) return new Map();
+      const input = calls.map((c) => ({ id: c.id, events: c.events, answer_wanted: c.answerWanted }));
+      const { rows } = await trx.executeQuery<{ id: string; answer: CallAnswer }>(CompiledQuery.raw(END_CALLS_UNRUN.text, [jsonForPostgres(input), status, reason]));
+      return new Map(rows.map((row) => [row.id, row.answer]));
     },
 
     /** Final answers of many calls (with their trace events) inside the caller's transaction. */

@@ -17,6 +17,8 @@ const REVALIDATE_CONCURRENCY = 4;
 const RECOVERY_LEASE_MS = 5 * 60_000;
 /** Approvals expired per statement by the bulk path. */
 const EXPIRE_BATCH = 1000;
+/** Batches under way at once (SKIP LOCKED keeps them apart): the database works on one while another travels. */
+const EXPIRE_WORKERS = 2;
 
 export interface SweepCounts {
   expired: number;
@@ -77,12 +79,15 @@ export function createSweepService(deps: SweepDeps) {
    * batches); those that escalate go one by one, `sweepBatch` a pass.
    */
   async function expireStaleApprovals(counts: SweepCounts): Promise<void> {
-    for (;;) {
-      const expired = await approvals.expireDue(EXPIRE_BATCH, SWEEP_ACTOR);
-      counts.expired += expired;
-      if (expired < EXPIRE_BATCH) break;
-      await new Promise((resolve) => setImmediate(resolve));
-    }
+    const drain = async () => {
+      for (;;) {
+        const expired = await approvals.expireDue(EXPIRE_BATCH, SWEEP_ACTOR);
+        counts.expired += expired;
+        if (expired < EXPIRE_BATCH) return;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    };
+    await Promise.all(Array.from({ length: EXPIRE_WORKERS }, drain));
     const stale = await db
       .selectFrom('approvals')
       .selectAll()

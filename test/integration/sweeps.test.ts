@@ -68,7 +68,8 @@ describe('sweeps', () => {
   const cardTs = async (id: string) => (await approval(id)).slack_ts!;
 
   it('expires stale approvals: card updated, thread told, callback sent, call cancelled', async () => {
-    const frozen = await freeze({ expires_at: new Date(Date.now() + 300).toISOString() }, { callback_url: `${hooks.url}/hook`, idempotency_key: 'exp-1' });
+    const frozenExpiry = new Date(Date.now() + 300).toISOString();
+    const frozen = await freeze({ expires_at: frozenExpiry }, { callback_url: `${hooks.url}/hook`, idempotency_key: 'exp-1' });
     const ts = await cardTs(frozen.approval.id);
     await new Promise((r) => setTimeout(r, 400));
     const counts = await pass();
@@ -79,6 +80,17 @@ describe('sweeps', () => {
     expect(hooks.requests.some((r) => (r.body as { approval_id?: string }).approval_id === frozen.approval.id)).toBe(true);
     const trace = await send(built.app, 'GET', `/traces/${frozen.call_id}`);
     expect(trace.body.status).toBe('cancelled');
+    // The agent's repeat replays the final answer, with the whole trace in order.
+    const repeat = await send(built.app, 'POST', '/v1/call', { tool: 'billing.send_reminder', params: { invoice_id: 'inv_1' }, agent_id: 'a', approval_contract: contract({ expires_at: frozenExpiry }), callback_url: `${hooks.url}/hook`, idempotency_key: 'exp-1' });
+    expect(repeat.status).toBe(200);
+    expect(repeat.body).toMatchObject({ status: 'cancelled', call_id: frozen.call_id, reason: 'the approval expired before it was approved', attempts: 0 });
+    const steps = repeat.body.trace.map((e: { step: string }) => e.step);
+    expect(steps.slice(0, 2)).toEqual(['request_received', 'scope_checked']);
+    expect(steps.slice(-4)).toEqual(['approval_requested', 'execution_completed', 'approval_decided', 'execution_completed']);
+    expect(repeat.body.trace.every((e: { at: string }) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(e.at))).toBe(true);
+    const callback = hooks.requests.find((r) => (r.body as { approval_id?: string }).approval_id === frozen.approval.id)!.body as { call: { status: string; trace: unknown[] } };
+    expect(callback.call.status).toBe('cancelled');
+    expect(callback.call.trace).toEqual(repeat.body.trace);
     // A second pass (or a second replica) finds nothing left to expire.
     const again = await pass();
     expect(again.expired).toBe(0);
