@@ -36,7 +36,8 @@ export async function openProvider(kind: StoreKind): Promise<StoreProvider> {
 /** DATABASE_URL when set (databases are created on it and dropped after), else a throwaway server. */
 async function postgresProvider(): Promise<StoreProvider> {
   const given = process.env['DATABASE_URL'];
-  const server = given ? { url: given, stop() {} } : await startPostgres();
+  // Durable, as in production: every call and trace is on disk before its answer.
+  const server = given ? { url: given, stop() {} } : await startPostgres({ durable: true });
   const created: string[] = [];
   const admin = async <T>(run: (client: pg.Client) => Promise<T>): Promise<T> => {
     const client = new pg.Client({ connectionString: server.url });
@@ -50,7 +51,7 @@ async function postgresProvider(): Promise<StoreProvider> {
   const version = await admin(async (c) => (await c.query<{ server_version: string }>('show server_version')).rows[0]!.server_version);
   return {
     kind: 'postgres',
-    describe: `PostgreSQL ${version} (${given ? 'DATABASE_URL' : 'throwaway local server, fsync off'})`,
+    describe: `PostgreSQL ${version} (${given ? 'DATABASE_URL' : 'throwaway local server, fsync and synchronous commit on'})`,
     async fresh() {
       const name = `invoke_bench_${crypto.randomUUID().replaceAll('-', '').slice(0, 12)}`;
       await admin((c) => c.query(`create database ${name}`));
