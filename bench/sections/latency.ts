@@ -12,7 +12,12 @@ export const latencySection: Section = async (ctx) => {
   await warmUp(governed(invoke.url), 200);
   const base = await runLoad(direct(ctx.tool.url), { concurrency: 1, requests });
   const call = await runLoad(governed(invoke.url), { concurrency: 1, requests });
-  for (const r of [base, call]) if (r.errors > 0) throw new Error(`latency: ${r.errors} errors (${r.firstError})`);
+  // A repeat of a settled idempotency key: answered from the store, the tool is not called.
+  const replayKey = `latency-replay-${Date.now()}`;
+  const replayed = governed(invoke.url, () => replayKey);
+  await replayed(0);
+  const replay = await runLoad(() => replayed(0), { concurrency: 1, requests });
+  for (const r of [base, call, replay]) if (r.errors > 0) throw new Error(`latency: ${r.errors} errors (${r.firstError})`);
   const p = (r: typeof base) => r.latency;
   return {
     tables: [
@@ -24,11 +29,12 @@ export const latencySection: Section = async (ctx) => {
           ['through /v1/call', ms(p(call).p50), ms(p(call).p90), ms(p(call).p99)],
           ['added by Invoke', plus(p(call).p50, p(base).p50), plus(p(call).p90, p(base).p90), plus(p(call).p99, p(base).p99)],
           ['ratio', ratio(p(call).p50, p(base).p50), ratio(p(call).p90, p(base).p90), ratio(p(call).p99, p(base).p99)],
+          ['replayed idempotency key (total)', ms(p(replay).p50), ms(p(replay).p90), ms(p(replay).p99)],
         ],
         notes: [],
       },
     ],
-    data: { requests, direct: base, governed: call },
+    data: { requests, direct: base, governed: call, replayed: replay },
     chart: [
       { concurrency: 1, path: 'direct', ...p(base) },
       { concurrency: 1, path: 'governed', ...p(call) },
