@@ -1,6 +1,6 @@
 import cron from 'node-cron';
 import { z } from 'zod';
-import type { RiskLevel } from './tools/types.ts';
+import { APPROVAL_THRESHOLDS, RISK_LEVELS, SCOPES, isRiskLevel, type ApprovalThreshold, type RiskLevel, type Scope } from './vocabulary.ts';
 
 /**
  * The one place that reads the environment. `loadConfig(env)` parses it with one zod schema and
@@ -42,18 +42,7 @@ const csv = z
 
 const intFrom = (fallback: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 
-const SCOPES = [
-  'tools:read',
-  'tools:call',
-  'state:verify',
-  'outcomes:reconcile',
-  'approvals:read',
-  'approvals:write',
-  'logs:read',
-  'traces:read',
-  'providers:admin',
-] as const;
-export type Scope = (typeof SCOPES)[number];
+export type { Scope };
 export const ALL_SCOPES: readonly Scope[] = SCOPES;
 
 export const scopedKeySchema = z
@@ -112,8 +101,6 @@ const trustProxy = z
       .filter(Boolean);
   });
 
-const RISK_ORDER: RiskLevel[] = ['low', 'medium', 'high', 'critical'];
-
 /** "24h" for every risk, or per risk: "24h,high=4h,critical=30m". */
 const approvalTtl = z
   .string()
@@ -123,11 +110,11 @@ const approvalTtl = z
     for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
       const [left, right] = part.includes('=') ? part.split('=', 2) : [undefined, part];
       const ms = parseDuration(right ?? '');
-      if (ms === null || (left !== undefined && !RISK_ORDER.includes(left as RiskLevel))) {
-        ctx.addIssue({ code: 'custom', message: `"${part}" should be a duration or risk=duration (risks: ${RISK_ORDER.join(', ')})` });
+      if (ms === null || (left !== undefined && !isRiskLevel(left))) {
+        ctx.addIssue({ code: 'custom', message: `"${part}" should be a duration or risk=duration (risks: ${RISK_LEVELS.join(', ')})` });
         return z.NEVER;
       }
-      if (left === undefined) for (const risk of RISK_ORDER) ttl[risk] = ms;
+      if (left === undefined) for (const risk of RISK_LEVELS) ttl[risk] = ms;
       else ttl[left as RiskLevel] = ms;
     }
     return ttl;
@@ -144,7 +131,7 @@ export const envSchema = z.object({
   INVOKE_API_KEY_SCOPES: scopedKeys,
   TRACE_API_KEY_SCOPES: scopedKeys,
   INVOKE_POLICY_FILE: z.string().optional(),
-  INVOKE_REQUIRE_APPROVAL_AT: z.enum(['critical', 'high', 'never']).default('critical'),
+  INVOKE_REQUIRE_APPROVAL_AT: z.enum(APPROVAL_THRESHOLDS).default('critical'),
   FAILURE_POLICY_MAX_RETRIES: intFrom(5, 0, 20),
   INVOKE_RETRY_BASE_MS: intFrom(200, 0, 60_000),
   INVOKE_RETRY_MAX_MS: intFrom(5_000, 0, 300_000),
@@ -219,7 +206,7 @@ export type Config = Readonly<{
   apiKeys: readonly string[];
   scopedKeys: Readonly<Record<string, ScopedKeyConfig>>;
   policyFile?: string;
-  requireApprovalAt: 'critical' | 'high' | 'never';
+  requireApprovalAt: ApprovalThreshold;
   maxRetries: number;
   retryBaseMs: number;
   retryMaxMs: number;

@@ -5,7 +5,7 @@ import { ForbiddenError } from '../errors.ts';
 import { parseInput } from '../http/validation.ts';
 import type { ApprovalService, ApproverActor } from './approval-service.ts';
 
-const STATUSES = ['pending', 'approved', 'executed', 'failed', 'rejected', 'expired', 'cancelled', 'blocked', 'invalidated', 'escalated'] as const;
+import { APPROVAL_STATUSES as STATUSES } from '../vocabulary.ts';
 
 const listQuery = z.object({ status: z.enum(STATUSES).optional(), limit: z.coerce.number().int().min(1).max(500).default(100) }).strict();
 const getQuery = z.object({ wait: z.coerce.number().min(0).max(3600).default(0) }).strict();

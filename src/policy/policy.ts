@@ -3,6 +3,7 @@ import { extname } from 'node:path';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { ValidationError } from '../errors.ts';
+import type { ApprovalThreshold, RiskLevel } from '../vocabulary.ts';
 import { describeOrderingProblem } from './conditions.ts';
 import { compileExpression, MAX_EXPRESSION_LENGTH, type CompiledExpression, type ExpressionContext, type UncomparableValue } from './expression.ts';
 
@@ -35,8 +36,7 @@ export const policyFileSchema = z.object({ rules: z.array(policyRuleSchema) }).s
 export type PolicyFile = z.infer<typeof policyFileSchema>;
 
 export type PolicyEffect = PolicyRule['effect'];
-type RiskLevel = 'low' | 'medium' | 'high' | 'critical';
-export type ApprovalThreshold = 'critical' | 'high' | 'never';
+export type { ApprovalThreshold } from '../vocabulary.ts';
 
 /** A rule that matched, with where it came from (index is 0-based in its list). */
 export type MatchedRule = PolicyRule & {

@@ -1,5 +1,19 @@
 import type { DriftField, DriftReport } from '../calls/state-verify.ts';
+import { FINAL_APPROVAL_STATUSES } from '../vocabulary.ts';
 import type { ApprovalCardInput, DecidedCardInput, SlackMessage } from './card-types.ts';
+import {
+  ELLIPSIS,
+  SLACK_LIMITS,
+  codeBlock,
+  escapeMrkdwn,
+  hasStatusEmoji,
+  inlineCode,
+  riskEmoji,
+  slackDate,
+  statusEmoji,
+  truncate,
+  truncateMrkdwn,
+} from './mrkdwn.ts';
 
 /**
  * Block Kit builders for approval cards, thread replies and the reject modal. Pure functions over
@@ -8,26 +22,6 @@ import type { ApprovalCardInput, DecidedCardInput, SlackMessage } from './card-t
  */
 
 type Block = Record<string, unknown>;
-type Risk = ApprovalCardInput['risk'];
-
-/** Slack's Block Kit limits, plus our own ceiling for the whole message (`msg_blocks_too_long`). */
-export const SLACK_LIMITS = {
-  headerText: 150,
-  sectionText: 3000,
-  sectionFields: 10,
-  fieldText: 2000,
-  contextElements: 10,
-  actionsElements: 25,
-  buttonText: 75,
-  buttonValue: 2000,
-  actionId: 255,
-  blockId: 255,
-  confirmTitle: 100,
-  confirmText: 300,
-  blocks: 50,
-  /** Slack's undocumented limit is about 13k characters; we keep the blocks' JSON under this. */
-  totalChars: 12_000,
-} as const;
 
 export const APPROVE_ACTION_ID = 'approval_approve';
 export const REJECT_ACTION_ID = 'approval_reject';
@@ -36,7 +30,6 @@ export const REJECT_MODAL_CALLBACK_ID = 'approval_reject_modal';
 export const REJECT_REASON_BLOCK_ID = 'reason';
 export const REJECT_REASON_ACTION_ID = 'reason_input';
 
-const ELLIPSIS = '…';
 /** Smallest budget a shrinkable section is cut to when the whole message is too large. */
 const MIN_PART_BUDGET = 300;
 /** Values shown inline (conditions, drift) are cut to this, so a list shows several of them. */
@@ -45,87 +38,6 @@ const INLINE_VALUE_MAX = 300;
 // ---------------------------------------------------------------------------------------------
 // Text helpers
 // ---------------------------------------------------------------------------------------------
-
-/** Slack's escaping: `&`, `<` and `>` are its control characters (mentions, links, dates). */
-export function escapeText(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-/** Cuts `s` to at most `max` characters, ending with "…" when cut; never splits a surrogate pair. */
-export function truncate(s: string, max: number): string {
-  if (s.length <= max) return s;
-  if (max <= 0) return '';
-  let cut = max - 1;
-  if (cut > 0 && isHighSurrogate(s.charCodeAt(cut - 1))) cut -= 1;
-  return s.slice(0, cut) + ELLIPSIS;
-}
-
-function isHighSurrogate(code: number): boolean {
-  return code >= 0xd800 && code <= 0xdbff;
-}
-
-interface FitOptions {
-  /** Inside a code block: break runs of backticks so user text cannot close the block. */
-  code?: boolean;
-}
-
-/**
- * Length of the longest prefix of `raw` whose escaped form fits in `budget` characters. Counts
- * entities whole and surrogate pairs whole, so a cut never leaves `&am` or half an emoji.
- */
-function fittingPrefix(raw: string, budget: number, options: FitOptions = {}): number {
-  let used = 0;
-  let i = 0;
-  while (i < raw.length) {
-    const ch = raw[i]!;
-    const width = isHighSurrogate(raw.charCodeAt(i)) && i + 1 < raw.length ? 2 : 1;
-    let cost = width;
-    if (ch === '&') cost = 5;
-    else if (ch === '<' || ch === '>') cost = 4;
-    else if (options.code && ch === '`' && raw[i + 1] === '`') cost = 2;
-    if (used + cost > budget) break;
-    used += cost;
-    i += width;
-  }
-  return i;
-}
-
-/** Escapes for a code block: a zero-width space between backticks keeps "```" from closing it. */
-function escapeCode(raw: string): string {
-  return escapeText(raw).replace(/`(?=`)/g, '`\u200b');
-}
-
-/** Escapes `raw` and cuts the result to `max` characters (ending with "…" when cut). */
-function escapeWithin(raw: string, max: number): string {
-  const whole = escapeText(raw);
-  if (whole.length <= max) return whole;
-  if (max <= 0) return '';
-  return escapeText(raw.slice(0, fittingPrefix(raw, max - 1))) + ELLIPSIS;
-}
-
-/**
- * Inline code for a user value. A backtick would end the span early, so it is shown as the
- * look-alike "ˋ" (U+02CB); the value is escaped and cut to `max` characters, ticks included.
- */
-function inlineCode(raw: string, max: number): string {
-  return '`' + escapeWithin(raw.replace(/`/g, '\u02cb'), Math.max(1, max - 2)) + '`';
-}
-
-/**
- * A fenced code block whose whole text (fences and the truncation note included) fits in `max`.
- * When cut, a visible note says how many characters of the original were left out.
- */
-function codeBlock(raw: string, max: number): string {
-  const open = '```\n';
-  const close = '\n```';
-  const whole = open + escapeCode(raw) + close;
-  if (whole.length <= max) return whole;
-  const note = (n: number): string => `\n_${ELLIPSIS} (truncated, ${n} more characters)_`;
-  // The note's length depends on N; reserve room for the longest N it could be.
-  const budget = Math.max(0, max - open.length - close.length - note(raw.length).length);
-  const shown = fittingPrefix(raw, budget, { code: true });
-  return open + escapeCode(raw.slice(0, shown)) + close + note(raw.length - shown);
-}
 
 /** JSON for display; never throws (BigInt, cycles) and never returns undefined. */
 function displayJson(value: unknown, indent?: number): string {
@@ -160,46 +72,25 @@ function fitLines(heading: string, lines: string[], max: number): string {
   return truncate(text, max);
 }
 
-/** Slack date formatting: rendered in the reader's time zone, ISO 8601 as the fallback. */
-function slackDate(date: Date): string {
-  const ms = date.getTime();
-  if (Number.isNaN(ms)) return 'an unknown time';
-  return `<!date^${Math.floor(ms / 1000)}^{date_short_pretty} {time}|${date.toISOString()}>`;
-}
-
 /** A Slack user id (`U…`, `W…`) becomes a mention; anything else is shown as escaped text. */
 function actor(decidedBy: string): string {
   if (/^[UW][A-Z0-9]{2,30}$/.test(decidedBy)) return `<@${decidedBy}>`;
-  return escapeWithin(decidedBy, 200);
+  return escapeMrkdwn(decidedBy, 200);
+}
+
+/**
+ * The emoji for a decision's outcome. For an outcome without one, a final status stands in;
+ * `pending` and `approved` do not, since they would read as "not decided yet" on a decided card.
+ */
+function outcomeEmoji(outcome: string, status?: string): string {
+  if (hasStatusEmoji(outcome)) return statusEmoji(outcome);
+  if (status !== undefined && (FINAL_APPROVAL_STATUSES as readonly string[]).includes(status)) return statusEmoji(status);
+  return statusEmoji(outcome);
 }
 
 function humanize(s: string): string {
   const words = s.replace(/_/g, ' ').trim();
   return words.length === 0 ? words : words[0]!.toUpperCase() + words.slice(1);
-}
-
-const RISK_EMOJI: Record<Risk, string> = {
-  low: ':large_green_circle:',
-  medium: ':large_yellow_circle:',
-  high: ':large_orange_circle:',
-  critical: ':red_circle:',
-};
-
-const OUTCOME_EMOJI: Record<string, string> = {
-  executed: ':white_check_mark:',
-  approved: ':white_check_mark:',
-  rejected: ':no_entry_sign:',
-  cancelled: ':hourglass:',
-  expired: ':hourglass:',
-  blocked: ':no_entry:',
-  replan_required: ':arrows_counterclockwise:',
-  requeued: ':repeat:',
-  escalated: ':arrow_up:',
-  failed: ':x:',
-};
-
-function outcomeEmoji(outcome: string, status?: string): string {
-  return OUTCOME_EMOJI[outcome] ?? (status !== undefined ? OUTCOME_EMOJI[status] : undefined) ?? ':information_source:';
 }
 
 function mrkdwn(text: string): Record<string, unknown> {
@@ -268,7 +159,7 @@ function factFields(input: ApprovalCardInput): Array<Record<string, unknown>> {
   return [
     field('Tool', inlineCode(input.tool, 300)),
     field('Agent', inlineCode(input.agent_id, 300)),
-    field('Risk', `${RISK_EMOJI[input.risk] ?? ''} ${escapeWithin(input.risk, 20)}`.trim()),
+    field('Risk', `${riskEmoji(input.risk)} ${escapeMrkdwn(input.risk, 20)}`),
     field('Entity', input.entity === null || input.entity === '' ? '_none_' : inlineCode(input.entity, 300)),
     field('Expires', slackDate(input.expires_at)),
     field('Approvals', approvals),
@@ -290,12 +181,12 @@ function driftedFields(drift: DriftReport | null | undefined): DriftField[] {
 /** The facts every version of the card shows: header, fields, reason, params, conditions, drift. */
 function factBlocks(input: ApprovalCardInput, bid: (suffix: string) => string, budgets: Budgets): Block[] {
   const blocks: Block[] = [
-    { type: 'header', block_id: bid('head'), text: plainText(escapeWithin(input.intent, SLACK_LIMITS.headerText)) },
+    { type: 'header', block_id: bid('head'), text: plainText(escapeMrkdwn(input.intent, SLACK_LIMITS.headerText)) },
     { type: 'section', block_id: bid('facts'), fields: factFields(input) },
   ];
 
   const whyHeading = '*Why it needs approval*\n';
-  blocks.push(section(bid('why'), whyHeading + escapeWithin(input.reason, budgets.reason - whyHeading.length)));
+  blocks.push(section(bid('why'), whyHeading + escapeMrkdwn(input.reason, budgets.reason - whyHeading.length)));
 
   const paramsHeading = '*Params*\n';
   blocks.push(section(bid('params'), paramsHeading + codeBlock(displayJson(input.params, 2), budgets.params - paramsHeading.length)));
@@ -337,7 +228,7 @@ function actionsBlock(input: ApprovalCardInput, bid: (suffix: string) => string)
     const tail = `\nInvoke runs ${inlineCode(input.tool, 80)} as soon as you approve.`;
     approve.confirm = {
       title: plainText(truncate(`Approve this ${input.risk}-risk action?`, SLACK_LIMITS.confirmTitle)),
-      text: mrkdwn(truncate(`*${escapeWithin(input.intent, SLACK_LIMITS.confirmText - tail.length - 2)}*${tail}`, SLACK_LIMITS.confirmText)),
+      text: mrkdwn(truncate(`*${escapeMrkdwn(input.intent, SLACK_LIMITS.confirmText - tail.length - 2)}*${tail}`, SLACK_LIMITS.confirmText)),
       confirm: plainText('Approve'),
       deny: plainText('Cancel'),
       style: 'primary',
@@ -356,7 +247,7 @@ function actionsBlock(input: ApprovalCardInput, bid: (suffix: string) => string)
 }
 
 function pendingText(input: ApprovalCardInput): string {
-  return `Approval needed: ${escapeWithin(input.intent, SLACK_LIMITS.headerText)} (${escapeWithin(input.tool, 100)}, risk ${escapeWithin(input.risk, 20)})`;
+  return `Approval needed: ${escapeMrkdwn(input.intent, SLACK_LIMITS.headerText)} (${escapeMrkdwn(input.tool, 100)}, risk ${escapeMrkdwn(input.risk, 20)})`;
 }
 
 /** The card posted on freeze: the facts and three buttons, each carrying the approval id. */
@@ -372,14 +263,14 @@ export function decidedCard(input: DecidedCardInput): SlackMessage {
   const bid = blockIdMaker(input.approval_id, 'd');
   const who = actor(input.decided_by);
   const status =
-    `${outcomeEmoji(input.outcome, input.status)} *${escapeWithin(humanize(input.outcome), 100)}*` +
-    ` · ${escapeWithin(input.status, 100)} by ${who}, ${slackDate(input.decided_at)}`;
+    `${outcomeEmoji(input.outcome, input.status)} *${escapeMrkdwn(humanize(input.outcome), 100)}*` +
+    ` · ${escapeMrkdwn(input.status, 100)} by ${who}, ${slackDate(input.decided_at)}`;
   const blocks = fitTotal((budgets) => {
     const out = [...factBlocks(input, bid, budgets), section(bid('status'), status)];
-    if (input.detail) out.push(section(bid('detail'), escapeWithin(input.detail, budgets.live)));
+    if (input.detail) out.push(section(bid('detail'), escapeMrkdwn(input.detail, budgets.live)));
     return out;
   });
-  const text = `Approval ${escapeWithin(input.outcome, 100)}: ${escapeWithin(input.intent, SLACK_LIMITS.headerText)} (${escapeWithin(input.tool, 100)}), decided by ${who}`;
+  const text = `Approval ${escapeMrkdwn(input.outcome, 100)}: ${escapeMrkdwn(input.intent, SLACK_LIMITS.headerText)} (${escapeMrkdwn(input.tool, 100)}), decided by ${who}`;
   return { text, blocks };
 }
 
@@ -421,7 +312,7 @@ export interface ThreadReplyOutcome {
 
 /** A user's reason as a block quote; our own ">" is markup, theirs is escaped. */
 function quoted(reason: string, max: number): string {
-  return escapeWithin(reason, max)
+  return escapeMrkdwn(reason, max)
     .split('\n')
     .map((line) => `>${line}`)
     .join('\n');
@@ -447,7 +338,7 @@ export function threadReply(outcome: ThreadReplyOutcome): SlackMessage {
     case 'expired':
       headline =
         outcome.status === 'expired' || outcome.outcome === 'expired'
-          ? `${emoji} *Cancelled*: the approval expired before anyone decided. Nothing ran.`
+          ? `${statusEmoji('expired')} *Cancelled*: the approval expired before anyone decided. Nothing ran.`
           : `${emoji} *Cancelled* by ${who}. Nothing ran.`;
       break;
     case 'blocked':
@@ -466,7 +357,7 @@ export function threadReply(outcome: ThreadReplyOutcome): SlackMessage {
       headline = `${emoji} *Failed*: the execution approved by ${who} did not succeed.`;
       break;
     default:
-      headline = `${emoji} *${escapeWithin(humanize(outcome.outcome), 100)}* (${escapeWithin(outcome.status, 100)}), ${who}.`;
+      headline = `${emoji} *${escapeMrkdwn(humanize(outcome.outcome), 100)}* (${escapeMrkdwn(outcome.status, 100)}), ${who}.`;
   }
 
   let body = headline;
@@ -478,7 +369,7 @@ export function threadReply(outcome: ThreadReplyOutcome): SlackMessage {
   // Notifications show only `text`: carry the reason there too, on one line.
   let text = headline;
   if (reason && outcome.outcome !== 'executed') {
-    text += `${headline.endsWith(':') ? ' ' : ' Reason: '}${escapeWithin(reason.replace(/\s+/g, ' '), 300)}`;
+    text += `${headline.endsWith(':') ? ' ' : ' Reason: '}${escapeMrkdwn(reason.replace(/\s+/g, ' '), 300)}`;
   }
   return { text, blocks: [{ type: 'section', text: mrkdwn(truncate(body, SLACK_LIMITS.sectionText)) }] };
 }
@@ -493,7 +384,7 @@ export function rejectReasonModal(approvalId: string, intent: string): Record<st
     submit: plainText('Reject'),
     close: plainText('Cancel'),
     blocks: [
-      { type: 'section', text: mrkdwn(`Rejecting: *${escapeWithin(intent, 500)}*\nThe agent and the thread see your reason.`) },
+      { type: 'section', text: mrkdwn(`Rejecting: *${escapeMrkdwn(intent, 500)}*\nThe agent and the thread see your reason.`) },
       {
         type: 'input',
         block_id: REJECT_REASON_BLOCK_ID,
@@ -519,13 +410,3 @@ export function ephemeralText(text: string): SlackMessage {
   return { text: cut, blocks: [{ type: 'section', text: mrkdwn(cut) }] };
 }
 
-/** Cuts mrkdwn without leaving half an entity (`&am`) or half a `<…>` control sequence. */
-function truncateMrkdwn(text: string, max: number): string {
-  if (text.length <= max) return text;
-  let head = truncate(text, max).slice(0, -1);
-  const openAngle = head.lastIndexOf('<');
-  if (openAngle > head.lastIndexOf('>')) head = head.slice(0, openAngle);
-  const amp = head.lastIndexOf('&');
-  if (amp !== -1 && head.indexOf(';', amp) === -1 && head.length - amp <= 5) head = head.slice(0, amp);
-  return head + ELLIPSIS;
-}

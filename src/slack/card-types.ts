@@ -1,4 +1,5 @@
 import type { DriftReport } from '../calls/state-verify.ts';
+import type { RiskLevel } from '../vocabulary.ts';
 
 /** What an approval card shows: plain data, built from an approval row by the Slack notifier. */
 export interface ApprovalCardInput {
@@ -7,7 +8,7 @@ export interface ApprovalCardInput {
   intent: string;
   tool: string;
   agent_id: string;
-  risk: 'low' | 'medium' | 'high' | 'critical';
+  risk: RiskLevel;
   /** The resolved entity (`entity_resolution.entity_id`), if any. */
   entity: string | null;
   expires_at: Date;

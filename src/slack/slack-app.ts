@@ -4,7 +4,16 @@ import type { FastifyInstance } from 'fastify';
 import { SelfApprovalError, type ApprovalService, type ApproverActor } from '../approvals/approval-service.ts';
 import type { SlackConfig } from '../config.ts';
 import { AppError, ConflictError } from '../errors.ts';
-import { REJECT_MODAL_CALLBACK_ID, REJECT_REASON_ACTION_ID, REJECT_REASON_BLOCK_ID, ephemeralText, rejectReasonModal } from './blocks.ts';
+import {
+  APPROVE_ACTION_ID,
+  REFETCH_ACTION_ID,
+  REJECT_ACTION_ID,
+  REJECT_MODAL_CALLBACK_ID,
+  REJECT_REASON_ACTION_ID,
+  REJECT_REASON_BLOCK_ID,
+  ephemeralText,
+  rejectReasonModal,
+} from './blocks.ts';
 import type { SlackMessage } from './card-types.ts';
 import { FastifyBoltReceiver } from './fastify-receiver.ts';
 import type { SlackNotifier } from './slack-notifier.ts';
@@ -143,7 +152,7 @@ export function createSlackApp(deps: SlackAppDeps) {
 
   const slackActor = (user: string): ApproverActor => ({ approver: user, via: 'slack' });
 
-  bolt.action<BlockAction<ButtonAction>>('approval_approve', async ({ ack, body, action, respond }) => {
+  bolt.action<BlockAction<ButtonAction>>(APPROVE_ACTION_ID, async ({ ack, body, action, respond }) => {
     await ack();
     const id = action.value ?? '';
     const tell = clickTeller(body, respond, id);
@@ -156,7 +165,7 @@ export function createSlackApp(deps: SlackAppDeps) {
     });
   });
 
-  bolt.action<BlockAction<ButtonAction>>('approval_reject', async ({ ack, body, action, respond, client: boltClient }) => {
+  bolt.action<BlockAction<ButtonAction>>(REJECT_ACTION_ID, async ({ ack, body, action, respond, client: boltClient }) => {
     await ack();
     const id = action.value ?? '';
     const tell = clickTeller(body, respond, id);
@@ -174,7 +183,7 @@ export function createSlackApp(deps: SlackAppDeps) {
     await boltClient.views.open({ trigger_id: body.trigger_id, view: rejectReasonModal(approval.id, intent) as never });
   });
 
-  bolt.action<BlockAction<ButtonAction>>('approval_refetch', async ({ ack, body, action, respond }) => {
+  bolt.action<BlockAction<ButtonAction>>(REFETCH_ACTION_ID, async ({ ack, body, action, respond }) => {
     await ack();
     const id = action.value ?? '';
     const tell = clickTeller(body, respond, id);

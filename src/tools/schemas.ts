@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { RISK_LEVELS } from '../vocabulary.ts';
 
 const KEY_PART = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
@@ -12,7 +13,7 @@ export const stateRefetchSchema = z
   .strict();
 export type StateRefetchSpec = z.infer<typeof stateRefetchSchema>;
 
-const riskSchema = z.enum(['low', 'medium', 'high', 'critical']);
+const riskSchema = z.enum(RISK_LEVELS);
 const jsonSchemaObject = z.record(z.string(), z.unknown());
 
 const cardOverrides = {

@@ -1,6 +1,7 @@
 /** What Invoke knows about one tool: its capability card. */
-export type RiskLevel = 'low' | 'medium' | 'high' | 'critical';
-export const RISK_LEVELS: readonly RiskLevel[] = ['low', 'medium', 'high', 'critical'];
+import type { RiskLevel } from '../vocabulary.ts';
+
+export { RISK_LEVELS, type RiskLevel } from '../vocabulary.ts';
 
 export interface StateRefetch {
   tool: string;

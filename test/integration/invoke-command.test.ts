@@ -397,6 +397,8 @@ describe('/invoke command', () => {
     it('answers an unknown window with a clear message', async () => {
       expect(textOf(await run('stats 3y'))).toContain('Unknown window "3y": use 24h or 7d.');
       expect(textOf(await run('stats 24h 7d'))).toContain('stats takes at most one window');
+      // A name every object has is not a window (it once reached the store as an invalid date).
+      expect(textOf(await run('stats constructor'))).toContain('Unknown window "constructor": use 24h or 7d.');
     });
   });
 

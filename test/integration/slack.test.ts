@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { BuiltApp } from '../../src/app.ts';
+import { APPROVE_ACTION_ID, REFETCH_ACTION_ID, REJECT_ACTION_ID, REJECT_MODAL_CALLBACK_ID, REJECT_REASON_ACTION_ID, REJECT_REASON_BLOCK_ID } from '../../src/slack/blocks.ts';
 import { signSlackRequest } from '../../src/slack/verify-request.ts';
 import { startSlackEmulator } from '../../demo/slack-emulator.ts';
 import { buildApp } from '../../src/app.ts';
@@ -148,7 +149,7 @@ describe('Slack app', () => {
       type: 'view_submission',
       user: { id: user },
       team: { id: 'T1' },
-      view: { id: 'V1', callback_id: 'approval_reject_modal', private_metadata: approvalId, state: { values: { reason: { reason_input: { type: 'plain_text_input', value: reason } } } } },
+      view: { id: 'V1', callback_id: REJECT_MODAL_CALLBACK_ID, private_metadata: approvalId, state: { values: { [REJECT_REASON_BLOCK_ID]: { [REJECT_REASON_ACTION_ID]: { type: 'plain_text_input', value: reason } } } } },
     });
   }
 
@@ -163,7 +164,7 @@ describe('Slack app', () => {
     expect(typeof post.args['text']).toBe('string');
     const blocks = post.args['blocks'] as Array<{ type: string; elements?: Array<{ action_id: string; value: string }> }>;
     const actions = blocks.find((b) => b.type === 'actions')!;
-    expect(actions.elements!.map((e) => e.action_id)).toEqual(['approval_approve', 'approval_reject', 'approval_refetch']);
+    expect(actions.elements!.map((e) => e.action_id)).toEqual([APPROVE_ACTION_ID, REJECT_ACTION_ID, REFETCH_ACTION_ID]);
     expect(actions.elements!.every((e) => e.value === id)).toBe(true);
     expect(JSON.stringify(blocks)).toContain('truncated');
     expect(ts).toBeTruthy();
@@ -172,14 +173,14 @@ describe('Slack app', () => {
   it('approves on a click: acks at once, runs once, updates the card and replies in its thread', async () => {
     const before = tools.count('POST', '/remind');
     const { id, callId, ts } = await freezeAndPost();
-    const { request } = click('approval_approve', id, ALICE, ts);
+    const { request } = click(APPROVE_ACTION_ID, id, ALICE, ts);
     const res = await request;
     expect(res.status).toBe(200);
     expect(res.elapsed).toBeLessThan(3000);
     await waitFor(async () => (await statusOf(id)) === 'executed');
     expect(tools.count('POST', '/remind')).toBe(before + 1);
     const update = await delivered('chat.update', (args) => args['ts'] === ts);
-    expect(JSON.stringify(update.args['blocks'])).not.toContain('approval_approve');
+    expect(JSON.stringify(update.args['blocks'])).not.toContain(APPROVE_ACTION_ID);
     expect(JSON.stringify(update.args['blocks'])).toContain(`<@${ALICE}>`);
     const reply = await delivered('chat.postMessage', (args) => args['thread_ts'] === ts);
     expect(String(reply.args['text'])).toMatch(/xecuted/);
@@ -190,7 +191,7 @@ describe('Slack app', () => {
 
   it('lets members of an approver user group decide', async () => {
     const { id, ts } = await freezeAndPost();
-    await click('approval_approve', id, CAROL, ts).request;
+    await click(APPROVE_ACTION_ID, id, CAROL, ts).request;
     await waitFor(async () => (await statusOf(id)) === 'executed');
     expect(slack.callsTo('usergroups.users.list').some((c) => c.args['usergroup'] === 'S0LEADS')).toBe(true);
   });
@@ -198,7 +199,7 @@ describe('Slack app', () => {
   it('tells an unauthorised clicker ephemerally and leaves the card alone', async () => {
     const { id, ts } = await freezeAndPost();
     const updatesBefore = slack.callsTo('chat.update').length;
-    const { request, responseId } = click('approval_approve', id, BOB, ts);
+    const { request, responseId } = click(APPROVE_ACTION_ID, id, BOB, ts);
     expect((await request).status).toBe(200);
     const response = await waitFor(async () => slack.responses.find((r) => r.id === responseId));
     expect(response.body).toMatchObject({ response_type: 'ephemeral' });
@@ -213,13 +214,13 @@ describe('Slack app', () => {
     const { id, ts } = await freezeAndPost({ key: ALICE_AGENT_KEY });
     const updatesBefore = slack.callsTo('chat.update').length;
 
-    const approveClick = click('approval_approve', id, ALICE, ts);
+    const approveClick = click(APPROVE_ACTION_ID, id, ALICE, ts);
     expect((await approveClick.request).status).toBe(200);
     const approveAnswer = await waitFor(async () => slack.responses.find((r) => r.id === approveClick.responseId));
     expect(approveAnswer.body).toMatchObject({ response_type: 'ephemeral' });
     expect(JSON.stringify(approveAnswer.body)).toMatch(/You requested this call/);
 
-    const rejectClick = click('approval_reject', id, ALICE, ts);
+    const rejectClick = click(REJECT_ACTION_ID, id, ALICE, ts);
     await rejectClick.request;
     const rejectAnswer = await waitFor(async () => slack.responses.find((r) => r.id === rejectClick.responseId));
     expect(JSON.stringify(rejectAnswer.body)).toMatch(/You requested this call/);
@@ -236,7 +237,7 @@ describe('Slack app', () => {
     expect(tools.count('POST', '/remind')).toBe(before);
 
     // Someone else decides, and it runs once.
-    await click('approval_approve', id, CAROL, ts).request;
+    await click(APPROVE_ACTION_ID, id, CAROL, ts).request;
     await waitFor(async () => (await statusOf(id)) === 'executed');
     expect(tools.count('POST', '/remind')).toBe(before + 1);
   });
@@ -249,7 +250,7 @@ describe('Slack app', () => {
     it('still records the decision and answers the clicker with an ephemeral in the channel', async () => {
       const { id, ts } = await freezeAndPost({ contract: { approvals_required: 2 } });
       const logged = logs.length;
-      expect((await click('approval_approve', id, ALICE, ts, 'card without response_url').request).status).toBe(200);
+      expect((await click(APPROVE_ACTION_ID, id, ALICE, ts, 'card without response_url').request).status).toBe(200);
       const told = await ephemeralTo(ALICE, /Your approval is recorded \(1 of 2\)/);
       expect(told.args['channel']).toBe(CHANNEL);
       const votes = await built.store.db.selectFrom('approval_votes').select('approver').where('approval_id', '=', id).execute();
@@ -260,12 +261,12 @@ describe('Slack app', () => {
     it('from App Home (no channel either): answers in the card channel, refuses without an error', async () => {
       const { id, ts } = await freezeAndPost();
       const logged = logs.length;
-      await click('approval_approve', id, BOB, ts, 'home').request;
+      await click(APPROVE_ACTION_ID, id, BOB, ts, 'home').request;
       const told = await ephemeralTo(BOB, /not allowed/);
       expect(told.args['channel']).toBe(CHANNEL);
-      await click('approval_approve', id, ALICE, ts, 'home').request;
+      await click(APPROVE_ACTION_ID, id, ALICE, ts, 'home').request;
       await waitFor(async () => (await statusOf(id)) === 'executed');
-      await click('approval_approve', id, CAROL, ts, 'home').request;
+      await click(APPROVE_ACTION_ID, id, CAROL, ts, 'home').request;
       await ephemeralTo(CAROL, /already executed/);
       expect(errorsLogged(logged)).toEqual([]);
     });
@@ -274,7 +275,7 @@ describe('Slack app', () => {
       const res = await send(built.app, 'POST', '/v1/call', { tool: 'billing.send_reminder', params: { invoice_id: 'inv_2' }, agent_id: 'a', approval_contract: { intent: 'not posted yet' } });
       const id = res.body.approval.id as string;
       const logged = logs.length;
-      await click('approval_approve', id, BOB, 'no-ts', 'home').request;
+      await click(APPROVE_ACTION_ID, id, BOB, 'no-ts', 'home').request;
       await waitFor(async () => logs.slice(logged).find((line) => line.level === 20 && /not told/.test(line.msg ?? '')));
       expect(errorsLogged(logged)).toEqual([]);
       expect(await statusOf(id)).toBe('pending');
@@ -283,7 +284,7 @@ describe('Slack app', () => {
 
   it('refuses forged, stale and future signatures with 401, and runs nothing', async () => {
     const { id, ts } = await freezeAndPost();
-    const body = new URLSearchParams({ payload: JSON.stringify({ type: 'block_actions', user: { id: ALICE }, actions: [{ action_id: 'approval_approve', value: id }], container: { message_ts: ts } }) }).toString();
+    const body = new URLSearchParams({ payload: JSON.stringify({ type: 'block_actions', user: { id: ALICE }, actions: [{ action_id: APPROVE_ACTION_ID, value: id }], container: { message_ts: ts } }) }).toString();
     const now = Math.floor(Date.now() / 1000);
     expect((await slackRequest(body, 'application/x-www-form-urlencoded', now, 'wrong-secret')).status).toBe(401);
     expect((await slackRequest(body, 'application/x-www-form-urlencoded', now - 301)).status).toBe(401);
@@ -297,11 +298,11 @@ describe('Slack app', () => {
   it('a double click (or a replayed request) decides once; the second clicker hears the status', async () => {
     const before = tools.count('POST', '/remind');
     const { id, ts } = await freezeAndPost();
-    const first = click('approval_approve', id, ALICE, ts);
-    const second = click('approval_approve', id, ALICE, ts);
+    const first = click(APPROVE_ACTION_ID, id, ALICE, ts);
+    const second = click(APPROVE_ACTION_ID, id, ALICE, ts);
     await Promise.all([first.request, second.request]);
     await waitFor(async () => (await statusOf(id)) === 'executed');
-    const third = click('approval_approve', id, ALICE, ts);
+    const third = click(APPROVE_ACTION_ID, id, ALICE, ts);
     await third.request;
     const told = await waitFor(async () => slack.responses.find((r) => r.id === third.responseId));
     expect(JSON.stringify(told.body)).toMatch(/already executed/);
@@ -310,18 +311,18 @@ describe('Slack app', () => {
 
   it('rejects through a modal that asks for the reason', async () => {
     const { id, ts } = await freezeAndPost();
-    const { request } = click('approval_reject', id, ALICE, ts);
+    const { request } = click(REJECT_ACTION_ID, id, ALICE, ts);
     expect((await request).status).toBe(200);
     const opened = await waitFor(async () => slack.callsTo('views.open').find((c) => (c.args['view'] as { private_metadata?: string }).private_metadata === id));
     const view = opened.args['view'] as { callback_id: string };
-    expect(view.callback_id).toBe('approval_reject_modal');
+    expect(view.callback_id).toBe(REJECT_MODAL_CALLBACK_ID);
 
     const submit = (reason: string) =>
       interaction({
         type: 'view_submission',
         user: { id: ALICE },
         team: { id: 'T1' },
-        view: { id: 'V1', callback_id: 'approval_reject_modal', private_metadata: id, state: { values: { reason: { reason_input: { type: 'plain_text_input', value: reason } } } } },
+        view: { id: 'V1', callback_id: REJECT_MODAL_CALLBACK_ID, private_metadata: id, state: { values: { [REJECT_REASON_BLOCK_ID]: { [REJECT_REASON_ACTION_ID]: { type: 'plain_text_input', value: reason } } } } },
       });
     const empty = await submit('   ');
     expect(JSON.parse(empty.body)).toMatchObject({ response_action: 'errors', errors: { reason: expect.any(String) } });
@@ -335,7 +336,7 @@ describe('Slack app', () => {
   it('refetch updates the card with the current drift and decides nothing', async () => {
     const { id, ts } = await freezeAndPost();
     invoice = { ...invoice, balance: 40 };
-    await click('approval_refetch', id, ALICE, ts).request;
+    await click(REFETCH_ACTION_ID, id, ALICE, ts).request;
     await waitFor(async () => {
       await deliver();
       return slack.callsTo('chat.update').find((c) => c.args['ts'] === ts);
@@ -343,14 +344,14 @@ describe('Slack app', () => {
     const update = slack.callsTo('chat.update').filter((c) => c.args['ts'] === ts).at(-1)!;
     const text = JSON.stringify(update.args['blocks']);
     expect(text).toContain('balance');
-    expect(text).toContain('approval_approve');
+    expect(text).toContain(APPROVE_ACTION_ID);
     expect(await statusOf(id)).toBe('pending');
   });
 
   it('requeues on drift: the fresh card goes into the same thread, showing what changed', async () => {
     const { id, ts } = await freezeAndPost();
     invoice = { ...invoice, balance: 40 };
-    await click('approval_approve', id, ALICE, ts).request;
+    await click(APPROVE_ACTION_ID, id, ALICE, ts).request;
     await waitFor(async () => (await statusOf(id)) === 'invalidated');
     const freshId = (await built.store.db.selectFrom('approvals').select('id').where('previous_approval_id', '=', id).executeTakeFirstOrThrow()).id;
     const card = await delivered('chat.postMessage', (args) => args['thread_ts'] === ts && JSON.stringify(args['blocks']).includes(`"value":"${freshId}"`));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { slackMessageLink } from '../../src/slack/invoke-command.ts';
+import { slackMessageLink } from '../../src/slack/mrkdwn.ts';
 import { invokeHttpTool } from '../../src/tools/http-invoker.ts';
 import { isForbiddenAddress } from '../../src/tools/ssrf-guard.ts';
 

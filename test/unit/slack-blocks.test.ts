@@ -1,15 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import {
-  SLACK_LIMITS,
+  APPROVE_ACTION_ID,
+  REFETCH_ACTION_ID,
+  REJECT_ACTION_ID,
+  REJECT_MODAL_CALLBACK_ID,
+  REJECT_REASON_ACTION_ID,
+  REJECT_REASON_BLOCK_ID,
   approvalCard,
   decidedCard,
   ephemeralText,
-  escapeText,
   refetchedCard,
   rejectReasonModal,
   threadReply,
-  truncate,
 } from '../../src/slack/blocks.ts';
+import { SLACK_LIMITS, escapeText, truncate } from '../../src/slack/mrkdwn.ts';
 import type { ApprovalCardInput, DecidedCardInput, SlackMessage } from '../../src/slack/card-types.ts';
 
 const expiresAt = new Date('2026-03-02T15:30:00.000Z');
@@ -175,9 +179,9 @@ describe('approvalCard', () => {
     const actions = blockOfType(approvalCard(cardInput()), 'actions')!;
     const buttons = actions.elements as Node[];
     expect(buttons.map((b) => [b.action_id, b.style, b.value])).toEqual([
-      ['approval_approve', 'primary', 'apr_01HV3K8M'],
-      ['approval_reject', 'danger', 'apr_01HV3K8M'],
-      ['approval_refetch', undefined, 'apr_01HV3K8M'],
+      [APPROVE_ACTION_ID, 'primary', 'apr_01HV3K8M'],
+      [REJECT_ACTION_ID, 'danger', 'apr_01HV3K8M'],
+      [REFETCH_ACTION_ID, undefined, 'apr_01HV3K8M'],
     ]);
     expect(buttons.every((b) => b.confirm === undefined)).toBe(true);
   });
@@ -428,7 +432,7 @@ describe('rejectReasonModal', () => {
     const view = rejectReasonModal('apr_01HV3K8M', 'Refund <all> & more');
     expect(view).toMatchObject({
       type: 'modal',
-      callback_id: 'approval_reject_modal',
+      callback_id: REJECT_MODAL_CALLBACK_ID,
       private_metadata: 'apr_01HV3K8M',
       submit: { type: 'plain_text', text: 'Reject' },
       close: { type: 'plain_text', text: 'Cancel' },
@@ -436,8 +440,8 @@ describe('rejectReasonModal', () => {
     const blocks = view.blocks as Node[];
     expect(blocks[1]).toMatchObject({
       type: 'input',
-      block_id: 'reason',
-      element: { type: 'plain_text_input', action_id: 'reason_input', multiline: true, min_length: 1, max_length: 2000 },
+      block_id: REJECT_REASON_BLOCK_ID,
+      element: { type: 'plain_text_input', action_id: REJECT_REASON_ACTION_ID, multiline: true, min_length: 1, max_length: 2000 },
     });
     expect(textOf(blocks[0]!.text)).toContain('Refund &lt;all&gt; &amp; more');
     expect(String(textOf(view.title)).length).toBeLessThanOrEqual(24);
