@@ -26,6 +26,15 @@ type Db = Kysely<Database> | Transaction<Database>;
 
 /** Approvals change state only through conditional updates of a pending row. */
 export function createApprovalsRepository(db: Kysely<Database>) {
+  async function voteCount(id: string, trx: Db = db): Promise<number> {
+    const row = await trx
+      .selectFrom('approval_votes')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('approval_id', '=', id)
+      .executeTakeFirst();
+    return Number(row?.n ?? 0);
+  }
+
   return {
     async insertApproval(trx: Transaction<Database>, approval: NewApproval): Promise<void> {
       await trx
@@ -169,17 +178,10 @@ export function createApprovalsRepository(db: Kysely<Database>) {
     /** Records a distinct approver's vote; returns how many distinct approvers have voted. */
     async addVote(id: string, approver: string): Promise<number> {
       await db.insertInto('approval_votes').values({ approval_id: id, approver }).onConflict((oc) => oc.doNothing()).execute();
-      return this.voteCount(id);
+      return voteCount(id);
     },
 
-    async voteCount(id: string, trx: Db = db): Promise<number> {
-      const row = await trx
-        .selectFrom('approval_votes')
-        .select((eb) => eb.fn.countAll<string>().as('n'))
-        .where('approval_id', '=', id)
-        .executeTakeFirst();
-      return Number(row?.n ?? 0);
-    },
+    voteCount,
 
     /** Votes of many approvals in one statement (approvals without votes are absent). */
     async voteCounts(trx: Db, ids: string[]): Promise<Map<string, number>> {

@@ -317,7 +317,8 @@ export function createCallService(deps: CallServiceDeps) {
      * A frozen call, checked again before its approval is claimed (the tool may be gone, its
      * schema changed), then run through the same path as a live call (failure policy,
      * reconciliation, traces). Scope limits of the requester's key were checked at freeze time;
-     * the approval stands for them.
+     * the approval stands for them. The recovery sweep uses it too (`purpose: 'recovery'`), to
+     * learn how an interrupted call can be reconciled.
      */
     async prepareApproved(request: CallRequest, requesterKeyId: string, purpose = 'approved checkpoint'): Promise<ApprovedCall> {
       const identity: KeyIdentity = { id: requesterKeyId, name: purpose, fullAccess: true };
@@ -345,8 +346,7 @@ export function createCallService(deps: CallServiceDeps) {
     async call(identity: KeyIdentity, body: unknown, options: { idempotencyKeyHeader?: string } = {}): Promise<CallResult> {
       const started = performance.now();
       const prepared = await prepare(identity, body, options.idempotencyKeyHeader);
-      const { request, idempotencyKey, tool } = prepared;
-      // Checked on the way in only: an approval frozen under an older approver list still thaws.
+      const { request, idempotencyKey } = prepared;
       freezer.assertRequestable(request);
       const callId = newId('call');
       const newCall = {

@@ -14,6 +14,16 @@ const CLAIM_SECONDS = 60;
 
 /** The outbox table: durable Slack posts and agent callbacks, written with the change they report. */
 export function createOutboxRepository(db: Kysely<Database>) {
+  /** Many outbox rows of one kind in one statement, and one wake-up. */
+  async function enqueueMany(trx: Db, kind: OutboxKind, rows: Array<{ target: string; payload: unknown }>): Promise<void> {
+    if (rows.length === 0) return;
+    await trx
+      .insertInto('outbox')
+      .values(rows.map((row) => ({ kind, target: row.target, payload: jsonb(row.payload) })))
+      .execute();
+    await sql`select pg_notify(${OUTBOX_CHANNEL}, ${kind})`.execute(trx);
+  }
+
   return {
     /**
      * Writes an outbox row in the caller's transaction, with a NOTIFY that Postgres sends only when
@@ -21,18 +31,10 @@ export function createOutboxRepository(db: Kysely<Database>) {
      * safety net.
      */
     async enqueue(trx: Db, kind: OutboxKind, target: string, payload: unknown): Promise<void> {
-      await this.enqueueMany(trx, kind, [{ target, payload }]);
+      await enqueueMany(trx, kind, [{ target, payload }]);
     },
 
-    /** Many outbox rows of one kind in one statement, and one wake-up. */
-    async enqueueMany(trx: Db, kind: OutboxKind, rows: Array<{ target: string; payload: unknown }>): Promise<void> {
-      if (rows.length === 0) return;
-      await trx
-        .insertInto('outbox')
-        .values(rows.map((row) => ({ kind, target: row.target, payload: jsonb(row.payload) })))
-        .execute();
-      await sql`select pg_notify(${OUTBOX_CHANNEL}, ${kind})`.execute(trx);
-    },
+    enqueueMany,
 
     /**
      * Claims the next due outbox row of a kind, just before it is sent: `FOR UPDATE SKIP LOCKED`,
