@@ -83,7 +83,7 @@ export interface SettleDeps {
   notifier: ApprovalNotifier;
 }
 
-export const SETTLED_EXPIRED = { outcome: 'cancelled', reason: 'expired' } as const;
+const SETTLED_EXPIRED = { outcome: 'cancelled', reason: 'expired' } as const;
 
 /**
  * Settling approvals: the one function every decision goes through (`settle`), the expiry (one

@@ -6,7 +6,7 @@ import { resolveIdempotencyKey } from '../calls/call-request.ts';
 import { newId, sha256Hex } from '../calls/fingerprint.ts';
 import { NotFoundError, ValidationError } from '../errors.ts';
 import { parseInput } from '../http/validation.ts';
-import type { ExecutionRow, ExecutionsRepository } from './executions-repository.ts';
+import type { Execution, ExecutionsRepository, ExecutionStatus } from './executions-repository.ts';
 
 export const WORKFLOWS = ['safe-tool-execution'] as const;
 
@@ -24,7 +24,7 @@ const executionRequestSchema = z
   .strict();
 
 /** What an execution's status says about the call it ran. */
-const EXECUTION_STATUS: Record<CallAnswer['status'], string> = {
+const EXECUTION_STATUS: Record<CallAnswer['status'], ExecutionStatus> = {
   executed: 'completed',
   outcome_reconciled: 'completed',
   pending_approval: 'pending_approval',
@@ -55,7 +55,7 @@ export interface ExecutionView {
  * idempotency key is the call's, namespaced, so a repeated key replays the same execution.
  */
 export function createExecutionService(executions: ExecutionsRepository, calls: CallService) {
-  function view(row: ExecutionRow): ExecutionView {
+  function view(row: Execution): ExecutionView {
     return {
       execution_id: row.id,
       workflow_id: row.workflow_id,
