@@ -5,6 +5,7 @@ import { createApprovalService, type ApprovalService } from './approvals/approva
 import { createApprovalWaiter } from './approvals/approval-waiter.ts';
 import { createApprovalsRepository } from './approvals/approvals-repository.ts';
 import { createCallbackOutbox, type CallbackOutbox } from './approvals/callback-outbox.ts';
+import { createApiKeysRepository } from './auth/api-keys-repository.ts';
 import { ensureBootstrapKey, loadKeyring } from './auth/keyring.ts';
 import { registerCallRoutes } from './calls/call-routes.ts';
 import { createCallService, type CallService } from './calls/call-service.ts';
@@ -13,10 +14,12 @@ import { createStateReader } from './calls/state-reader.ts';
 import { createStateService } from './calls/state-service.ts';
 import type { Config } from './config.ts';
 import { migrateToLatest } from './db/migrate.ts';
-import { OUTBOX_CHANNEL } from './db/outbox-claim.ts';
+import { createOutboxRepository, OUTBOX_CHANNEL } from './db/outbox-repository.ts';
+import { transactorFor } from './db/transact.ts';
 import { openStore, type Store } from './db/store.ts';
 import { registerExecutionRoutes } from './executions/execution-routes.ts';
 import { createExecutionService } from './executions/execution-service.ts';
+import { createExecutionsRepository } from './executions/executions-repository.ts';
 import { registerAuth } from './http/auth-hook.ts';
 import { lowLevelErrorOptions } from './http/client-errors.ts';
 import { registerErrorHandling } from './http/error-handler.ts';
@@ -34,7 +37,10 @@ import { createToolsRepository } from './tools/tools-repository.ts';
 import { registerTraceRoutes } from './traces/trace-routes.ts';
 import { createTracesRepository } from './traces/traces-repository.ts';
 import { startSweepSchedule } from './sweeps/sweep-scheduler.ts';
-import { createSweepService, type SweepService } from './sweeps/sweep-service.ts';
+import { createCallRecovery } from './sweeps/call-recovery.ts';
+import { createCronClaimsRepository } from './sweeps/cron-claims-repository.ts';
+import { createSweepService, SWEEP_ACTOR, type SweepService } from './sweeps/sweep-service.ts';
+import { createCallFreezer } from './approvals/freeze.ts';
 import { createInvokeCommand } from './slack/invoke-command.ts';
 import { createSlackApp, createSlackClient } from './slack/slack-app.ts';
 import { createSlackNotifier } from './slack/slack-notifier.ts';
@@ -104,8 +110,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   const serverRules: PolicyRule[] = config.policyFile ? (await loadPolicyFile(config.policyFile)).rules : [];
   const store = deps.store ?? (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }));
   await migrateToLatest(store.db);
-  const generatedApiKey = deps.headless ? null : await ensureBootstrapKey(config, store.db);
-  const keyring = await loadKeyring(config, store.db);
+  const apiKeys = createApiKeysRepository(store.db);
+  const generatedApiKey = deps.headless ? null : await ensureBootstrapKey(config, apiKeys);
+  const keyring = await loadKeyring(config, apiKeys);
+  const transact = transactorFor(store.db);
 
   const metrics = createMetrics();
   const fetchUrl = createFetchUrlTool({
@@ -124,31 +132,32 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   const callsRepository = createCallsRepository(store);
   const approvalsRepository = createApprovalsRepository(store.db);
   // Slack, when configured: approval cards and decisions go through its outbox.
-  const slackOutbox = config.slack ? createSlackOutbox(store.db, createSlackClient(config.slack)) : null;
-  const slackNotifier = config.slack && slackOutbox ? createSlackNotifier(store.db, slackOutbox, config.slack.approvalChannel, config.slack.approverIds) : null;
+  const outboxRepository = createOutboxRepository(store.db);
+  const slackOutbox = config.slack ? createSlackOutbox(outboxRepository, approvalsRepository, createSlackClient(config.slack)) : null;
+  const slackNotifier = config.slack && slackOutbox ? createSlackNotifier(transact, approvalsRepository, slackOutbox, config.slack.approvalChannel, config.slack.approverIds) : null;
   const notifier: ApprovalNotifier = slackNotifier ?? silentNotifier;
-  const callbacks = createCallbackOutbox(store.db, { secret: config.callbackSecret, allowHosts: config.callbackAllowHosts });
+  const callbacks = createCallbackOutbox(outboxRepository, { secret: config.callbackSecret, allowHosts: config.callbackAllowHosts });
   const tracesRepository = createTracesRepository(store.db);
   const calls = createCallService({
     config,
     registry,
     calls: callsRepository,
     traces: tracesRepository,
-    approvals: approvalsRepository,
+    transact,
+    freezer: createCallFreezer({ config, approvals: approvalsRepository, notifier }),
     assertCallbackUrl: callbacks.assertCallbackUrl,
-    notifier,
     metrics,
     serverRules,
     sleep: deps.sleep,
   });
   const stateReader = createStateReader(registry);
   const state = createStateService(stateReader);
-  const executions = createExecutionService(store.db, calls);
+  const executions = createExecutionService(createExecutionsRepository(store.db), calls);
   const waiter = createApprovalWaiter(store);
   await waiter.start();
   const approvalService = createApprovalService({
     config,
-    db: store.db,
+    transact,
     approvals: approvalsRepository,
     calls: callsRepository,
     callService: calls,
@@ -176,7 +185,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
           flushOutbox: deliverSlack,
           runCommand: createInvokeCommand({ db: store.db, traces: tracesRepository, calls: callsRepository, approvals: approvalService, registry }).run,
           cardChannel: async (id) =>
-            (await store.db.selectFrom('approvals').select('slack_channel').where('id', '=', id).executeTakeFirst())?.slack_channel ?? null,
+            (await approvalsRepository.slackCardOf(id))?.slack_channel ?? null,
           log: { debug: (obj, msg) => app.log.debug(obj, msg), warn: (obj, msg) => app.log.warn(obj, msg), error: (obj, msg) => app.log.error(obj, msg) },
         })
       : null;
@@ -184,13 +193,27 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   // and approvers hear back promptly.
   const sweeps = createSweepService({
     config,
-    db: store.db,
+    transact,
     approvals: approvalService,
+    approvalsRepository,
     calls: callsRepository,
-    callService: calls,
+    traces: tracesRepository,
+    recovery: createCallRecovery({
+      transact,
+      callService: calls,
+      calls: callsRepository,
+      traces: tracesRepository,
+      approvals: approvalsRepository,
+      approvalService,
+      stateReader,
+      notifier,
+      metrics,
+      actor: SWEEP_ACTOR,
+    }),
     registry,
     notifier,
     deliverOutbox,
+    trimCronClaims: createCronClaimsRepository(store.db).trimOlderThanADay,
     log: { warn: (obj, msg) => app.log.warn(obj, msg) },
   });
   // This process delivers as soon as an outbox row commits anywhere (NOTIFY at commit), and on

@@ -1,8 +1,7 @@
-import type { Transaction } from 'kysely';
 import type { CallAnswer } from '../calls/call-types.ts';
 import type { DriftReport } from '../calls/state-verify.ts';
-import type { Database } from '../db/schema.ts';
-import type { ApprovalRow, NewApproval } from './approvals-repository.ts';
+import type { Trx } from '../db/transact.ts';
+import type { Approval, ApprovalStatus, NewApproval } from './approval.ts';
 
 export interface ApprovalCreated {
   approval: NewApproval;
@@ -13,7 +12,7 @@ export interface ApprovalCreated {
 
 export interface ApprovalDecided {
   approvalId: string;
-  status: string;
+  status: ApprovalStatus;
   outcome: string;
   actor: string;
   reason?: string | null;
@@ -27,14 +26,14 @@ export interface ApprovalDecided {
  * writes (Slack posts in the outbox) commits or rolls back with the decision.
  */
 export interface ApprovalNotifier {
-  created(trx: Transaction<Database>, event: ApprovalCreated): Promise<void>;
-  decided(trx: Transaction<Database>, event: ApprovalDecided): Promise<void>;
+  created(trx: Trx, event: ApprovalCreated): Promise<void>;
+  decided(trx: Trx, event: ApprovalDecided): Promise<void>;
   /** Many decisions made in one statement (the expiry sweep), with the rows as they now are. */
-  decidedInBulk(trx: Transaction<Database>, decisions: Array<{ row: ApprovalRow; event: ApprovalDecided }>): Promise<void>;
+  decidedInBulk(trx: Trx, decisions: Array<{ row: Approval; event: ApprovalDecided }>): Promise<void>;
   /** An approval is close to expiry and still undecided. */
-  reminded(trx: Transaction<Database>, event: { approvalId: string; expiresAt: Date; approvers: string[] | null }): Promise<void>;
+  reminded(trx: Trx, event: { approvalId: string; expiresAt: Date; approvers: string[] | null }): Promise<void>;
   /** A call ended in an unknown outcome that nobody can reconcile automatically: a human should look. */
-  needsAttention(trx: Transaction<Database>, event: { callId: string; tool: string; agentId: string; reason: string }): Promise<void>;
+  needsAttention(trx: Trx, event: { callId: string; tool: string; agentId: string; reason: string }): Promise<void>;
 }
 
 export const silentNotifier: ApprovalNotifier = {

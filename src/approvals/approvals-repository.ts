@@ -1,31 +1,40 @@
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { ApprovalsTable, Database } from '../db/schema.ts';
 import { jsonb } from '../db/store.ts';
+import type { RiskLevel } from '../tools/types.ts';
+import type { Approval, ApprovalStatus, NewApproval } from './approval.ts';
+import type { Checkpoint } from './checkpoint.ts';
 
-export interface NewApproval {
-  id: string;
-  call_id: string;
-  api_key_id: string;
-  /** The person behind the requesting key, who may never decide it. */
-  requester_person: string;
-  agent_id: string;
-  tool: string;
-  risk: string;
-  reason: string;
-  checkpoint: Record<string, unknown>;
-  expires_at: Date;
-  approvals_required: number;
-  approvers: string[] | null;
-  previous_approval_id: string | null;
-  action_digest: string;
+export type { Approval, NewApproval } from './approval.ts';
+
+/**
+ * The row as the domain reads it: the jsonb columns cast once here (the freeze wrote them from
+ * these very types), text columns narrowed to their unions.
+ */
+function toApproval(row: Selectable<ApprovalsTable>): Approval {
+  const { reminded_at: _reminded, revalidated_at: _revalidated, ...rest } = row;
+  return {
+    ...rest,
+    status: row.status as ApprovalStatus,
+    risk: row.risk as RiskLevel,
+    checkpoint: row.checkpoint as Checkpoint,
+    approvers: row.approvers as string[] | null,
+  };
 }
-
-export type ApprovalRow = Selectable<ApprovalsTable>;
 
 type Db = Kysely<Database> | Transaction<Database>;
 
 /** Approvals change state only through conditional updates of a pending row. */
 export function createApprovalsRepository(db: Kysely<Database>) {
+  async function voteCount(id: string, trx: Db = db): Promise<number> {
+    const row = await trx
+      .selectFrom('approval_votes')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('approval_id', '=', id)
+      .executeTakeFirst();
+    return Number(row?.n ?? 0);
+  }
+
   return {
     async insertApproval(trx: Transaction<Database>, approval: NewApproval): Promise<void> {
       await trx
@@ -40,14 +49,96 @@ export function createApprovalsRepository(db: Kysely<Database>) {
         .execute();
     },
 
-    async findApproval(id: string, trx: Db = db): Promise<ApprovalRow | undefined> {
-      return trx.selectFrom('approvals').selectAll().where('id', '=', id).executeTakeFirst();
+    async findApproval(id: string, trx: Db = db): Promise<Approval | undefined> {
+      const row = await trx.selectFrom('approvals').selectAll().where('id', '=', id).executeTakeFirst();
+      return row && toApproval(row);
     },
 
-    async listApprovals(status: string | undefined, limit: number): Promise<ApprovalRow[]> {
+    /** The approval under its row lock (a Slack card refresh that must not race a decision). */
+    async lockApproval(trx: Transaction<Database>, id: string): Promise<Approval | undefined> {
+      const row = await trx.selectFrom('approvals').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+      return row && toApproval(row);
+    },
+
+    /** The approval whose call is running now (approved, not yet executed or failed). */
+    async findRunningFor(callId: string): Promise<Approval | undefined> {
+      const row = await db.selectFrom('approvals').selectAll().where('call_id', '=', callId).where('status', '=', 'approved').executeTakeFirst();
+      return row && toApproval(row);
+    },
+
+    async listApprovals(status: ApprovalStatus | undefined, limit: number): Promise<Approval[]> {
       let query = db.selectFrom('approvals').selectAll();
       if (status) query = query.where('status', '=', status);
-      return query.orderBy('created_at', 'asc').orderBy('id', 'asc').limit(limit).execute();
+      return (await query.orderBy('created_at', 'asc').orderBy('id', 'asc').limit(limit).execute()).map(toApproval);
+    },
+
+    /** Pending approvals past their expiry, oldest first. */
+    async listExpired(limit: number): Promise<Approval[]> {
+      const rows = await db
+        .selectFrom('approvals')
+        .selectAll()
+        .where('status', '=', 'pending')
+        .where('expires_at', '<=', sql<Date>`now()`)
+        .orderBy('expires_at')
+        .limit(limit)
+        .execute();
+      return rows.map(toApproval);
+    },
+
+    /** Pending, unexpired approvals whose contract has conditions, least recently revalidated first. */
+    async listRevalidatable(limit: number): Promise<Approval[]> {
+      const rows = await db
+        .selectFrom('approvals')
+        .selectAll()
+        .where('status', '=', 'pending')
+        .where('expires_at', '>', sql<Date>`now()`)
+        .where(sql<boolean>`coalesce(checkpoint->'contract'->'conditions', '{}'::jsonb) <> '{}'::jsonb`)
+        .orderBy(sql`revalidated_at nulls first`)
+        .orderBy('created_at')
+        .limit(limit)
+        .execute();
+      return rows.map(toApproval);
+    },
+
+    async markRevalidated(id: string): Promise<void> {
+      await db.updateTable('approvals').set({ revalidated_at: sql`now()` }).where('id', '=', id).execute();
+    },
+
+    /**
+     * Claims up to `limit` pending approvals that have lived `share` of their lifetime and were
+     * never reminded (SKIP LOCKED: replicas share them): each is reminded once.
+     */
+    async claimReminders(trx: Transaction<Database>, share: number, limit: number): Promise<Array<{ id: string; expires_at: Date; approvers: string[] | null }>> {
+      const rows = await trx
+        .updateTable('approvals')
+        .set({ reminded_at: sql`now()` })
+        .where(
+          'id',
+          'in',
+          trx
+            .selectFrom('approvals')
+            .select('id')
+            .where('status', '=', 'pending')
+            .where('reminded_at', 'is', null)
+            .where('expires_at', '>', sql<Date>`now()`)
+            .where(sql<boolean>`created_at + (expires_at - created_at) * ${share}::float8 <= now()`)
+            .limit(limit)
+            .forUpdate()
+            .skipLocked(),
+        )
+        .where('reminded_at', 'is', null)
+        .returning(['id', 'expires_at', 'approvers'])
+        .execute();
+      return rows.map((row) => ({ id: row.id, expires_at: row.expires_at, approvers: row.approvers as string[] | null }));
+    },
+
+    /** Where an approval's Slack card was posted, once it was. */
+    async slackCardOf(id: string): Promise<{ slack_channel: string | null; slack_ts: string | null; slack_thread_ts: string | null } | undefined> {
+      return db.selectFrom('approvals').select(['slack_channel', 'slack_ts', 'slack_thread_ts']).where('id', '=', id).executeTakeFirst();
+    },
+
+    async recordSlackCard(id: string, card: { channel: string; ts: string | null; threadTs: string | null }): Promise<void> {
+      await db.updateTable('approvals').set({ slack_channel: card.channel, slack_ts: card.ts, slack_thread_ts: card.threadTs }).where('id', '=', id).execute();
     },
 
     /**
@@ -58,9 +149,9 @@ export function createApprovalsRepository(db: Kysely<Database>) {
     async decidePending(
       trx: Transaction<Database>,
       id: string,
-      status: string,
+      status: ApprovalStatus,
       decision: Record<string, unknown>,
-      options: { unexpiredOnly?: boolean } = {},
+      options: { unexpiredOnly: boolean },
     ): Promise<boolean> {
       let query = trx
         .updateTable('approvals')
@@ -73,7 +164,7 @@ export function createApprovalsRepository(db: Kysely<Database>) {
     },
 
     /** Moves an approval that is executing to its final status, with what ran. */
-    async recordExecution(trx: Transaction<Database>, id: string, status: string, decision: Record<string, unknown>): Promise<boolean> {
+    async recordExecution(trx: Transaction<Database>, id: string, status: 'executed' | 'failed', decision: Record<string, unknown>): Promise<boolean> {
       const updated = await trx
         .updateTable('approvals')
         .set({ status, decision: jsonb(decision) })
@@ -87,12 +178,21 @@ export function createApprovalsRepository(db: Kysely<Database>) {
     /** Records a distinct approver's vote; returns how many distinct approvers have voted. */
     async addVote(id: string, approver: string): Promise<number> {
       await db.insertInto('approval_votes').values({ approval_id: id, approver }).onConflict((oc) => oc.doNothing()).execute();
-      const row = await db
+      return voteCount(id);
+    },
+
+    voteCount,
+
+    /** Votes of many approvals in one statement (approvals without votes are absent). */
+    async voteCounts(trx: Db, ids: string[]): Promise<Map<string, number>> {
+      if (ids.length === 0) return new Map();
+      const counts = await trx
         .selectFrom('approval_votes')
-        .select((eb) => eb.fn.countAll<string>().as('n'))
-        .where('approval_id', '=', id)
-        .executeTakeFirstOrThrow();
-      return Number(row.n);
+        .select(['approval_id', (eb) => eb.fn.countAll<string>().as('n')])
+        .where('approval_id', 'in', ids)
+        .groupBy('approval_id')
+        .execute();
+      return new Map(counts.map((c) => [c.approval_id, Number(c.n)]));
     },
 
     async votesFor(id: string): Promise<Array<{ approver: string; at: Date }>> {
@@ -115,8 +215,8 @@ export function createApprovalsRepository(db: Kysely<Database>) {
      * cancelled on expiry, oldest first (SKIP LOCKED: replicas share the backlog). Approvals
      * that escalate on expiry are left to the one-by-one path.
      */
-    async expireDue(trx: Transaction<Database>, limit: number, decision: Record<string, unknown>): Promise<ApprovalRow[]> {
-      return trx
+    async expireDue(trx: Transaction<Database>, limit: number, decision: Record<string, unknown>): Promise<Approval[]> {
+      const rows = await trx
         .updateTable('approvals')
         .set({ status: 'expired', decision: jsonb(decision), decided_at: sql`now()` })
         .where(
@@ -136,6 +236,7 @@ export function createApprovalsRepository(db: Kysely<Database>) {
         .where('status', '=', 'pending')
         .returningAll()
         .execute();
+      return rows.map(toApproval);
     },
 
     /** Audit rows of many approvals in one statement. */

@@ -1,8 +1,7 @@
 import { createHmac } from 'node:crypto';
-import type { Kysely, Transaction } from 'kysely';
 import { request } from 'undici';
-import type { Database } from '../db/schema.ts';
-import { claimDueOutboxRow, enqueueOutboxRow, markOutboxDelivered, rescheduleOutboxRow } from '../db/outbox-claim.ts';
+import type { OutboxRepository } from '../db/outbox-repository.ts';
+import type { Trx } from '../db/transact.ts';
 import { ValidationError } from '../errors.ts';
 import { assertUrlAllowed, createGuardedAgent, isSsrfBlockedError } from '../tools/ssrf-guard.ts';
 
@@ -29,7 +28,7 @@ export interface CallbackOutboxOptions {
  * delivered (signed) and retried with backoff until it succeeds or runs out of attempts. Rows
  * are claimed with `FOR UPDATE SKIP LOCKED`, so several replicas deliver without doubling.
  */
-export function createCallbackOutbox(db: Kysely<Database>, options: CallbackOutboxOptions) {
+export function createCallbackOutbox(outbox: OutboxRepository, options: CallbackOutboxOptions) {
   const agent = createGuardedAgent({ allowHosts: [...options.allowHosts], connectTimeoutMs: DELIVERY_TIMEOUT_MS });
 
   return {
@@ -46,8 +45,8 @@ export function createCallbackOutbox(db: Kysely<Database>, options: CallbackOutb
       }
     },
 
-    async enqueue(trx: Transaction<Database>, url: string, payload: Record<string, unknown>): Promise<void> {
-      await enqueueOutboxRow(trx, 'callback', url, payload);
+    async enqueue(trx: Trx, url: string, payload: Record<string, unknown>): Promise<void> {
+      await outbox.enqueue(trx, 'callback', url, payload);
     },
 
     /**
@@ -59,7 +58,7 @@ export function createCallbackOutbox(db: Kysely<Database>, options: CallbackOutb
       let delivered = 0;
       let failed = 0;
       for (let i = 0; i < limit; i++) {
-        const row = await claimDueOutboxRow(db, 'callback');
+        const row = await outbox.claimDue('callback');
         if (!row) break;
         const body = JSON.stringify(row.payload);
         let error: string | null = null;
@@ -80,10 +79,10 @@ export function createCallbackOutbox(db: Kysely<Database>, options: CallbackOutb
         }
         if (error === null) {
           delivered++;
-          await markOutboxDelivered(db, row.id);
+          await outbox.markDelivered(row.id);
         } else {
           failed++;
-          await rescheduleOutboxRow(db, row.id, nextDelaySeconds(row.attempts), error, row.attempts >= MAX_ATTEMPTS);
+          await outbox.reschedule(row.id, nextDelaySeconds(row.attempts), error, row.attempts >= MAX_ATTEMPTS);
         }
       }
       return { delivered, failed };

@@ -3,22 +3,15 @@ import { newId } from '../calls/fingerprint.ts';
 import type { Config } from '../config.ts';
 import type { MatchedRule } from '../policy/policy.ts';
 import type { CapabilityCard } from '../tools/types.ts';
-import type { NewApproval } from './approvals-repository.ts';
+import type { CallFreezer, FreezeRequest } from '../calls/call-freezer.ts';
+import type { ApprovalSummary } from '../calls/call-types.ts';
+import type { ApprovalNotifier } from './approval-notifier.ts';
+import type { ApprovalsRepository } from './approvals-repository.ts';
+import { assertEscalationAllowed } from './escalation.ts';
+import type { NewApproval } from './approval.ts';
 import { actionDigest, actionOf, type Checkpoint } from './checkpoint.ts';
 
-export interface FreezeInput {
-  request: CallRequest;
-  card: CapabilityCard;
-  callId: string;
-  /** The requesting key's id. */
-  requester: string;
-  /** The person behind the requesting key (its `approver_id`, else the key id). */
-  requesterPerson: string;
-  reason: string;
-  policyRule: MatchedRule | null;
-  frozenState: Record<string, unknown> | null;
-  frozenStateError?: string;
-  failure?: Checkpoint['failure'];
+export interface FreezeInput extends FreezeRequest {
   /** Set when this approval replaces another (requeue after drift, escalation after expiry). */
   previousApprovalId?: string;
   /** Who may decide, when not the default approvers (escalation). */
@@ -26,21 +19,12 @@ export interface FreezeInput {
   expiresAt?: Date;
 }
 
+export type { ApprovalSummary };
+
 export interface PendingApproval {
   row: NewApproval;
   /** What the agent's answer shows of it. */
   summary: ApprovalSummary;
-}
-
-export interface ApprovalSummary {
-  id: string;
-  status: string;
-  reason: string;
-  risk: string;
-  expires_at: string;
-  approvals_required: number;
-  frozen_state: Record<string, unknown> | null;
-  previous_approval_id?: string;
 }
 
 /** How many distinct approvers must approve: the rule's or contract's quorum, at least two for critical risk. */
@@ -84,7 +68,7 @@ export function buildPendingApproval(config: Config, input: FreezeInput): Pendin
       tool: request.tool,
       risk: card.risk,
       reason: input.reason,
-      checkpoint: checkpoint as unknown as Record<string, unknown>,
+      checkpoint,
       expires_at: expiresAt,
       approvals_required: required,
       approvers: input.approvers ?? null,
@@ -100,6 +84,32 @@ export function buildPendingApproval(config: Config, input: FreezeInput): Pendin
       approvals_required: required,
       frozen_state: input.frozenState,
       ...(input.previousApprovalId ? { previous_approval_id: input.previousApprovalId } : {}),
+    },
+  };
+}
+
+/**
+ * The approvals side of a freeze, for the calls folder (which never imports approvals): builds
+ * the pending approval and stores it, with its Slack card, in the call's transaction.
+ */
+export function createCallFreezer(deps: { config: Config; approvals: Pick<ApprovalsRepository, 'insertApproval'>; notifier: ApprovalNotifier }): CallFreezer {
+  const { config, approvals, notifier } = deps;
+  return {
+    assertRequestable(request) {
+      // Checked on the way in only: an approval frozen under an older approver list still thaws.
+      const configuredApprovers = [...config.approvers, ...(config.slack?.approverIds ?? [])];
+      assertEscalationAllowed(request.approval_contract?.escalate_to, configuredApprovers, 'approval_contract.escalate_to');
+      (request.policy?.rules ?? []).forEach((rule, i) => assertEscalationAllowed(rule.escalate_to, configuredApprovers, `policy.rules[${i}].escalate_to`));
+    },
+    freeze(input) {
+      const pending = buildPendingApproval(config, input);
+      return {
+        summary: pending.summary,
+        async store(trx) {
+          await approvals.insertApproval(trx, pending.row);
+          await notifier.created(trx, { approval: pending.row });
+        },
+      };
     },
   };
 }

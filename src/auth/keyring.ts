@@ -1,7 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Kysely } from 'kysely';
 import type { Config, ScopedKeyConfig } from '../config.ts';
-import type { Database } from '../db/schema.ts';
+import type { ApiKeysRepository } from './api-keys-repository.ts';
 
 /** Who is calling: derived from the API key, never from the request body. */
 export interface KeyIdentity {
@@ -67,7 +66,7 @@ export function createKeyring(entries: KeyEntry[]): Keyring {
 }
 
 /** Keys from the environment plus full-access keys whose hashes are in the store. */
-export async function loadKeyring(config: Config, db: Kysely<Database>): Promise<Keyring> {
+export async function loadKeyring(config: Config, apiKeys: ApiKeysRepository): Promise<Keyring> {
   const entries: KeyEntry[] = [];
   for (const key of config.apiKeys) {
     const hash = hashKey(key);
@@ -78,7 +77,7 @@ export async function loadKeyring(config: Config, db: Kysely<Database>): Promise
     const id = keyIdFor(hash);
     entries.push({ hash, identity: { id, name: limits.name ?? id, fullAccess: false, limits } });
   }
-  const stored = await db.selectFrom('api_keys').select(['id', 'key_hash', 'name']).execute();
+  const stored = await apiKeys.listStored();
   for (const row of stored) {
     entries.push({ hash: Buffer.from(row.key_hash, 'hex'), identity: { id: row.id, name: row.name, fullAccess: true } });
   }
@@ -89,17 +88,11 @@ export async function loadKeyring(config: Config, db: Kysely<Database>): Promise
  * With no key configured anywhere, generate one full-access key, store only its hash, and return
  * the plaintext once so the operator can copy it. Nothing is ever open without a key.
  */
-export async function ensureBootstrapKey(config: Config, db: Kysely<Database>): Promise<string | null> {
+export async function ensureBootstrapKey(config: Config, apiKeys: ApiKeysRepository): Promise<string | null> {
   if (config.apiKeys.length > 0 || Object.keys(config.scopedKeys).length > 0) return null;
-  const existing = await db.selectFrom('api_keys').select('id').limit(1).executeTakeFirst();
-  if (existing) return null;
+  if (await apiKeys.anyStored()) return null;
   const key = `inv_${randomBytes(24).toString('base64url')}`;
   const hash = hashKey(key);
-  const inserted = await db
-    .insertInto('api_keys')
-    .values({ id: keyIdFor(hash), key_hash: hash.toString('hex'), name: 'generated at first start' })
-    .onConflict((oc) => oc.doNothing())
-    .returning('id')
-    .executeTakeFirst();
+  const inserted = await apiKeys.insertOnce({ id: keyIdFor(hash), key_hash: hash.toString('hex'), name: 'generated at first start' });
   return inserted ? key : null;
 }

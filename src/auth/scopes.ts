@@ -1,6 +1,5 @@
 import type { Scope } from '../config.ts';
 import { ForbiddenError } from '../errors.ts';
-import type { CapabilityCard } from '../tools/types.ts';
 import type { KeyIdentity } from './keyring.ts';
 
 export function hasScope(identity: KeyIdentity, scope: Scope): boolean {
@@ -28,7 +27,13 @@ export interface CallContext {
 }
 
 /** May this key run this tool in this context? Throws 403 naming what is missing. */
-export function authorizeToolUse(identity: KeyIdentity, card: CapabilityCard, context: CallContext, purpose = 'call'): void {
+/** What scoping needs to know of a tool (a capability card is one). */
+export interface ScopedTool {
+  key: string;
+  side_effects: boolean;
+}
+
+export function authorizeToolUse(identity: KeyIdentity, card: ScopedTool, context: CallContext, purpose = 'call'): void {
   requireScope(identity, 'tools:call');
   const limits = identity.limits;
   if (identity.fullAccess || !limits) return;

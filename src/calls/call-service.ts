@@ -1,12 +1,7 @@
-import type { Transaction } from 'kysely';
 import { personOf, type KeyIdentity } from '../auth/keyring.ts';
-import type { Database } from '../db/schema.ts';
 import { authorizeToolUse, type CallContext } from '../auth/scopes.ts';
 import type { Config } from '../config.ts';
-import type { ApprovalsRepository, NewApproval } from '../approvals/approvals-repository.ts';
-import { assertEscalationAllowed } from '../approvals/escalation.ts';
-import { buildPendingApproval, type PendingApproval } from '../approvals/freeze.ts';
-import type { ApprovalNotifier } from '../approvals/approval-notifier.ts';
+import type { Transact } from '../db/transact.ts';
 import { ConflictError, UnprocessableError, ValidationError } from '../errors.ts';
 import { parseInput } from '../http/validation.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -15,13 +10,13 @@ import type { StoredTool } from '../tools/tools-repository.ts';
 import type { ToolRegistry } from '../tools/tool-registry.ts';
 import type { CapabilityCard, StateRefetch } from '../tools/types.ts';
 import { assertValidConditions } from '../policy/conditions.ts';
-import { TraceRecorder } from '../traces/trace-recorder.ts';
+import { TraceRecorder, type TraceEvent } from '../traces/trace-recorder.ts';
 import type { TracesRepository } from '../traces/traces-repository.ts';
 import { callRequestSchema, resolveIdempotencyKey, type CallRequest } from './call-request.ts';
+import type { CallFreezer, FrozenCall } from './call-freezer.ts';
 import { httpStatusFor, type CallAnswer, type CallStatus } from './call-types.ts';
 import type { CallsRepository } from './calls-repository.ts';
 import { checkEntityResolution } from './entity-check.ts';
-import { decideReconciliation } from './reconcile-decision.ts';
 import { runUnderFailurePolicy, type ExecutionOutcome, type ReconcilePlan } from './failure-policy.ts';
 import { canonicalJson, newId, sha256Hex } from './fingerprint.ts';
 import { createStateReader } from './state-reader.ts';
@@ -31,10 +26,11 @@ export interface CallServiceDeps {
   registry: ToolRegistry;
   calls: CallsRepository;
   traces: TracesRepository;
-  approvals: ApprovalsRepository;
+  transact: Transact;
+  /** Freezes calls into pending approvals (implemented by approvals/, passed in at composition). */
+  freezer: CallFreezer;
   metrics: Metrics;
   serverRules: PolicyRule[];
-  notifier: ApprovalNotifier;
   /** Refuses a callback URL the SSRF guard would not deliver to (400). */
   assertCallbackUrl: (url: string, field: string) => void;
   sleep?: (ms: number) => Promise<void>;
@@ -56,7 +52,7 @@ export interface CallResult {
 }
 
 /** Everything decided about a call before it is claimed: pure checks that never touch a tool. */
-interface PreparedCall {
+export interface PreparedCall {
   request: CallRequest;
   idempotencyKey?: string;
   tool: StoredTool;
@@ -103,7 +99,7 @@ export function finishAnswer(callId: string, request: Pick<CallRequest, 'tool' |
  * under the failure policy with reconciliation; every step traced.
  */
 export function createCallService(deps: CallServiceDeps) {
-  const { config, registry, calls, traces, approvals, metrics, serverRules } = deps;
+  const { config, registry, calls, traces, transact, freezer, metrics, serverRules } = deps;
   const sleep = deps.sleep ?? defaultSleep;
   const stateReader = createStateReader(registry);
 
@@ -209,7 +205,7 @@ export function createCallService(deps: CallServiceDeps) {
     trace: TraceRecorder,
     reason: string,
     failure?: ExecutionOutcome,
-  ): Promise<PendingApproval> {
+  ): Promise<FrozenCall> {
     const { request, tool } = prepared;
     const refetch = request.approval_contract?.state_refetch ?? tool.card.state_refetch;
     let frozenState: Record<string, unknown> | null = null;
@@ -223,7 +219,7 @@ export function createCallService(deps: CallServiceDeps) {
       else frozenStateError = read.error;
       trace.record('state_refetched', read.ok ? 'completed' : 'failed', { source: refetch.tool, purpose: 'freeze', error: frozenStateError });
     }
-    const pending = buildPendingApproval(config, {
+    const frozen = freezer.freeze({
       request,
       card: tool.card,
       callId,
@@ -235,8 +231,8 @@ export function createCallService(deps: CallServiceDeps) {
       frozenStateError,
       failure: failure ? { status: failure.status, error: failure.error ?? null, attempts: failure.attempts } : undefined,
     });
-    trace.record('approval_requested', 'pending', { approval_id: pending.row.id, reason, expires_at: pending.summary.expires_at });
-    return pending;
+    trace.record('approval_requested', 'pending', { approval_id: frozen.summary.id, reason, expires_at: frozen.summary.expires_at });
+    return frozen;
   }
 
   async function execute(prepared: PreparedCall, callId: string, trace: TraceRecorder): Promise<ExecutionOutcome> {
@@ -297,13 +293,13 @@ export function createCallService(deps: CallServiceDeps) {
     callId: string,
     trace: TraceRecorder,
     progress: { toolTouched: boolean },
-  ): Promise<{ answer: CallAnswer; approval?: NewApproval }> {
+  ): Promise<{ answer: CallAnswer; approval?: FrozenCall }> {
     const { request } = prepared;
     const finish = (status: CallStatus, fields: Partial<CallAnswer> = {}) => finishAnswer(callId, request, trace, status, fields);
     if (verdict.kind === 'blocked') return { answer: finish('blocked', verdict.fields) };
     if (verdict.kind === 'freeze') {
       const frozen = await freeze(prepared, identity, callId, trace, verdict.reason);
-      return { answer: finish('pending_approval', { reason: verdict.reason, approval: frozen.summary, uncomparable: verdict.uncomparable }), approval: frozen.row };
+      return { answer: finish('pending_approval', { reason: verdict.reason, approval: frozen.summary, uncomparable: verdict.uncomparable }), approval: frozen };
     }
 
     progress.toolTouched = true;
@@ -313,7 +309,7 @@ export function createCallService(deps: CallServiceDeps) {
     if (!escalate) return { answer: finish(status, rest) };
     const reason = `escalated after ${status}: ${outcome.error ?? outcome.reason ?? 'no detail'}`;
     const frozen = await freeze(prepared, identity, callId, trace, reason, outcome);
-    return { answer: finish('escalated', { ...rest, reason, approval: frozen.summary }), approval: frozen.row };
+    return { answer: finish('escalated', { ...rest, reason, approval: frozen.summary }), approval: frozen };
   }
 
   return {
@@ -321,113 +317,37 @@ export function createCallService(deps: CallServiceDeps) {
      * A frozen call, checked again before its approval is claimed (the tool may be gone, its
      * schema changed), then run through the same path as a live call (failure policy,
      * reconciliation, traces). Scope limits of the requester's key were checked at freeze time;
-     * the approval stands for them.
+     * the approval stands for them. The recovery sweep uses it too (`purpose: 'recovery'`), to
+     * learn how an interrupted call can be reconciled.
      */
-    async prepareApproved(request: CallRequest, requesterKeyId: string): Promise<ApprovedCall> {
-      const identity: KeyIdentity = { id: requesterKeyId, name: 'approved checkpoint', fullAccess: true };
+    async prepareApproved(request: CallRequest, requesterKeyId: string, purpose = 'approved checkpoint'): Promise<ApprovedCall> {
+      const identity: KeyIdentity = { id: requesterKeyId, name: purpose, fullAccess: true };
       const prepared = await prepare(identity, request, undefined);
       return { prepared, policy: prepared.policy, leaseMs: prepared.leaseMs };
     },
 
-    async runApproved(
-      approved: ApprovedCall,
-      callId: string,
-      approvalId: string,
-      /** Writes that commit with the answer (the approval's outcome). */
-      alsoInTransaction: (trx: Transaction<Database>, answer: CallAnswer) => Promise<void>,
-    ): Promise<CallResult> {
+    /**
+     * Runs a claimed approved call; returns its answer and the trace events still to store, which
+     * the caller writes in the transaction that records the answer and the approval's outcome.
+     */
+    async runApproved(approved: ApprovedCall, callId: string, approvalId: string): Promise<{ answer: CallAnswer; events: TraceEvent[] }> {
       const started = performance.now();
       const { prepared } = approved;
-      const request = prepared.request;
       const trace = new TraceRecorder();
       trace.record('approval_thawed', 'completed', { approval_id: approvalId });
       const outcome = await execute(prepared, callId, trace);
       const { status, ...rest } = outcome;
-      const answer = await finishLaterAnswer(traces, callId, request, trace, status, rest);
-      const httpStatus = httpStatusFor(answer);
-      await calls.completeCall(callId, httpStatus, answer, null, async (trx) => {
-        await traces.appendEvents(callId, trace.takePending(), trx);
-        await alsoInTransaction(trx, answer);
-      });
+      const answer = await finishLaterAnswer(traces, callId, prepared.request, trace, status, rest);
       metrics.calls.inc({ status: answer.status });
       metrics.callDuration.observe({ status: answer.status }, (performance.now() - started) / 1000);
-      return { httpStatus, answer, replayed: false };
-    },
-
-    /**
-     * A call left in flight by a process that died: the request may have reached the tool, so it
-     * is never retried blindly. With a state_refetch and conditions it is reconciled against live
-     * state; without, it becomes `unknown_outcome` and a human is told. Returns the stored answer.
-     */
-    async recoverInterrupted(
-      call: { id: string; api_key_id: string; request: unknown },
-      alsoInTransaction: (trx: Transaction<Database>, answer: CallAnswer) => Promise<void> = async () => {},
-    ): Promise<{ answer: CallAnswer; needsAttention: boolean }> {
-      const request = call.request as CallRequest;
-      const trace = new TraceRecorder();
-      trace.record('recovery_started', 'unknown', { reason: 'the process running this call stopped before it finished' });
-      const identity: KeyIdentity = { id: call.api_key_id, name: 'recovery', fullAccess: true };
-      const prepared = await prepare(identity, request, undefined).catch(() => null);
-      const bindings = { params: request.params, variables: request.execution_state?.variables ?? {} };
-      let status: CallStatus;
-      let fields: Partial<CallAnswer>;
-      let needsAttention = false;
-      let retrySafe = false;
-      if (prepared && !prepared.tool.card.side_effects) {
-        // A read can simply be repeated: free the key so the agent's retry runs.
-        status = 'failed';
-        fields = { error: 'interrupted', reason: 'The process running this read-only call stopped; repeat it' };
-        retrySafe = true;
-      } else if (!prepared?.reconcile) {
-        status = 'unknown_outcome';
-        fields = { error: 'interrupted', reason: 'The process running this call stopped after the request may have reached the tool, and there is no state_refetch with conditions to reconcile it' };
-        needsAttention = true;
-      } else {
-        const plan = prepared.reconcile;
-        const started = performance.now();
-        const read = await stateReader.read(plan.tool, plan.refetch, bindings);
-        trace.record('state_refetched', read.ok ? 'completed' : 'failed', { source: plan.source, purpose: 'recovery', error: read.ok ? undefined : read.error }, performance.now() - started);
-        if (!read.ok) {
-          status = 'unknown_outcome';
-          fields = { error: 'interrupted', reason: `Could not read live state from ${plan.source} to reconcile: ${read.error}` };
-          needsAttention = true;
-        } else {
-          const decision = decideReconciliation({ action: { tool: request.tool, params: request.params }, current_state: read.state, conditions: plan.conditions });
-          const reconciliation = { decision: decision.decision, reason: decision.reason, current_state: read.state };
-          trace.record('outcome_reconciled', decision.decision, { reason: decision.reason });
-          metrics.reconciliations.inc({ decision: decision.decision });
-          if (decision.decision === 'do_not_retry') {
-            status = 'outcome_reconciled';
-            fields = { result: read.state, reason: decision.reason, reconciliation };
-          } else if (decision.decision === 'replan') {
-            status = 'replan_required';
-            fields = { reason: decision.reason, reconciliation };
-          } else {
-            status = 'failed';
-            fields = { error: 'interrupted', reason: `Live state shows the call did not take effect (${decision.reason}); it is safe to repeat`, reconciliation };
-            retrySafe = true;
-          }
-        }
-      }
-      const answer = await finishLaterAnswer(traces, call.id, request, trace, status, fields);
-      await calls.completeCall(call.id, httpStatusFor(answer), answer, null, async (trx) => {
-        await traces.appendEvents(call.id, trace.takePending(), trx);
-        if (retrySafe) await calls.forgetIdempotencyKey(trx, call.id);
-        if (needsAttention) await deps.notifier.needsAttention(trx, { callId: call.id, tool: request.tool, agentId: request.agent_id, reason: fields.reason ?? 'unknown outcome' });
-        await alsoInTransaction(trx, answer);
-      });
-      metrics.calls.inc({ status: answer.status });
-      return { answer, needsAttention };
+      return { answer, events: trace.takePending() };
     },
 
     async call(identity: KeyIdentity, body: unknown, options: { idempotencyKeyHeader?: string } = {}): Promise<CallResult> {
       const started = performance.now();
       const prepared = await prepare(identity, body, options.idempotencyKeyHeader);
-      const { request, idempotencyKey, tool } = prepared;
-      // Checked on the way in only: an approval frozen under an older approver list still thaws.
-      const configuredApprovers = [...config.approvers, ...(config.slack?.approverIds ?? [])];
-      assertEscalationAllowed(request.approval_contract?.escalate_to, configuredApprovers, 'approval_contract.escalate_to');
-      (request.policy?.rules ?? []).forEach((rule, i) => assertEscalationAllowed(rule.escalate_to, configuredApprovers, `policy.rules[${i}].escalate_to`));
+      const { request, idempotencyKey } = prepared;
+      freezer.assertRequestable(request);
       const callId = newId('call');
       const newCall = {
         id: callId,
@@ -469,10 +389,11 @@ export function createCallService(deps: CallServiceDeps) {
         const { answer, approval } = await decide(prepared, verdict, identity, callId, trace, progress);
         const httpStatus = httpStatusFor(answer);
         if (approval) {
-          await calls.completeCall(callId, httpStatus, answer, performance.now() - started, async (trx) => {
-            await approvals.insertApproval(trx, approval);
-            await deps.notifier.created(trx, { approval });
+          // The pending approval commits with the answer: a repeat replays it, the card is in the outbox.
+          await transact(async (trx) => {
+            await approval.store(trx);
             await traces.appendEvents(callId, trace.takePending(), trx);
+            await calls.writeAnswer(trx, callId, httpStatus, answer, performance.now() - started);
           });
         } else {
           await calls.finishCall(callId, httpStatus, answer, performance.now() - started, trace.takePending());

@@ -1,4 +1,3 @@
-import type { ApprovalSummary } from '../approvals/freeze.ts';
 import type { PolicyUncomparable } from '../policy/policy.ts';
 import type { TraceEvent } from '../traces/trace-recorder.ts';
 
@@ -15,6 +14,18 @@ export const CALL_STATUSES = [
   'cancelled',
 ] as const;
 export type CallStatus = (typeof CALL_STATUSES)[number];
+
+/** The pending approval a frozen call's answer shows. */
+export interface ApprovalSummary {
+  id: string;
+  status: string;
+  reason: string;
+  risk: string;
+  expires_at: string;
+  approvals_required: number;
+  frozen_state: Record<string, unknown> | null;
+  previous_approval_id?: string;
+}
 
 /** What `/v1/call` answers. Domain outcomes are answers, not errors. */
 export interface CallAnswer {

@@ -3,7 +3,7 @@ import type { Database } from '../db/schema.ts';
 import { jsonb, jsonForPostgres, type Statement, type Store } from '../db/store.ts';
 import { createWriteBatcher } from '../db/write-batcher.ts';
 import type { TraceEvent } from '../traces/trace-recorder.ts';
-import { insertTraceEvents, toCallSummary, type CallSummary } from '../traces/traces-repository.ts';
+import { insertTraceEvents, OPEN_CALL_STATUSES, toCallSummary, type CallDetail } from '../traces/traces-repository.ts';
 import type { CallAnswer, CallStatus } from './call-types.ts';
 
 export interface NewCall {
@@ -24,12 +24,6 @@ export type ClaimResult =
 
 type Db = Kysely<Database> | Transaction<Database>;
 
-export interface CallDetail {
-  summary: CallSummary;
-  api_key_id: string;
-  request: unknown;
-  answer: unknown;
-}
 
 async function insertCall(trx: Db, call: NewCall): Promise<void> {
   await trx
@@ -238,7 +232,7 @@ interface KeyedClaimInput extends ClaimInput {
   ttl_ms: number;
 }
 
-export interface CompletionInput {
+interface CompletionInput {
   id: string;
   status: string;
   answer: CallAnswer;
@@ -403,30 +397,9 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
       return new Map(rows.map((row) => [row.id, row.answer]));
     },
 
-    /** Final answers of many calls (with their trace events) inside the caller's transaction. */
-    async writeAnswers(trx: Transaction<Database>, completions: CompletionInput[]): Promise<void> {
-      if (completions.length === 0) return;
-      await trx.executeQuery(CompiledQuery.raw(COMPLETE_CALLS.text, [jsonForPostgres(completions)]));
-    },
-
     /** Waits for the replay counts already handed over (on close). */
     async close(): Promise<void> {
       await replaysPending;
-    },
-
-    /** Records the final answer of a call and, in the same transaction, its idempotency key. */
-    async completeCall(
-      callId: string,
-      httpStatus: number,
-      answer: CallAnswer,
-      durationMs: number | null,
-      /** Writes that must commit with the answer (a checkpoint, trace events). */
-      alsoInTransaction?: (trx: Transaction<Database>) => Promise<void>,
-    ): Promise<void> {
-      await db.transaction().execute(async (trx) => {
-        if (alsoInTransaction) await alsoInTransaction(trx);
-        await writeAnswer(trx, callId, httpStatus, answer, durationMs);
-      });
     },
 
     writeAnswer,
@@ -488,6 +461,31 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
             .execute();
         }
       });
+    },
+
+    /** Completed idempotency keys past their TTL, a bounded batch; returns how many went. */
+    async trimExpiredKeys(limit: number): Promise<number> {
+      const keys = await db
+        .deleteFrom('idempotency_keys')
+        .where(({ eb, selectFrom }) =>
+          eb(
+            sql`(api_key_id, key)`,
+            'in',
+            selectFrom('idempotency_keys').select(['api_key_id', 'key']).where('state', '=', 'completed').where('expires_at', '<', sql<Date>`now()`).limit(limit),
+          ),
+        )
+        .executeTakeFirst();
+      return Number(keys.numDeletedRows ?? 0);
+    },
+
+    /** Finished calls older than the retention, a bounded batch (a call still waiting on a human stays). */
+    async trimFinishedBefore(retentionMs: number, limit: number): Promise<number> {
+      const cutoff = sql<Date>`now() - ${`${retentionMs} milliseconds`}::interval`;
+      const removed = await db
+        .deleteFrom('calls')
+        .where('id', 'in', db.selectFrom('calls').select('id').where('created_at', '<', cutoff).where('status', 'not in', OPEN_CALL_STATUSES).limit(limit))
+        .executeTakeFirst();
+      return Number(removed.numDeletedRows ?? 0);
     },
 
     /** Summaries plus the stored request and answer of several calls. */

@@ -1,13 +1,12 @@
-import type { Kysely } from 'kysely';
 import { z } from 'zod';
 import type { KeyIdentity } from '../auth/keyring.ts';
 import type { CallService } from '../calls/call-service.ts';
 import type { CallAnswer } from '../calls/call-types.ts';
 import { resolveIdempotencyKey } from '../calls/call-request.ts';
 import { newId, sha256Hex } from '../calls/fingerprint.ts';
-import type { Database } from '../db/schema.ts';
 import { NotFoundError, ValidationError } from '../errors.ts';
 import { parseInput } from '../http/validation.ts';
+import type { Execution, ExecutionsRepository, ExecutionStatus } from './executions-repository.ts';
 
 export const WORKFLOWS = ['safe-tool-execution'] as const;
 
@@ -25,7 +24,7 @@ const executionRequestSchema = z
   .strict();
 
 /** What an execution's status says about the call it ran. */
-const EXECUTION_STATUS: Record<CallAnswer['status'], string> = {
+const EXECUTION_STATUS: Record<CallAnswer['status'], ExecutionStatus> = {
   executed: 'completed',
   outcome_reconciled: 'completed',
   pending_approval: 'pending_approval',
@@ -55,8 +54,8 @@ export interface ExecutionView {
  * Packaged workflows. `safe-tool-execution` is one call under the full controls; its
  * idempotency key is the call's, namespaced, so a repeated key replays the same execution.
  */
-export function createExecutionService(db: Kysely<Database>, calls: CallService) {
-  function view(row: { id: string; workflow_id: string; agent_id: string; status: string; idempotency_key: string; final_outcome: string | null; call_id: string | null; created_at: Date }): ExecutionView {
+export function createExecutionService(executions: ExecutionsRepository, calls: CallService) {
+  function view(row: Execution): ExecutionView {
     return {
       execution_id: row.id,
       workflow_id: row.workflow_id,
@@ -83,26 +82,16 @@ export function createExecutionService(db: Kysely<Database>, calls: CallService)
       const answer = result.answer;
       const status = EXECUTION_STATUS[answer.status];
       // One execution per (key, idempotency key): a replay finds the row the first request wrote.
-      await db
-        .insertInto('executions')
-        .values({
-          id: newId('exec'),
-          workflow_id: request.workflow,
-          api_key_id: identity.id,
-          agent_id: request.agent_id,
-          idempotency_key: key,
-          call_id: answer.call_id,
-          status,
-          final_outcome: answer.status,
-        })
-        .onConflict((oc) => oc.columns(['api_key_id', 'idempotency_key']).doNothing())
-        .execute();
-      const row = await db
-        .selectFrom('executions')
-        .selectAll()
-        .where('api_key_id', '=', identity.id)
-        .where('idempotency_key', '=', key)
-        .executeTakeFirstOrThrow();
+      const row = await executions.recordOnce({
+        id: newId('exec'),
+        workflow_id: request.workflow,
+        api_key_id: identity.id,
+        agent_id: request.agent_id,
+        idempotency_key: key,
+        call_id: answer.call_id,
+        status,
+        final_outcome: answer.status,
+      });
       const execution: ExecutionView = {
         ...view(row),
         result: answer.result,
@@ -112,15 +101,11 @@ export function createExecutionService(db: Kysely<Database>, calls: CallService)
     },
 
     async list(identity: KeyIdentity, limit: number) {
-      let query = db.selectFrom('executions').selectAll().orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit);
-      if (!identity.fullAccess) query = query.where('api_key_id', '=', identity.id);
-      return (await query.execute()).map(view);
+      return (await executions.list(identity.fullAccess ? null : identity.id, limit)).map(view);
     },
 
     async get(identity: KeyIdentity, id: string) {
-      let query = db.selectFrom('executions').selectAll().where('id', '=', id);
-      if (!identity.fullAccess) query = query.where('api_key_id', '=', identity.id);
-      const row = await query.executeTakeFirst();
+      const row = await executions.find(id, identity.fullAccess ? null : identity.id);
       if (!row) throw new NotFoundError(`No execution ${id}`, { execution_id: id });
       return view(row);
     },

@@ -1,39 +1,38 @@
-import type { Kysely, Transaction } from 'kysely';
 import type { ApprovalCreated, ApprovalDecided, ApprovalNotifier } from '../approvals/approval-notifier.ts';
 import { isSlackChannel } from '../approvals/escalation.ts';
 import type { Checkpoint } from '../approvals/checkpoint.ts';
 import type { DriftReport } from '../calls/state-verify.ts';
-import type { Database } from '../db/schema.ts';
+import type { Transact } from '../db/transact.ts';
 import { readPath } from '../policy/conditions.ts';
 import type { RiskLevel } from '../tools/types.ts';
 import { approvalCard, decidedCard, ephemeralText, refetchedCard, threadReply } from './blocks.ts';
 import { escapeText } from './mrkdwn.ts';
 import type { ApprovalCardInput } from './card-types.ts';
 import type { SlackOutbox, SlackPost } from './slack-outbox.ts';
-import type { ApprovalRow } from '../approvals/approvals-repository.ts';
+import type { Approval, ApprovalsRepository } from '../approvals/approvals-repository.ts';
 
 interface ApprovalFacts {
   id: string;
   tool: string;
   agent_id: string;
-  risk: string;
+  risk: RiskLevel;
   reason: string;
   expires_at: Date | string;
   approvals_required: number;
   previous_approval_id: string | null;
-  checkpoint: unknown;
+  checkpoint: Checkpoint;
 }
 
 /** The card's facts, from an approval row (or one about to be inserted). */
 export function cardInputOf(approval: ApprovalFacts, approvalsReceived: number, drift?: DriftReport | null): ApprovalCardInput {
-  const cp = approval.checkpoint as Checkpoint;
+  const cp = approval.checkpoint;
   const conditions = cp.contract?.conditions ?? {};
   return {
     approval_id: approval.id,
     intent: cp.contract?.intent ?? cp.policy_rule?.intent ?? approval.tool,
     tool: approval.tool,
     agent_id: approval.agent_id,
-    risk: approval.risk as RiskLevel,
+    risk: approval.risk,
     entity: cp.entity_resolution?.entity_id ?? null,
     expires_at: new Date(approval.expires_at),
     reason: approval.reason,
@@ -54,7 +53,7 @@ function resultSummary(result: unknown): string | null {
 }
 
 /** On a decision: the card updated without buttons, and a reply in its thread. */
-function decisionPosts(row: ApprovalRow, votes: number, event: ApprovalDecided): SlackPost[] {
+function decisionPosts(row: Approval, votes: number, event: ApprovalDecided): SlackPost[] {
   const input = cardInputOf(row, votes, event.drift);
   const decidedAt = row.decided_at ?? new Date();
   return [
@@ -83,14 +82,13 @@ function decisionPosts(row: ApprovalRow, votes: number, event: ApprovalDecided):
  * and on a decision the card updated without buttons plus a reply in its thread. Everything
  * goes through the outbox, in the transaction of the change it reports.
  */
-export function createSlackNotifier(db: Kysely<Database>, outbox: SlackOutbox, channel: string, approverIds: readonly string[]): ApprovalNotifier & {
+export function createSlackNotifier(
+  transact: Transact,
+  approvals: Pick<ApprovalsRepository, 'findApproval' | 'lockApproval' | 'voteCount' | 'voteCounts'>,
+  outbox: SlackOutbox,
+  channel: string, approverIds: readonly string[]): ApprovalNotifier & {
   refetched(approvalId: string, live: { state_source: string; drift: DriftReport | null }): Promise<void>;
 } {
-  async function votes(trx: Transaction<Database> | Kysely<Database>, approvalId: string): Promise<number> {
-    const row = await trx.selectFrom('approval_votes').select((eb) => eb.fn.countAll<string>().as('n')).where('approval_id', '=', approvalId).executeTakeFirst();
-    return Number(row?.n ?? 0);
-  }
-
   /** Escalations addressed to a channel (`#ops` or a channel id) post their card there. */
   function channelFor(approvers: string[] | null): string {
     return approvers?.find(isSlackChannel) ?? channel;
@@ -103,23 +101,17 @@ export function createSlackNotifier(db: Kysely<Database>, outbox: SlackOutbox, c
     },
 
     async decided(trx, event: ApprovalDecided) {
-      const row = await trx.selectFrom('approvals').selectAll().where('id', '=', event.approvalId).executeTakeFirstOrThrow();
-      await outbox.enqueueMany(trx, decisionPosts(row, await votes(trx, row.id), event));
+      const row = await approvals.findApproval(event.approvalId, trx);
+      if (!row) throw new Error(`approval ${event.approvalId} vanished inside its own decision`);
+      await outbox.enqueueMany(trx, decisionPosts(row, await approvals.voteCount(row.id, trx), event));
     },
 
     async decidedInBulk(trx, decisions) {
       if (decisions.length === 0) return;
-      const counts = await trx
-        .selectFrom('approval_votes')
-        .select(['approval_id', (eb) => eb.fn.countAll<string>().as('n')])
-        .where(
-          'approval_id',
-          'in',
-          decisions.map((d) => d.row.id),
-        )
-        .groupBy('approval_id')
-        .execute();
-      const votesOf = new Map(counts.map((c) => [c.approval_id, Number(c.n)]));
+      const votesOf = await approvals.voteCounts(
+        trx,
+        decisions.map((d) => d.row.id),
+      );
       await outbox.enqueueMany(
         trx,
         decisions.flatMap(({ row, event }) => decisionPosts(row, votesOf.get(row.id) ?? 0, event)),
@@ -142,10 +134,10 @@ export function createSlackNotifier(db: Kysely<Database>, outbox: SlackOutbox, c
     async refetched(approvalId, live) {
       // Under the row's lock, and only while pending: a decision committing meanwhile comes
       // after this in the outbox, so the decided card is the one that stays.
-      await db.transaction().execute(async (trx) => {
-        const row = await trx.selectFrom('approvals').selectAll().where('id', '=', approvalId).forUpdate().executeTakeFirst();
+      await transact(async (trx) => {
+        const row = await approvals.lockApproval(trx, approvalId);
         if (row?.status !== 'pending') return;
-        const message = refetchedCard(cardInputOf(row, await votes(trx, row.id)), live, new Date());
+        const message = refetchedCard(cardInputOf(row, await approvals.voteCount(row.id, trx)), live, new Date());
         await outbox.enqueue(trx, { role: 'update', approval_id: approvalId, message });
       });
     },

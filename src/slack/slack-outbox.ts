@@ -1,7 +1,7 @@
 import { ErrorCode, type WebClient } from '@slack/web-api';
-import { sql, type Kysely, type Transaction } from 'kysely';
-import type { Database } from '../db/schema.ts';
-import { claimDueOutboxRow, enqueueOutboxRow, enqueueOutboxRows, markOutboxDelivered, rescheduleOutboxRow } from '../db/outbox-claim.ts';
+import type { ApprovalsRepository } from '../approvals/approvals-repository.ts';
+import type { OutboxRepository } from '../db/outbox-repository.ts';
+import type { Trx } from '../db/transact.ts';
 import type { SlackMessage } from './card-types.ts';
 
 const MAX_ATTEMPTS = 20;
@@ -22,7 +22,7 @@ export type SlackPost =
   | { role: 'reply'; approval_id: string; message: SlackMessage }
   | { role: 'notice'; channel: string; message: SlackMessage };
 
-export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
+export function createSlackOutbox(outbox: OutboxRepository, approvals: Pick<ApprovalsRepository, 'slackCardOf' | 'recordSlackCard'>, client: WebClient) {
   let rateLimitedUntil = 0;
 
   /** Whether the card a post waits for was given up on (its outbox row is dead). */
@@ -31,22 +31,9 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
     return approvalId ? hasPost(approvalId, 'card', 'dead') : false;
   }
 
-  /** Is there a post of this role and status for the approval (newer than `afterId`, when given)? */
-  async function hasPost(approvalId: string, role: SlackPost['role'], status: string, afterId?: string): Promise<boolean> {
-    let query = db
-      .selectFrom('outbox')
-      .select('id')
-      .where('kind', '=', 'slack')
-      .where('target', '=', role)
-      .where('status', '=', status)
-      .where(sql<boolean>`payload->>'approval_id' = ${approvalId}`);
-    if (afterId !== undefined) query = query.where('id', '>', afterId);
-    return (await query.executeTakeFirst()) !== undefined;
-  }
-
-  async function cardOf(approvalId: string) {
-    return db.selectFrom('approvals').select(['slack_channel', 'slack_ts', 'slack_thread_ts']).where('id', '=', approvalId).executeTakeFirst();
-  }
+  const hasPost = (approvalId: string, role: SlackPost['role'], status: 'pending' | 'delivered' | 'dead', afterId?: string) =>
+    outbox.hasSlackPost(approvalId, role, status, afterId);
+  const cardOf = (approvalId: string) => approvals.slackCardOf(approvalId);
 
   /** Runs one post; returns 'wait' when the card it depends on is not posted yet. */
   async function post(rowId: string, payload: SlackPost): Promise<'done' | 'wait'> {
@@ -59,11 +46,7 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
         if (parent.slack_channel === payload.channel) threadTs = parent.slack_thread_ts ?? parent.slack_ts;
       }
       const posted = await client.chat.postMessage({ channel: payload.channel, text: payload.message.text, blocks: payload.message.blocks as never, thread_ts: threadTs });
-      await db
-        .updateTable('approvals')
-        .set({ slack_channel: posted.channel ?? payload.channel, slack_ts: posted.ts ?? null, slack_thread_ts: threadTs ?? null })
-        .where('id', '=', payload.approval_id)
-        .execute();
+      await approvals.recordSlackCard(payload.approval_id, { channel: posted.channel ?? payload.channel, ts: posted.ts ?? null, threadTs: threadTs ?? null });
       return 'done';
     }
     if (payload.role === 'notice') {
@@ -84,13 +67,13 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
 
   return {
     /** Written in the caller's transaction, so a post exists exactly when its decision does. */
-    async enqueue(trx: Transaction<Database> | Kysely<Database>, payload: SlackPost): Promise<void> {
-      await enqueueOutboxRow(trx, 'slack', payload.role, payload);
+    async enqueue(trx: Trx, payload: SlackPost): Promise<void> {
+      await outbox.enqueue(trx, 'slack', payload.role, payload);
     },
 
     /** Many posts in one statement, in order (a card's update before its reply). */
-    async enqueueMany(trx: Transaction<Database> | Kysely<Database>, payloads: SlackPost[]): Promise<void> {
-      await enqueueOutboxRows(trx, 'slack', payloads.map((payload) => ({ target: payload.role, payload })));
+    async enqueueMany(trx: Trx, payloads: SlackPost[]): Promise<void> {
+      await outbox.enqueueMany(trx, 'slack', payloads.map((payload) => ({ target: payload.role, payload })));
     },
 
     /**
@@ -103,7 +86,7 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
       // Slack said 429: the whole client waits, rather than spend other rows' attempts on it.
       if (Date.now() < rateLimitedUntil) return counts;
       for (let i = 0; i < limit; i++) {
-        const row = await claimDueOutboxRow(db, 'slack');
+        const row = await outbox.claimDue('slack');
         if (!row) break;
         const dead = row.attempts >= MAX_ATTEMPTS;
         try {
@@ -112,11 +95,11 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
             counts.waiting++;
             // Waiting is no failed attempt: it gives up only when its card did.
             const orphaned = await cardGaveUp(row.payload as SlackPost);
-            await db.updateTable('outbox').set({ attempts: sql`attempts - 1` }).where('id', '=', row.id).execute();
-            await rescheduleOutboxRow(db, row.id, Math.min(60, WAIT_FOR_CARD_SECONDS * row.attempts), orphaned ? 'its card was never posted' : null, orphaned);
+            await outbox.giveBackAttempt(row.id);
+            await outbox.reschedule(row.id, Math.min(60, WAIT_FOR_CARD_SECONDS * row.attempts), orphaned ? 'its card was never posted' : null, orphaned);
           } else {
             counts.delivered++;
-            await markOutboxDelivered(db, row.id);
+            await outbox.markDelivered(row.id);
           }
         } catch (error) {
           counts.failed++;
@@ -124,10 +107,10 @@ export function createSlackOutbox(db: Kysely<Database>, client: WebClient) {
           if (e.code === ErrorCode.RateLimitedError) {
             const wait = Math.max(1, e.retryAfter ?? 1);
             rateLimitedUntil = Date.now() + wait * 1000;
-            await rescheduleOutboxRow(db, row.id, wait, `rate limited: retry after ${wait}s`, false);
+            await outbox.reschedule(row.id, wait, `rate limited: retry after ${wait}s`, false);
             break; // the whole client is limited: stop this pass
           }
-          await rescheduleOutboxRow(db, row.id, Math.min(600, 2 ** row.attempts), e.message, dead);
+          await outbox.reschedule(row.id, Math.min(600, 2 ** row.attempts), e.message, dead);
         }
       }
       return counts;

@@ -3,6 +3,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.ts';
 import type { Metrics } from '../metrics/metrics.ts';
+import { createCronClaimsRepository } from './cron-claims-repository.ts';
 import type { SweepCounts, SweepService } from './sweep-service.ts';
 
 /**
@@ -11,11 +12,9 @@ import type { SweepCounts, SweepService } from './sweep-service.ts';
  * all at once; this only saves the duplicate work.)
  */
 export function createPostgresRunCoordinator(db: Kysely<Database>, replicaId: string) {
+  const claims = createCronClaimsRepository(db);
   return {
-    async shouldRun(key: string): Promise<boolean> {
-      const claimed = await db.insertInto('cron_claims').values({ key, claimed_by: replicaId }).onConflict((oc) => oc.doNothing()).returning('key').executeTakeFirst();
-      return claimed !== undefined;
-    },
+    shouldRun: (key: string): Promise<boolean> => claims.claim(key, replicaId),
   };
 }
 

@@ -1,16 +1,15 @@
-import { sql, type Kysely } from 'kysely';
 import type { ApprovalNotifier } from '../approvals/approval-notifier.ts';
 import type { ApprovalService } from '../approvals/approval-service.ts';
-import type { ApprovalRow } from '../approvals/approvals-repository.ts';
-import type { Checkpoint } from '../approvals/checkpoint.ts';
-import type { CallService } from '../calls/call-service.ts';
+import type { Approval, ApprovalsRepository } from '../approvals/approvals-repository.ts';
 import type { CallsRepository } from '../calls/calls-repository.ts';
 import type { Config } from '../config.ts';
-import type { Database } from '../db/schema.ts';
+import type { Transact } from '../db/transact.ts';
 import { AppError } from '../errors.ts';
 import type { ToolRegistry } from '../tools/tool-registry.ts';
+import type { TracesRepository } from '../traces/traces-repository.ts';
+import type { CallRecovery } from './call-recovery.ts';
 
-const SWEEP_ACTOR = 'system:sweep';
+export const SWEEP_ACTOR = 'system:sweep';
 /** State reads run this many at a time, so a slow tool cannot stall a pass. */
 const REVALIDATE_CONCURRENCY = 4;
 /** A recovering replica holds a call this long; if it dies too, another one takes over. */
@@ -37,13 +36,17 @@ export interface SweepCounts {
 
 export interface SweepDeps {
   config: Config;
-  db: Kysely<Database>;
+  transact: Transact;
   approvals: ApprovalService;
+  approvalsRepository: ApprovalsRepository;
   calls: CallsRepository;
-  callService: CallService;
+  traces: TracesRepository;
+  recovery: CallRecovery;
   registry: ToolRegistry;
   notifier: ApprovalNotifier;
   deliverOutbox: () => Promise<{ delivered: number; failed: number }>;
+  /** Removes the schedule's claims older than a day (sweep-scheduler.ts owns that table). */
+  trimCronClaims: () => Promise<void>;
   log: { warn(obj: unknown, msg?: string): void };
 }
 
@@ -53,7 +56,7 @@ export interface SweepDeps {
  * can sweep at once and none changes a row another already changed.
  */
 export function createSweepService(deps: SweepDeps) {
-  const { config, db, approvals, calls, callService, registry, notifier, log } = deps;
+  const { config, transact, approvals, approvalsRepository, calls, traces, recovery, registry, notifier, log } = deps;
 
   /** Runs `step` for each item; one failure is logged and counted, not fatal to the pass. */
   async function each<T>(items: T[], counts: SweepCounts, step: (item: T) => Promise<void>, concurrency = 1): Promise<void> {
@@ -88,14 +91,7 @@ export function createSweepService(deps: SweepDeps) {
       }
     };
     await Promise.all(Array.from({ length: EXPIRE_WORKERS }, drain));
-    const stale = await db
-      .selectFrom('approvals')
-      .selectAll()
-      .where('status', '=', 'pending')
-      .where('expires_at', '<=', sql<Date>`now()`)
-      .orderBy('expires_at')
-      .limit(config.sweepBatch)
-      .execute();
+    const stale = await approvalsRepository.listExpired(config.sweepBatch);
     await each(stale, counts, async (row) => {
       const result = await approvals.expire(row, SWEEP_ACTOR);
       if (result.outcome === 'escalated') counts.escalated++;
@@ -106,51 +102,23 @@ export function createSweepService(deps: SweepDeps) {
   /** One reminder per approval, once the configured share of its lifetime has passed: claimed and queued in one commit. */
   async function remindApprovers(counts: SweepCounts): Promise<void> {
     const share = config.approvalRemindAt;
-    counts.reminded += await db.transaction().execute(async (trx) => {
-      const due = await trx
-        .updateTable('approvals')
-        .set({ reminded_at: sql`now()` })
-        .where(
-          'id',
-          'in',
-          trx
-            .selectFrom('approvals')
-            .select('id')
-            .where('status', '=', 'pending')
-            .where('reminded_at', 'is', null)
-            .where('expires_at', '>', sql<Date>`now()`)
-            .where(sql<boolean>`created_at + (expires_at - created_at) * ${share}::float8 <= now()`)
-            .limit(config.sweepBatch)
-            .forUpdate()
-            .skipLocked(),
-        )
-        .where('reminded_at', 'is', null)
-        .returning(['id', 'expires_at', 'approvers'])
-        .execute();
-      for (const row of due) await notifier.reminded(trx, { approvalId: row.id, expiresAt: row.expires_at, approvers: row.approvers as string[] | null });
+    counts.reminded += await transact(async (trx) => {
+      const due = await approvalsRepository.claimReminders(trx, share, config.sweepBatch);
+      for (const row of due) await notifier.reminded(trx, { approvalId: row.id, expiresAt: row.expires_at, approvers: row.approvers });
       return due.length;
     });
   }
 
   /** Pending approvals whose contract can read live state: drift requeues them, as a click would. */
   async function revalidatePending(counts: SweepCounts): Promise<void> {
-    const rows = await db
-      .selectFrom('approvals')
-      .selectAll()
-      .where('status', '=', 'pending')
-      .where('expires_at', '>', sql<Date>`now()`)
-      .where(sql<boolean>`coalesce(checkpoint->'contract'->'conditions', '{}'::jsonb) <> '{}'::jsonb`)
-      .orderBy(sql`revalidated_at nulls first`)
-      .orderBy('created_at')
-      .limit(config.sweepBatch)
-      .execute();
+    const rows = await approvalsRepository.listRevalidatable(config.sweepBatch);
     const readable = [];
     for (const row of rows) if (await hasStateRefetch(row)) readable.push(row);
     await each(
       readable,
       counts,
       async (row) => {
-        await db.updateTable('approvals').set({ revalidated_at: sql`now()` }).where('id', '=', row.id).execute();
+        await approvalsRepository.markRevalidated(row.id);
         counts.revalidated++;
         const result = await approvals.revalidate(row, SWEEP_ACTOR);
         if (result?.outcome === 'requeued') counts.requeued++;
@@ -159,8 +127,8 @@ export function createSweepService(deps: SweepDeps) {
     );
   }
 
-  async function hasStateRefetch(row: ApprovalRow): Promise<boolean> {
-    const cp = row.checkpoint as Checkpoint;
+  async function hasStateRefetch(row: Approval): Promise<boolean> {
+    const cp = row.checkpoint;
     if (cp.contract?.state_refetch) return true;
     const tool = await registry.getTool(cp.tool).catch(() => null);
     return Boolean(tool?.card.state_refetch);
@@ -170,11 +138,7 @@ export function createSweepService(deps: SweepDeps) {
   async function recoverInterrupted(counts: SweepCounts): Promise<void> {
     const interrupted = await calls.claimInterrupted(config.sweepBatch, RECOVERY_LEASE_MS);
     await each(interrupted, counts, async (call) => {
-      // A call that was running after its approval: the approval records how it ended, with the answer.
-      const approval = await db.selectFrom('approvals').selectAll().where('call_id', '=', call.id).where('status', '=', 'approved').executeTakeFirst();
-      const { needsAttention } = await callService.recoverInterrupted(call, (trx, answer) =>
-        approval ? approvals.writeApprovedOutcome(trx, approval, answer, SWEEP_ACTOR, { recovered: true }) : Promise.resolve(),
-      );
+      const { needsAttention } = await recovery.recoverInterrupted(call);
       counts.recovered++;
       if (needsAttention) counts.unknown_outcomes++;
     });
@@ -182,38 +146,11 @@ export function createSweepService(deps: SweepDeps) {
 
   /** Bounded batches, so a large backlog never holds long locks. */
   async function trimRetention(counts: SweepCounts): Promise<void> {
-    const keys = await db
-      .deleteFrom('idempotency_keys')
-      .where(({ eb, selectFrom }) =>
-        eb(
-          sql`(api_key_id, key)`,
-          'in',
-          selectFrom('idempotency_keys').select(['api_key_id', 'key']).where('state', '=', 'completed').where('expires_at', '<', sql<Date>`now()`).limit(1000),
-        ),
-      )
-      .executeTakeFirst();
-    counts.idempotency_keys_removed += Number(keys.numDeletedRows ?? 0);
-    const cutoff = sql<Date>`now() - ${`${config.traceRetentionMs} milliseconds`}::interval`;
-    const events = await db
-      .deleteFrom('trace_events')
-      .where(
-        'id',
-        'in',
-        db
-          .selectFrom('trace_events')
-          .select('id')
-          .where('at', '<', cutoff)
-          // A call still waiting on a human keeps its history.
-          .where('call_id', 'not in', db.selectFrom('calls').select('id').where('status', 'in', ['in_flight', 'pending_approval', 'escalated']))
-          .limit(5000),
-      )
-      .executeTakeFirst();
-    const oldCalls = await db
-      .deleteFrom('calls')
-      .where('id', 'in', db.selectFrom('calls').select('id').where('created_at', '<', cutoff).where('status', 'not in', ['in_flight', 'pending_approval', 'escalated']).limit(1000))
-      .executeTakeFirst();
-    await db.deleteFrom('cron_claims').where('claimed_at', '<', sql<Date>`now() - interval '1 day'`).execute();
-    counts.traces_removed += Number(events.numDeletedRows ?? 0) + Number(oldCalls.numDeletedRows ?? 0);
+    counts.idempotency_keys_removed += await calls.trimExpiredKeys(1000);
+    const events = await traces.trimEventsBefore(config.traceRetentionMs, 5000);
+    const oldCalls = await calls.trimFinishedBefore(config.traceRetentionMs, 1000);
+    await deps.trimCronClaims();
+    counts.traces_removed += events + oldCalls;
   }
 
   return {

@@ -4,9 +4,8 @@ import { z } from 'zod';
 import { NotFoundError, ValidationError } from '../errors.ts';
 import { parseInput } from '../http/validation.ts';
 import type { TraceEvent } from './trace-recorder.ts';
-import type { CallSummary, TraceFilters, TracesRepository } from './traces-repository.ts';
+import type { CallDetailsReader, CallSummary, TraceFilters, TracesRepository } from './traces-repository.ts';
 import type { KeyIdentity } from '../auth/keyring.ts';
-import type { CallsRepository } from '../calls/calls-repository.ts';
 
 const listQuery = z
   .object({
@@ -83,7 +82,7 @@ function ownCallsOnly(identity: KeyIdentity): string | undefined {
   return identity.fullAccess ? undefined : identity.id;
 }
 
-export function registerTraceRoutes(app: FastifyInstance, traces: TracesRepository, calls: CallsRepository): void {
+export function registerTraceRoutes(app: FastifyInstance, traces: TracesRepository, calls: CallDetailsReader): void {
   app.get('/traces', { config: { scope: 'traces:read' } }, async (request) => {
     const query = parseInput(listQuery, request.query, 'query');
     const rows = await traces.listCalls({

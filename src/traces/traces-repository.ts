@@ -15,6 +15,22 @@ export interface CallSummary {
   duration_ms: number | null;
 }
 
+/** A call as trace views show it: its summary plus what was asked and answered. */
+export interface CallDetail {
+  summary: CallSummary;
+  api_key_id: string;
+  request: unknown;
+  answer: unknown;
+}
+
+/** Reads calls' details (the calls repository is one): what trace views need of the calls folder. */
+export interface CallDetailsReader {
+  findCallDetails(callIds: string[]): Promise<Map<string, CallDetail>>;
+}
+
+/** Calls still open: running, or waiting on a human. Retention never removes them or their traces. */
+export const OPEN_CALL_STATUSES = ['in_flight', 'pending_approval', 'escalated'] as const;
+
 export interface TraceFilters {
   /** Only this key's calls (keys without full access see their own calls only). */
   api_key_id?: string;
@@ -77,6 +93,25 @@ export function createTracesRepository(db: Kysely<Database>) {
   return {
     async appendEvents(callId: string, events: TraceEvent[], trx: Db = db): Promise<void> {
       await insertTraceEvents(trx, callId, events);
+    },
+
+    /** Events older than the retention, a bounded batch; a call still open keeps its history. */
+    async trimEventsBefore(retentionMs: number, limit: number): Promise<number> {
+      const cutoff = sql<Date>`now() - ${`${retentionMs} milliseconds`}::interval`;
+      const removed = await db
+        .deleteFrom('trace_events')
+        .where(
+          'id',
+          'in',
+          db
+            .selectFrom('trace_events')
+            .select('id')
+            .where('at', '<', cutoff)
+            .where('call_id', 'not in', db.selectFrom('calls').select('id').where('status', 'in', OPEN_CALL_STATUSES))
+            .limit(limit),
+        )
+        .executeTakeFirst();
+      return Number(removed.numDeletedRows ?? 0);
     },
 
     async eventsFor(callId: string): Promise<TraceEvent[]> {

@@ -148,6 +148,15 @@ describe('approvals', () => {
     expect(reminders()).toBe(before);
   });
 
+  it('expires, rather than rejects, an approval past its expiry: the same answer an approve click gets', async () => {
+    const frozen = await freeze({ approval_contract: contract({ expires_at: new Date(Date.now() - 1000).toISOString() }) });
+    const res = await send(built.app, 'POST', `/approvals/${frozen.approval.id}/reject`, { reason: 'too late anyway' }, { 'x-api-key': ALICE });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ outcome: 'cancelled', reason: 'expired', approval: { status: 'expired' }, call: { status: 'cancelled' } });
+    const audit = await send(built.app, 'GET', `/approvals/${frozen.approval.id}/audit`, undefined, { 'x-api-key': ALICE });
+    expect(audit.body.audit.map((e: { kind: string }) => e.kind)).toEqual(['expired']);
+  });
+
   it('cancels when the rule allows another action than the frozen one', async () => {
     const frozen = await freeze({
       approval_contract: undefined,

@@ -55,27 +55,9 @@ const invoiceContract = (threshold: 'strict' | 'conditions', extra: Partial<Appr
 
 const frozenInvoice = { invoice: { status: 'open', amount: 100 } };
 
-function thaw(cp: Checkpoint, liveState: Record<string, unknown>, expired = false): ThawVerdict {
-  return decideThaw({ checkpoint: cp, liveState, expired });
+function thaw(cp: Checkpoint, liveState: Record<string, unknown>): ThawVerdict {
+  return decideThaw({ checkpoint: cp, liveState });
 }
-
-describe('decideThaw: expiry', () => {
-  it('an expired approval is expired, whatever else is true of it', () => {
-    const everythingWrong = checkpoint({
-      policy_rule: rule({ allowed_action: 'other' }),
-      entity_resolution: { entity_id: 'cust_123', entity_type: 'customer' },
-      contract: invoiceContract('strict'),
-      frozen_state: frozenInvoice,
-    });
-    const verdict = thaw(everythingWrong, { customer_id: 'cust_999', invoice: { status: 'paid', amount: 0 } }, true);
-    expect(verdict.outcome).toBe('expired');
-    expect(verdict).toMatchObject({ reason: expect.stringContaining('expired') });
-  });
-
-  it('an expired approval with nothing else to check is still expired, not executed', () => {
-    expect(thaw(checkpoint(), {}, true).outcome).toBe('expired');
-  });
-});
 
 describe('decideThaw: the rule allowed_action', () => {
   it('cancels when the rule allows another action than the frozen one', () => {
