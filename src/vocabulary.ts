@@ -4,7 +4,20 @@
  * renderers (emoji per status) import them from here, so adding a word is one edit.
  */
 
-export { CALL_STATUSES, type CallStatus } from './calls/call-types.ts';
+/** What a call's answer says happened. */
+export const CALL_STATUSES = [
+  'executed',
+  'blocked',
+  'pending_approval',
+  'failed',
+  'escalated',
+  'outcome_reconciled',
+  'replan_required',
+  'unknown_outcome',
+  'rejected',
+  'cancelled',
+] as const;
+export type CallStatus = (typeof CALL_STATUSES)[number];
 
 /** A tool's risk, lowest first (the order is used to rank them). */
 export const RISK_LEVELS = ['low', 'medium', 'high', 'critical'] as const;

@@ -1,19 +1,8 @@
 import type { PolicyUncomparable } from '../policy/policy.ts';
 import type { TraceEvent } from '../traces/trace-recorder.ts';
 
-export const CALL_STATUSES = [
-  'executed',
-  'blocked',
-  'pending_approval',
-  'failed',
-  'escalated',
-  'outcome_reconciled',
-  'replan_required',
-  'unknown_outcome',
-  'rejected',
-  'cancelled',
-] as const;
-export type CallStatus = (typeof CALL_STATUSES)[number];
+export { CALL_STATUSES, type CallStatus } from '../vocabulary.ts';
+import type { CallStatus } from '../vocabulary.ts';
 
 /** The pending approval a frozen call's answer shows. */
 export interface ApprovalSummary {

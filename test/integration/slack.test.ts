@@ -482,8 +482,9 @@ describe('Slack app', () => {
       expect(res.status).toBe(202);
       const card = await waitFor(async () => slack.callsTo('chat.postMessage').find((c) => JSON.stringify(c.args).includes(res.body.approval.id)), 3000);
       expect(card.at - frozenAt).toBeLessThan(3000);
-      const row = await built.store.db.selectFrom('approvals').select('slack_ts').where('id', '=', res.body.approval.id).executeTakeFirstOrThrow();
-      expect(row.slack_ts).toBeTruthy();
+      // The card's ts is stored once chat.postMessage has answered.
+      const ts = await waitFor(async () => (await built.store.db.selectFrom('approvals').select('slack_ts').where('id', '=', res.body.approval.id).executeTakeFirstOrThrow()).slack_ts, 3000);
+      expect(ts).toBeTruthy();
     } finally {
       await prompt.app.close();
     }
