@@ -1,28 +1,14 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { NotFoundError, ValidationError } from '../errors.ts';
-import { parseInput } from '../http/validation.ts';
+import { errorResponses } from '../http/error-schema.ts';
+import { traceCallParams, traceDetailAnswerSchema, traceExportQuery, traceListAnswerSchema, traceListQuery } from './trace-schemas.ts';
 import type { TraceEvent } from './trace-recorder.ts';
 import type { CallSummary, TraceFilters, TracesRepository } from './traces-repository.ts';
 import type { KeyIdentity } from '../auth/keyring.ts';
 import type { CallsRepository } from '../calls/calls-repository.ts';
-
-const listQuery = z
-  .object({
-    agent_id: z.string().max(200).optional(),
-    tool: z.string().max(200).optional(),
-    status: z.string().max(50).optional(),
-    since: z.string().datetime({ offset: true }).optional(),
-    limit: z.coerce.number().int().min(1).max(500).default(50),
-    cursor: z.string().max(500).optional(),
-  })
-  .strict();
-
-const exportQuery = listQuery.omit({ limit: true, cursor: true }).extend({
-  format: z.enum(['json', 'jsonl', 'langsmith', 'helicone']).default('json'),
-  limit: z.coerce.number().int().min(1).max(1_000_000).default(100_000),
-});
 
 function encodeCursor(row: { cursor_at: string; call_id: string }): string {
   return Buffer.from(JSON.stringify({ created_at: row.cursor_at, id: row.call_id })).toString('base64url');
@@ -84,8 +70,12 @@ function ownCallsOnly(identity: KeyIdentity): string | undefined {
 }
 
 export function registerTraceRoutes(app: FastifyInstance, traces: TracesRepository, calls: CallsRepository): void {
-  app.get('/traces', { config: { scope: 'traces:read' } }, async (request) => {
-    const query = parseInput(listQuery, request.query, 'query');
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+  routes.get(
+    '/traces',
+    { config: { scope: 'traces:read' }, schema: { summary: 'Calls, newest first, a page at a time', querystring: traceListQuery, response: { 200: traceListAnswerSchema, ...errorResponses } } },
+    async (request) => {
+    const query = request.query;
     const rows = await traces.listCalls({
       api_key_id: ownCallsOnly(request.identity),
       agent_id: query.agent_id,
@@ -97,10 +87,22 @@ export function registerTraceRoutes(app: FastifyInstance, traces: TracesReposito
     });
     const last = rows.at(-1);
     return { traces: rows.map(({ cursor_at: _cursor, ...summary }) => summary), next_cursor: rows.length === query.limit && last ? encodeCursor(last) : null };
-  });
+    },
+  );
 
-  app.get('/traces/export', { config: { scope: 'traces:read' } }, async (request, reply) => {
-    const query = parseInput(exportQuery, request.query, 'query');
+  routes.get(
+    '/traces/export',
+    {
+      config: { scope: 'traces:read' },
+      schema: {
+        summary: 'Stream calls with their traces (JSON array, JSON lines, LangSmith or Helicone records)',
+        querystring: traceExportQuery,
+        // Streamed, so not serialized through a schema: the 200 is described, not checked.
+        response: { 200: { description: 'A JSON array (format=json) or one JSON record per line', content: { 'application/json': { schema: z.array(z.unknown()) }, 'application/x-ndjson': { schema: z.unknown() } } }, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+    const query = request.query;
     const filters = { api_key_id: ownCallsOnly(request.identity), agent_id: query.agent_id, tool: query.tool, status: query.status, since: query.since ? new Date(query.since) : undefined };
     const asArray = query.format === 'json';
     // Streamed page by page, so a large export never sits in memory.
@@ -127,13 +129,18 @@ export function registerTraceRoutes(app: FastifyInstance, traces: TracesReposito
     void reply.header('content-type', asArray ? 'application/json' : 'application/x-ndjson');
     void reply.header('content-disposition', `attachment; filename="invoke-traces.${asArray ? 'json' : 'jsonl'}"`);
     return reply.send(Readable.from(lines()));
-  });
+    },
+  );
 
-  app.get('/traces/:call_id', { config: { scope: 'traces:read' } }, async (request) => {
-    const { call_id } = parseInput(z.object({ call_id: z.string().min(1).max(100) }), request.params, 'params');
+  routes.get(
+    '/traces/:call_id',
+    { config: { scope: 'traces:read' }, schema: { summary: 'One call: request, answer and trace events', params: traceCallParams, response: { 200: traceDetailAnswerSchema, ...errorResponses } } },
+    async (request) => {
+    const { call_id } = request.params;
     const detail = (await calls.findCallDetails([call_id])).get(call_id);
     const own = ownCallsOnly(request.identity);
     if (!detail || (own !== undefined && detail.api_key_id !== own)) throw new NotFoundError(`No call ${call_id}`, { call_id });
     return { ...detail.summary, request: detail.request, answer: detail.answer, events: await traces.eventsFor(call_id) };
-  });
+    },
+  );
 }
