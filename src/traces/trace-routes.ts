@@ -75,18 +75,18 @@ export function registerTraceRoutes(app: FastifyInstance, traces: TracesReposito
     '/traces',
     { config: { scope: 'traces:read' }, schema: { summary: 'Calls, newest first, a page at a time', querystring: traceListQuery, response: { 200: traceListAnswerSchema, ...errorResponses } } },
     async (request) => {
-    const query = request.query;
-    const rows = await traces.listCalls({
-      api_key_id: ownCallsOnly(request.identity),
-      agent_id: query.agent_id,
-      tool: query.tool,
-      status: query.status,
-      since: query.since ? new Date(query.since) : undefined,
-      before: query.cursor ? decodeCursor(query.cursor) : undefined,
-      limit: query.limit,
-    });
-    const last = rows.at(-1);
-    return { traces: rows.map(({ cursor_at: _cursor, ...summary }) => summary), next_cursor: rows.length === query.limit && last ? encodeCursor(last) : null };
+      const query = request.query;
+      const rows = await traces.listCalls({
+        api_key_id: ownCallsOnly(request.identity),
+        agent_id: query.agent_id,
+        tool: query.tool,
+        status: query.status,
+        since: query.since ? new Date(query.since) : undefined,
+        before: query.cursor ? decodeCursor(query.cursor) : undefined,
+        limit: query.limit,
+      });
+      const last = rows.at(-1);
+      return { traces: rows.map(({ cursor_at: _cursor, ...summary }) => summary), next_cursor: rows.length === query.limit && last ? encodeCursor(last) : null };
     },
   );
 
@@ -102,33 +102,33 @@ export function registerTraceRoutes(app: FastifyInstance, traces: TracesReposito
       },
     },
     async (request, reply) => {
-    const query = request.query;
-    const filters = { api_key_id: ownCallsOnly(request.identity), agent_id: query.agent_id, tool: query.tool, status: query.status, since: query.since ? new Date(query.since) : undefined };
-    const asArray = query.format === 'json';
-    // Streamed page by page, so a large export never sits in memory.
-    async function* lines(): AsyncGenerator<string> {
-      let before: TraceFilters['before'];
-      let sent = 0;
-      if (asArray) yield '[';
-      while (sent < query.limit) {
-        const page = await traces.listCalls({ ...filters, before, limit: Math.min(200, query.limit - sent) });
-        if (page.length === 0) break;
-        const details = await calls.findCallDetails(page.map((p) => p.call_id));
-        const events = await traces.eventsForCalls(page.map((p) => p.call_id));
-        for (const { cursor_at: _cursor, ...summary } of page) {
-          const detail = details.get(summary.call_id);
-          const record = exportShape(query.format, { summary, request: detail?.request ?? null, answer: detail?.answer ?? null, events: events.get(summary.call_id) ?? [] });
-          yield asArray ? `${sent === 0 ? '' : ','}\n${JSON.stringify(record)}` : `${JSON.stringify(record)}\n`;
-          sent++;
+      const query = request.query;
+      const filters = { api_key_id: ownCallsOnly(request.identity), agent_id: query.agent_id, tool: query.tool, status: query.status, since: query.since ? new Date(query.since) : undefined };
+      const asArray = query.format === 'json';
+      // Streamed page by page, so a large export never sits in memory.
+      async function* lines(): AsyncGenerator<string> {
+        let before: TraceFilters['before'];
+        let sent = 0;
+        if (asArray) yield '[';
+        while (sent < query.limit) {
+          const page = await traces.listCalls({ ...filters, before, limit: Math.min(200, query.limit - sent) });
+          if (page.length === 0) break;
+          const details = await calls.findCallDetails(page.map((p) => p.call_id));
+          const events = await traces.eventsForCalls(page.map((p) => p.call_id));
+          for (const { cursor_at: _cursor, ...summary } of page) {
+            const detail = details.get(summary.call_id);
+            const record = exportShape(query.format, { summary, request: detail?.request ?? null, answer: detail?.answer ?? null, events: events.get(summary.call_id) ?? [] });
+            yield asArray ? `${sent === 0 ? '' : ','}\n${JSON.stringify(record)}` : `${JSON.stringify(record)}\n`;
+            sent++;
+          }
+          const last = page.at(-1)!;
+          before = { created_at: last.cursor_at, id: last.call_id };
         }
-        const last = page.at(-1)!;
-        before = { created_at: last.cursor_at, id: last.call_id };
+        if (asArray) yield '\n]\n';
       }
-      if (asArray) yield '\n]\n';
-    }
-    void reply.header('content-type', asArray ? 'application/json' : 'application/x-ndjson');
-    void reply.header('content-disposition', `attachment; filename="invoke-traces.${asArray ? 'json' : 'jsonl'}"`);
-    return reply.send(Readable.from(lines()));
+      void reply.header('content-type', asArray ? 'application/json' : 'application/x-ndjson');
+      void reply.header('content-disposition', `attachment; filename="invoke-traces.${asArray ? 'json' : 'jsonl'}"`);
+      return reply.send(Readable.from(lines()));
     },
   );
 
@@ -136,11 +136,11 @@ export function registerTraceRoutes(app: FastifyInstance, traces: TracesReposito
     '/traces/:call_id',
     { config: { scope: 'traces:read' }, schema: { summary: 'One call: request, answer and trace events', params: traceCallParams, response: { 200: traceDetailAnswerSchema, ...errorResponses } } },
     async (request) => {
-    const { call_id } = request.params;
-    const detail = (await calls.findCallDetails([call_id])).get(call_id);
-    const own = ownCallsOnly(request.identity);
-    if (!detail || (own !== undefined && detail.api_key_id !== own)) throw new NotFoundError(`No call ${call_id}`, { call_id });
-    return { ...detail.summary, request: detail.request, answer: detail.answer, events: await traces.eventsFor(call_id) };
+      const { call_id } = request.params;
+      const detail = (await calls.findCallDetails([call_id])).get(call_id);
+      const own = ownCallsOnly(request.identity);
+      if (!detail || (own !== undefined && detail.api_key_id !== own)) throw new NotFoundError(`No call ${call_id}`, { call_id });
+      return { ...detail.summary, request: detail.request, answer: detail.answer, events: await traces.eventsFor(call_id) };
     },
   );
 }
