@@ -1,4 +1,5 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { serializerCompiler } from 'fastify-type-provider-zod';
 import { silentNotifier, type ApprovalNotifier } from './approvals/approval-notifier.ts';
 import { registerApprovalRoutes } from './approvals/approval-routes.ts';
 import { createApprovalService, type ApprovalService } from './approvals/approval-service.ts';
@@ -6,7 +7,7 @@ import { createApprovalWaiter } from './approvals/approval-waiter.ts';
 import { createApprovalsRepository } from './approvals/approvals-repository.ts';
 import { createCallbackOutbox, type CallbackOutbox } from './approvals/callback-outbox.ts';
 import { createApiKeysRepository } from './auth/api-keys-repository.ts';
-import { ensureBootstrapKey, loadKeyring } from './auth/keyring.ts';
+import { ensureBootstrapKey, loadKeyring, type Keyring } from './auth/keyring.ts';
 import { registerCallRoutes } from './calls/call-routes.ts';
 import { createCallService, type CallService } from './calls/call-service.ts';
 import { createCallsRepository } from './calls/calls-repository.ts';
@@ -26,6 +27,8 @@ import { registerErrorHandling } from './http/error-handler.ts';
 import { registerHealthRoutes } from './http/health-routes.ts';
 import { registerInputGuard } from './http/input-guard.ts';
 import { loggerOptions, OneLineRequestLog } from './http/logging.ts';
+import { registerOpenApi, registerOpenApiRoute } from './http/openapi.ts';
+import { zodValidatorCompiler } from './http/validation.ts';
 import { registerAddressLimits, registerKeyLimit, registerRateLimitStore } from './http/rate-limits.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { loadPolicyFile, type PolicyRule } from './policy/policy.ts';
@@ -105,23 +108,71 @@ export interface BuiltApp {
   generatedApiKey: string | null;
 }
 
-/** The composition root: opens the store, migrates, wires services, registers routes. */
-export async function buildApp(config: Config, deps: AppDeps = {}): Promise<BuiltApp> {
-  const serverRules: PolicyRule[] = config.policyFile ? (await loadPolicyFile(config.policyFile)).rules : [];
+/** What a build opened so far, closed newest first; closing twice closes nothing twice. */
+class Closers {
+  private readonly open: Array<() => Promise<void> | void> = [];
+
+  add(close: () => Promise<void> | void): void {
+    this.open.push(close);
+  }
+
+  /** Closes everything, even when one close fails (the first failure is rethrown at the end). */
+  async closeAll(): Promise<void> {
+    let failure: unknown;
+    for (let close = this.open.pop(); close; close = this.open.pop()) {
+      try {
+        await close();
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    if (failure !== undefined) throw failure;
+  }
+}
+
+/** The Fastify instance and its logger, before anything else exists, so every later step can log. */
+function createServer(config: Config, deps: AppDeps): FastifyInstance {
+  const app = Fastify({
+    logger: deps.logger ?? loggerOptions({ level: config.logLevel }),
+    bodyLimit: config.bodyLimitBytes,
+    genReqId: () => crypto.randomUUID(),
+    logController: new OneLineRequestLog(),
+    trustProxy: trustProxyOption(config.trustProxy),
+    ...lowLevelErrorOptions,
+  });
+  // Routes declare zod schemas: validated into the same 400 as before (src/http/validation.ts),
+  // answers serialized through their schema (loose where the shape is open).
+  app.setValidatorCompiler(zodValidatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  registerErrorHandling(app);
+  return app;
+}
+
+/** Opens (or takes) the store, migrates it, and loads the API keys. */
+async function openStoreStep(config: Config, deps: AppDeps, closers: Closers): Promise<{ store: Store; keyring: Keyring; generatedApiKey: string | null }> {
   const store = deps.store ?? (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }));
+  // A store the caller passed in is the caller's to close.
+  if (!deps.store) closers.add(() => store.close());
   await migrateToLatest(store.db);
   const apiKeys = createApiKeysRepository(store.db);
   const generatedApiKey = deps.headless ? null : await ensureBootstrapKey(config, apiKeys);
   const keyring = await loadKeyring(config, apiKeys);
-  const transact = transactorFor(store.db);
+  return { store, keyring, generatedApiKey };
+}
 
+type Services = Awaited<ReturnType<typeof createServices>>;
+
+/** Repositories and services, wired once; what holds a connection or a listener registers its close. */
+async function createServices(config: Config, deps: AppDeps, store: Store, serverRules: PolicyRule[], log: FastifyBaseLogger, closers: Closers) {
   const metrics = createMetrics();
+  const transact = transactorFor(store.db);
   const fetchUrl = createFetchUrlTool({
     maxBytes: config.fetchMaxBytes,
     timeoutMs: config.fetchTimeoutMs,
     maxRedirects: 5,
     allowHosts: [...config.fetchAllowHosts],
   });
+  closers.add(() => fetchUrl.close());
   const registry = createToolRegistry({
     repository: createToolsRepository(store.db),
     validator: createParamValidator(),
@@ -129,7 +180,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     defaultTimeoutMs: config.toolTimeoutMs,
   });
   const stopToolNotifications = await store.listen('invoke_tools', (provider) => registry.forgetProvider(provider));
+  closers.add(stopToolNotifications);
   const callsRepository = createCallsRepository(store);
+  closers.add(() => callsRepository.close());
   const approvalsRepository = createApprovalsRepository(store.db);
   // Slack, when configured: approval cards and decisions go through its outbox.
   const outboxRepository = createOutboxRepository(store.db);
@@ -137,6 +190,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   const slackNotifier = config.slack && slackOutbox ? createSlackNotifier(transact, approvalsRepository, slackOutbox, config.slack.approvalChannel, config.slack.approverIds) : null;
   const notifier: ApprovalNotifier = slackNotifier ?? silentNotifier;
   const callbacks = createCallbackOutbox(outboxRepository, { secret: config.callbackSecret, allowHosts: config.callbackAllowHosts });
+  closers.add(() => callbacks.close());
   const tracesRepository = createTracesRepository(store.db);
   const calls = createCallService({
     config,
@@ -155,6 +209,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   const executions = createExecutionService(createExecutionsRepository(store.db), calls);
   const waiter = createApprovalWaiter(store);
   await waiter.start();
+  closers.add(() => waiter.close());
   const approvalService = createApprovalService({
     config,
     transact,
@@ -176,21 +231,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     const [sent, posted] = await Promise.all([deliverCallbacks(), deliverSlack()]);
     return { delivered: sent.delivered + posted.delivered, failed: sent.failed + posted.failed };
   };
-  const slackApp =
-    config.slack && slackOutbox && slackNotifier && !deps.headless
-      ? createSlackApp({
-          config: config.slack,
-          approvals: approvalService,
-          notifier: slackNotifier,
-          flushOutbox: deliverSlack,
-          runCommand: createInvokeCommand({ db: store.db, traces: tracesRepository, calls: callsRepository, approvals: approvalService, registry }).run,
-          cardChannel: async (id) =>
-            (await approvalsRepository.slackCardOf(id))?.slack_channel ?? null,
-          log: { debug: (obj, msg) => app.log.debug(obj, msg), warn: (obj, msg) => app.log.warn(obj, msg), error: (obj, msg) => app.log.error(obj, msg) },
-        })
-      : null;
-  // Deliver due callbacks and Slack posts from this process too (the sweeps also do), so agents
-  // and approvers hear back promptly.
+  // The sweeps deliver due callbacks and Slack posts too, so agents and approvers hear back promptly.
   const sweeps = createSweepService({
     config,
     transact,
@@ -214,64 +255,116 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
     notifier,
     deliverOutbox,
     trimCronClaims: createCronClaimsRepository(store.db).trimOlderThanADay,
-    log: { warn: (obj, msg) => app.log.warn(obj, msg) },
+    log: { warn: (obj, msg) => log.warn(obj, msg) },
   });
-  // This process delivers as soon as an outbox row commits anywhere (NOTIFY at commit), and on
-  // a timer as the safety net. An interval of 0 leaves delivery to the sweeps.
-  const deliversItself = config.outboxIntervalMs > 0 && !deps.headless;
-  const outboxTimer = deliversItself
-    ? setInterval(() => {
-        deliverOutbox().catch((error: unknown) => app.log.warn({ err: error }, 'outbox delivery pass failed'));
-      }, config.outboxIntervalMs)
-    : null;
-  outboxTimer?.unref();
-  const stopOutboxNotifications = deliversItself
-    ? await store.listen(OUTBOX_CHANNEL, (kind) => {
-        const deliver = kind === 'slack' ? deliverSlack : deliverCallbacks;
-        deliver().catch((error: unknown) => app.log.warn({ err: error }, 'outbox delivery pass failed'));
-      })
-    : null;
+  return {
+    metrics,
+    registry,
+    calls,
+    state,
+    executions,
+    callsRepository,
+    tracesRepository,
+    approvalsRepository,
+    approvalService,
+    callbacks,
+    slackOutbox,
+    slackNotifier,
+    deliverCallbacks,
+    deliverSlack,
+    deliverOutbox,
+    sweeps,
+  };
+}
 
-  const app = Fastify({
-    logger: deps.logger ?? loggerOptions({ level: config.logLevel }),
-    bodyLimit: config.bodyLimitBytes,
-    genReqId: () => crypto.randomUUID(),
-    logController: new OneLineRequestLog(),
-    trustProxy: trustProxyOption(config.trustProxy),
-    ...lowLevelErrorOptions,
+/** The Bolt app, when Slack is configured and this process serves (a headless worker does not). */
+function createSlackStep(config: Config, deps: AppDeps, store: Store, core: Services, log: FastifyBaseLogger) {
+  const { slackOutbox, slackNotifier } = core;
+  if (!config.slack || !slackOutbox || !slackNotifier || deps.headless) return null;
+  return createSlackApp({
+    config: config.slack,
+    approvals: core.approvalService,
+    notifier: slackNotifier,
+    flushOutbox: core.deliverSlack,
+    runCommand: createInvokeCommand({ db: store.db, traces: core.tracesRepository, calls: core.callsRepository, approvals: core.approvalService, registry: core.registry }).run,
+    cardChannel: async (id) => (await core.approvalsRepository.slackCardOf(id))?.slack_channel ?? null,
+    log: { debug: (obj, msg) => log.debug(obj, msg), warn: (obj, msg) => log.warn(obj, msg), error: (obj, msg) => log.error(obj, msg) },
   });
-  registerErrorHandling(app);
+}
+
+/** Hooks (limits, input guard, auth) in the order they must run, the document, then the routes. */
+async function registerRoutes(app: FastifyInstance, config: Config, store: Store, keyring: Keyring, core: Services): Promise<void> {
   await registerRateLimitStore(app);
   registerAddressLimits(app, config.rateLimits);
   registerInputGuard(app);
   registerAuth(app, keyring);
   registerKeyLimit(app, config.rateLimits);
-  registerHealthRoutes(app, store, metrics);
-  registerToolRoutes(app, registry);
-  registerCallRoutes(app, calls, state);
-  registerTraceRoutes(app, tracesRepository, callsRepository);
-  registerExecutionRoutes(app, executions);
-  registerApprovalRoutes(app, approvalService);
-  slackApp?.register(app);
-  await slackApp?.start();
+  await registerOpenApi(app);
+  registerOpenApiRoute(app);
+  registerHealthRoutes(app, store, core.metrics);
+  registerToolRoutes(app, core.registry);
+  registerCallRoutes(app, core.calls, core.state);
+  registerTraceRoutes(app, core.tracesRepository, core.callsRepository);
+  registerExecutionRoutes(app, core.executions);
+  registerApprovalRoutes(app, core.approvalService);
+}
+
+/**
+ * Outbox delivery as soon as an outbox row commits anywhere (NOTIFY at commit), on a timer as
+ * the safety net, and the sweep schedule. An outbox interval of 0 leaves delivery to the sweeps;
+ * a headless worker runs neither.
+ */
+async function startBackgroundWork(config: Config, deps: AppDeps, store: Store, core: Services, log: FastifyBaseLogger, closers: Closers): Promise<void> {
+  const { deliverOutbox, deliverSlack, deliverCallbacks } = core;
+  const failed = (error: unknown) => log.warn({ err: error }, 'outbox delivery pass failed');
+  if (config.outboxIntervalMs > 0 && !deps.headless) {
+    const outboxTimer = setInterval(() => deliverOutbox().catch(failed), config.outboxIntervalMs);
+    outboxTimer.unref();
+    closers.add(() => clearInterval(outboxTimer));
+    const stopOutboxNotifications = await store.listen(OUTBOX_CHANNEL, (kind) => {
+      const deliver = kind === 'slack' ? deliverSlack : deliverCallbacks;
+      deliver().catch(failed);
+    });
+    closers.add(stopOutboxNotifications);
+  }
   const sweepSchedule = startSweepSchedule({
     expression: deps.headless ? 'off' : config.sweepCron,
     db: store.db,
-    sweeps,
-    metrics,
-    log: { info: (obj, msg) => app.log.info(obj, msg), warn: (obj, msg) => app.log.warn(obj, msg) },
+    sweeps: core.sweeps,
+    metrics: core.metrics,
+    log: { info: (obj, msg) => log.info(obj, msg), warn: (obj, msg) => log.warn(obj, msg) },
   });
-  app.addHook('onClose', async () => {
-    if (outboxTimer) clearInterval(outboxTimer);
-    await sweepSchedule.stop();
-    await slackApp?.stop();
-    await waiter.close();
-    await stopToolNotifications();
-    await stopOutboxNotifications?.();
-    await callbacks.close();
-    await callsRepository.close();
-    await fetchUrl.close();
-    if (!deps.store) await store.close();
-  });
-  return { app, store, services: { calls, registry, metrics, approvals: approvalService, callbacks, slackOutbox, deliverOutbox, sweeps }, generatedApiKey };
+  closers.add(() => sweepSchedule.stop());
+}
+
+/**
+ * Builds in order: the Fastify instance (and its logger) first, then the store, the services,
+ * Slack, the routes, and the background work (outbox delivery, sweeps). Each step that opens
+ * something registers how to close it; `app.close()` closes them newest first, and a step that
+ * fails closes what the steps before it opened, so a failed build leaves nothing open (no
+ * data-dir lock, no pool, no timer).
+ */
+export async function buildApp(config: Config, deps: AppDeps = {}): Promise<BuiltApp> {
+  const app = createServer(config, deps);
+  const closers = new Closers();
+  app.addHook('onClose', async () => closers.closeAll());
+  try {
+    const serverRules: PolicyRule[] = config.policyFile ? (await loadPolicyFile(config.policyFile)).rules : [];
+    const { store, keyring, generatedApiKey } = await openStoreStep(config, deps, closers);
+    const core = await createServices(config, deps, store, serverRules, app.log, closers);
+    const slackApp = createSlackStep(config, deps, store, core, app.log);
+    await registerRoutes(app, config, store, keyring, core);
+    slackApp?.register(app);
+    if (slackApp) {
+      closers.add(() => slackApp.stop());
+      await slackApp.start();
+    }
+    await startBackgroundWork(config, deps, store, core, app.log, closers);
+    const { calls, registry, metrics, approvalService, callbacks, slackOutbox, deliverOutbox, sweeps } = core;
+    return { app, store, services: { calls, registry, metrics, approvals: approvalService, callbacks, slackOutbox, deliverOutbox, sweeps }, generatedApiKey };
+  } catch (error) {
+    await closers.closeAll();
+    await app.close().catch(() => undefined);
+    throw error;
+  }
 }

@@ -1,23 +1,20 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { z } from 'zod';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { personOf } from '../auth/keyring.ts';
 import { ForbiddenError } from '../errors.ts';
-import { parseInput } from '../http/validation.ts';
+import { errorResponses } from '../http/error-schema.ts';
+import {
+  approvalAnswerSchema,
+  approvalAuditAnswerSchema,
+  approvalDecisionAnswerSchema,
+  approvalGetQuery,
+  approvalIdParams,
+  approvalListAnswerSchema,
+  approvalListQuery,
+  approveBodySchema,
+  rejectBodySchema,
+} from './approval-schemas.ts';
 import type { ApprovalService, ApproverActor } from './approval-service.ts';
-
-import { APPROVAL_STATUSES as STATUSES } from '../vocabulary.ts';
-
-const listQuery = z.object({ status: z.enum(STATUSES).optional(), limit: z.coerce.number().int().min(1).max(500).default(100) }).strict();
-const getQuery = z.object({ wait: z.coerce.number().min(0).max(3600).default(0) }).strict();
-const idParams = z.object({ id: z.string().min(1).max(100) });
-const approveBody = z
-  .object({
-    approver: z.string().min(1).max(200).optional(),
-    current_state: z.record(z.string(), z.unknown()).optional(),
-    comment: z.string().max(2000).optional(),
-  })
-  .strict();
-const rejectBody = z.object({ approver: z.string().min(1).max(200).optional(), reason: z.string().min(1).max(2000) }).strict();
 
 /** The approver is the identity bound to the key (its `approver_id`, else the key id), never free text. */
 function actorOf(request: FastifyRequest, claimed: string | undefined): ApproverActor {
@@ -30,33 +27,47 @@ function actorOf(request: FastifyRequest, claimed: string | undefined): Approver
 }
 
 export function registerApprovalRoutes(app: FastifyInstance, approvals: ApprovalService): void {
+  const routes = app.withTypeProvider<ZodTypeProvider>();
   for (const prefix of ['', '/v1']) {
-    app.get(`${prefix}/approvals`, { config: { scope: 'approvals:read' } }, async (request) => {
-      const { status, limit } = parseInput(listQuery, request.query, 'query');
-      return { approvals: await approvals.list(status, limit) };
-    });
-    app.get(`${prefix}/approvals/:id`, { config: { scope: 'approvals:read' } }, async (request) => {
-      const { id } = parseInput(idParams, request.params, 'params');
-      const { wait } = parseInput(getQuery, request.query, 'query');
-      return { approval: await approvals.get(id, wait * 1000) };
-    });
-    app.get(`${prefix}/approvals/:id/audit`, { config: { scope: 'approvals:read' } }, async (request) => {
-      const { id } = parseInput(idParams, request.params, 'params');
-      return { audit: await approvals.audit(id) };
-    });
-    app.post(`${prefix}/approvals/:id/approve`, { config: { scope: 'approvals:write' } }, async (request) => {
-      const { id } = parseInput(idParams, request.params, 'params');
-      const body = parseInput(approveBody, request.body ?? {});
-      return approvals.approve(actorOf(request, body.approver), id, { current_state: body.current_state, comment: body.comment });
-    });
-    app.post(`${prefix}/approvals/:id/reject`, { config: { scope: 'approvals:write' } }, async (request) => {
-      const { id } = parseInput(idParams, request.params, 'params');
-      const body = parseInput(rejectBody, request.body);
-      return approvals.reject(actorOf(request, body.approver), id, body.reason);
-    });
-    app.post(`${prefix}/approvals/:id/refetch`, { config: { scope: 'approvals:write' } }, async (request) => {
-      const { id } = parseInput(idParams, request.params, 'params');
-      return approvals.refetch(id);
-    });
+    // The unversioned aliases still answer, but the document lists the /v1 routes only.
+    const hide = prefix !== '/v1';
+    const read = { scope: 'approvals:read' } as const;
+    const write = { scope: 'approvals:write' } as const;
+    routes.get(
+      `${prefix}/approvals`,
+      { config: read, schema: { hide, summary: 'List approvals', querystring: approvalListQuery, response: { 200: approvalListAnswerSchema, ...errorResponses } } },
+      async (request) => ({ approvals: await approvals.list(request.query.status, request.query.limit) }),
+    );
+    routes.get(
+      `${prefix}/approvals/:id`,
+      {
+        config: read,
+        schema: { hide, summary: 'One approval; `wait` long-polls up to that many seconds for a decision', params: approvalIdParams, querystring: approvalGetQuery, response: { 200: approvalAnswerSchema, ...errorResponses } },
+      },
+      async (request) => ({ approval: await approvals.get(request.params.id, request.query.wait * 1000) }),
+    );
+    routes.get(
+      `${prefix}/approvals/:id/audit`,
+      { config: read, schema: { hide, summary: "An approval's audit trail", params: approvalIdParams, response: { 200: approvalAuditAnswerSchema, ...errorResponses } } },
+      async (request) => ({ audit: await approvals.audit(request.params.id) }),
+    );
+    routes.post(
+      `${prefix}/approvals/:id/approve`,
+      { config: write, schema: { hide, summary: 'Approve: revalidates live state, then runs the frozen call', params: approvalIdParams, body: approveBodySchema, response: { 200: approvalDecisionAnswerSchema, ...errorResponses } } },
+      async (request) => {
+        const { body } = request;
+        return approvals.approve(actorOf(request, body.approver), request.params.id, { current_state: body.current_state, comment: body.comment });
+      },
+    );
+    routes.post(
+      `${prefix}/approvals/:id/reject`,
+      { config: write, schema: { hide, summary: 'Reject a pending approval', params: approvalIdParams, body: rejectBodySchema, response: { 200: approvalDecisionAnswerSchema, ...errorResponses } } },
+      async (request) => approvals.reject(actorOf(request, request.body.approver), request.params.id, request.body.reason),
+    );
+    routes.post(
+      `${prefix}/approvals/:id/refetch`,
+      { config: write, schema: { hide, summary: 'Read live state again and report drift', params: approvalIdParams, response: { 200: approvalDecisionAnswerSchema, ...errorResponses } } },
+      async (request) => approvals.refetch(request.params.id),
+    );
   }
 }

@@ -3,7 +3,6 @@ import { authorizeToolUse, type CallContext } from '../auth/scopes.ts';
 import type { Config } from '../config.ts';
 import type { Transact } from '../db/transact.ts';
 import { ConflictError, UnprocessableError, ValidationError } from '../errors.ts';
-import { parseInput } from '../http/validation.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { evaluatePolicy, type PolicyDecision, type PolicyRule } from '../policy/policy.ts';
 import type { StoredTool } from '../tools/tools-repository.ts';
@@ -12,7 +11,7 @@ import type { CapabilityCard, StateRefetch } from '../tools/types.ts';
 import { assertValidConditions } from '../policy/conditions.ts';
 import { TraceRecorder, type TraceEvent } from '../traces/trace-recorder.ts';
 import type { TracesRepository } from '../traces/traces-repository.ts';
-import { callRequestSchema, resolveIdempotencyKey, type CallRequest } from './call-request.ts';
+import { resolveIdempotencyKey, type CallRequest } from './call-request.ts';
 import type { CallFreezer, FrozenCall } from './call-freezer.ts';
 import { httpStatusFor, type CallAnswer, type CallStatus } from './call-types.ts';
 import type { CallsRepository } from './calls-repository.ts';
@@ -108,8 +107,7 @@ export function createCallService(deps: CallServiceDeps) {
     return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
   }
 
-  async function prepare(identity: KeyIdentity, body: unknown, headerKey: string | undefined): Promise<PreparedCall> {
-    const request = parseInput(callRequestSchema, body);
+  async function prepare(identity: KeyIdentity, request: CallRequest, headerKey: string | undefined): Promise<PreparedCall> {
     const idempotencyKey = resolveIdempotencyKey(request.idempotency_key, headerKey);
     const tool = await registry.getTool(request.tool);
     registry.validateParams(tool.card, request.params);
@@ -343,9 +341,9 @@ export function createCallService(deps: CallServiceDeps) {
       return { answer, events: trace.takePending() };
     },
 
-    async call(identity: KeyIdentity, body: unknown, options: { idempotencyKeyHeader?: string } = {}): Promise<CallResult> {
+    async call(identity: KeyIdentity, input: CallRequest, options: { idempotencyKeyHeader?: string } = {}): Promise<CallResult> {
       const started = performance.now();
-      const prepared = await prepare(identity, body, options.idempotencyKeyHeader);
+      const prepared = await prepare(identity, input, options.idempotencyKeyHeader);
       const { request, idempotencyKey } = prepared;
       freezer.assertRequestable(request);
       const callId = newId('call');

@@ -1,40 +1,12 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { KeyIdentity } from '../auth/keyring.ts';
 import { requireScope } from '../auth/scopes.ts';
 import { UnprocessableError, ValidationError } from '../errors.ts';
-import { parseInput } from '../http/validation.ts';
 import { stateRefetchSchema } from '../tools/schemas.ts';
+import type { ReconcileRequest, VerifyRequest } from './call-schemas.ts';
 import { decideReconciliation } from './reconcile-decision.ts';
 import type { StateReader } from './state-reader.ts';
 import { verifyState } from './state-verify.ts';
-
-const record = z.record(z.string(), z.unknown());
-
-const verifyRequestSchema = z
-  .object({
-    intent: z.string().min(1).max(200),
-    required_fields: z.array(z.string().min(1).max(200)).max(200).default([]),
-    assumed_state: record.default({}),
-    current_state: record.optional(),
-    state_refetch: stateRefetchSchema.optional(),
-    conditions: record.default({}),
-    on_mismatch: z.enum(['replan', 'block']).default('replan'),
-    agent_id: z.string().min(1).max(200).optional(),
-  })
-  .strict();
-
-const reconcileRequestSchema = z
-  .object({
-    action: z
-      .object({ intent: z.string().max(200).optional(), tool: z.string().max(200).optional(), params: record.default({}) })
-      .strict(),
-    outcome: z.literal('UNKNOWN'),
-    current_state: record.optional(),
-    state_refetch: stateRefetchSchema.optional(),
-    conditions: record.refine((c) => Object.keys(c).length > 0, 'reconciliation needs at least one condition'),
-    agent_id: z.string().min(1).max(200).optional(),
-  })
-  .strict();
 
 /** `/state/verify` and `/outcomes/reconcile`: the documented contracts, with optional live reads. */
 export function createStateService(stateReader: StateReader) {
@@ -55,9 +27,8 @@ export function createStateService(stateReader: StateReader) {
   }
 
   return {
-    async verify(identity: KeyIdentity, body: unknown) {
+    async verify(identity: KeyIdentity, request: VerifyRequest) {
       requireScope(identity, 'state:verify');
-      const request = parseInput(verifyRequestSchema, body);
       const { state, source } = await liveState(identity, request.current_state, request.state_refetch, request.agent_id, {
         assumed_state: request.assumed_state,
       });
@@ -65,9 +36,8 @@ export function createStateService(stateReader: StateReader) {
       return { ...result, intent: request.intent, state_source: source, current_state: state };
     },
 
-    async reconcile(identity: KeyIdentity, body: unknown) {
+    async reconcile(identity: KeyIdentity, request: ReconcileRequest) {
       requireScope(identity, 'outcomes:reconcile');
-      const request = parseInput(reconcileRequestSchema, body);
       const { state, source } = await liveState(identity, request.current_state, request.state_refetch, request.agent_id, {
         params: request.action.params,
       });

@@ -1,27 +1,14 @@
-import { z } from 'zod';
 import type { KeyIdentity } from '../auth/keyring.ts';
 import type { CallService } from '../calls/call-service.ts';
 import type { CallAnswer } from '../calls/call-types.ts';
-import { resolveIdempotencyKey } from '../calls/call-request.ts';
+import { callRequestSchema, resolveIdempotencyKey } from '../calls/call-request.ts';
 import { newId, sha256Hex } from '../calls/fingerprint.ts';
 import { NotFoundError, ValidationError } from '../errors.ts';
 import { parseInput } from '../http/validation.ts';
 import type { Execution, ExecutionsRepository, ExecutionStatus } from './executions-repository.ts';
+import type { ExecutionRequest } from './execution-schemas.ts';
 
-export const WORKFLOWS = ['safe-tool-execution'] as const;
-
-const executionRequestSchema = z
-  .object({
-    workflow: z.enum(WORKFLOWS),
-    agent_id: z.string().min(1).max(200).default('anonymous'),
-    input: z
-      .object({
-        tool: z.string().min(1).max(200).optional(),
-        params: z.record(z.string(), z.unknown()).default({}),
-      })
-      .passthrough(),
-  })
-  .strict();
+export { WORKFLOWS } from './execution-schemas.ts';
 
 /** What an execution's status says about the call it ran. */
 const EXECUTION_STATUS: Record<CallAnswer['status'], ExecutionStatus> = {
@@ -69,15 +56,15 @@ export function createExecutionService(executions: ExecutionsRepository, calls: 
   }
 
   return {
-    async create(identity: KeyIdentity, body: unknown, headerKey: string | undefined) {
-      const request = parseInput(executionRequestSchema, body);
+    async create(identity: KeyIdentity, request: ExecutionRequest, headerKey: string | undefined) {
       const key = resolveIdempotencyKey(undefined, headerKey);
       if (key === undefined) throw new ValidationError('POST /v1/executions needs an Idempotency-Key header', { field: 'Idempotency-Key' });
       const { tool, params, ...rest } = request.input;
       if (!tool) throw new ValidationError('input.tool is required: the tool safe-tool-execution runs', { field: 'body.input.tool' });
+      // The input is an open object passed on as a call: checked as one here, as /v1/call checks its body.
       const result = await calls.call(
         identity,
-        { ...rest, tool, params, agent_id: request.agent_id, workflow: request.workflow, idempotency_key: `execution:${sha256Hex(key)}` },
+        parseInput(callRequestSchema, { ...rest, tool, params, agent_id: request.agent_id, workflow: request.workflow, idempotency_key: `execution:${sha256Hex(key)}` }),
       );
       const answer = result.answer;
       const status = EXECUTION_STATUS[answer.status];

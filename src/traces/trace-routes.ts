@@ -1,27 +1,13 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { NotFoundError, ValidationError } from '../errors.ts';
-import { parseInput } from '../http/validation.ts';
+import { errorResponses } from '../http/error-schema.ts';
+import { traceCallParams, traceDetailAnswerSchema, traceExportQuery, traceListAnswerSchema, traceListQuery } from './trace-schemas.ts';
 import type { TraceEvent } from './trace-recorder.ts';
 import type { CallDetailsReader, CallSummary, TraceFilters, TracesRepository } from './traces-repository.ts';
 import type { KeyIdentity } from '../auth/keyring.ts';
-
-const listQuery = z
-  .object({
-    agent_id: z.string().max(200).optional(),
-    tool: z.string().max(200).optional(),
-    status: z.string().max(50).optional(),
-    since: z.string().datetime({ offset: true }).optional(),
-    limit: z.coerce.number().int().min(1).max(500).default(50),
-    cursor: z.string().max(500).optional(),
-  })
-  .strict();
-
-const exportQuery = listQuery.omit({ limit: true, cursor: true }).extend({
-  format: z.enum(['json', 'jsonl', 'langsmith', 'helicone']).default('json'),
-  limit: z.coerce.number().int().min(1).max(1_000_000).default(100_000),
-});
 
 function encodeCursor(row: { cursor_at: string; call_id: string }): string {
   return Buffer.from(JSON.stringify({ created_at: row.cursor_at, id: row.call_id })).toString('base64url');
@@ -83,56 +69,77 @@ function ownCallsOnly(identity: KeyIdentity): string | undefined {
 }
 
 export function registerTraceRoutes(app: FastifyInstance, traces: TracesRepository, calls: CallDetailsReader): void {
-  app.get('/traces', { config: { scope: 'traces:read' } }, async (request) => {
-    const query = parseInput(listQuery, request.query, 'query');
-    const rows = await traces.listCalls({
-      api_key_id: ownCallsOnly(request.identity),
-      agent_id: query.agent_id,
-      tool: query.tool,
-      status: query.status,
-      since: query.since ? new Date(query.since) : undefined,
-      before: query.cursor ? decodeCursor(query.cursor) : undefined,
-      limit: query.limit,
-    });
-    const last = rows.at(-1);
-    return { traces: rows.map(({ cursor_at: _cursor, ...summary }) => summary), next_cursor: rows.length === query.limit && last ? encodeCursor(last) : null };
-  });
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+  routes.get(
+    '/traces',
+    { config: { scope: 'traces:read' }, schema: { summary: 'Calls, newest first, a page at a time', querystring: traceListQuery, response: { 200: traceListAnswerSchema, ...errorResponses } } },
+    async (request) => {
+      const query = request.query;
+      const rows = await traces.listCalls({
+        api_key_id: ownCallsOnly(request.identity),
+        agent_id: query.agent_id,
+        tool: query.tool,
+        status: query.status,
+        since: query.since ? new Date(query.since) : undefined,
+        before: query.cursor ? decodeCursor(query.cursor) : undefined,
+        limit: query.limit,
+      });
+      const last = rows.at(-1);
+      return { traces: rows.map(({ cursor_at: _cursor, ...summary }) => summary), next_cursor: rows.length === query.limit && last ? encodeCursor(last) : null };
+    },
+  );
 
-  app.get('/traces/export', { config: { scope: 'traces:read' } }, async (request, reply) => {
-    const query = parseInput(exportQuery, request.query, 'query');
-    const filters = { api_key_id: ownCallsOnly(request.identity), agent_id: query.agent_id, tool: query.tool, status: query.status, since: query.since ? new Date(query.since) : undefined };
-    const asArray = query.format === 'json';
-    // Streamed page by page, so a large export never sits in memory.
-    async function* lines(): AsyncGenerator<string> {
-      let before: TraceFilters['before'];
-      let sent = 0;
-      if (asArray) yield '[';
-      while (sent < query.limit) {
-        const page = await traces.listCalls({ ...filters, before, limit: Math.min(200, query.limit - sent) });
-        if (page.length === 0) break;
-        const details = await calls.findCallDetails(page.map((p) => p.call_id));
-        const events = await traces.eventsForCalls(page.map((p) => p.call_id));
-        for (const { cursor_at: _cursor, ...summary } of page) {
-          const detail = details.get(summary.call_id);
-          const record = exportShape(query.format, { summary, request: detail?.request ?? null, answer: detail?.answer ?? null, events: events.get(summary.call_id) ?? [] });
-          yield asArray ? `${sent === 0 ? '' : ','}\n${JSON.stringify(record)}` : `${JSON.stringify(record)}\n`;
-          sent++;
+  routes.get(
+    '/traces/export',
+    {
+      config: { scope: 'traces:read' },
+      schema: {
+        summary: 'Stream calls with their traces (JSON array, JSON lines, LangSmith or Helicone records)',
+        querystring: traceExportQuery,
+        // Streamed, so not serialized through a schema: the 200 is described, not checked.
+        response: { 200: { description: 'A JSON array (format=json) or one JSON record per line', content: { 'application/json': { schema: z.array(z.unknown()) }, 'application/x-ndjson': { schema: z.unknown() } } }, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const query = request.query;
+      const filters = { api_key_id: ownCallsOnly(request.identity), agent_id: query.agent_id, tool: query.tool, status: query.status, since: query.since ? new Date(query.since) : undefined };
+      const asArray = query.format === 'json';
+      // Streamed page by page, so a large export never sits in memory.
+      async function* lines(): AsyncGenerator<string> {
+        let before: TraceFilters['before'];
+        let sent = 0;
+        if (asArray) yield '[';
+        while (sent < query.limit) {
+          const page = await traces.listCalls({ ...filters, before, limit: Math.min(200, query.limit - sent) });
+          if (page.length === 0) break;
+          const details = await calls.findCallDetails(page.map((p) => p.call_id));
+          const events = await traces.eventsForCalls(page.map((p) => p.call_id));
+          for (const { cursor_at: _cursor, ...summary } of page) {
+            const detail = details.get(summary.call_id);
+            const record = exportShape(query.format, { summary, request: detail?.request ?? null, answer: detail?.answer ?? null, events: events.get(summary.call_id) ?? [] });
+            yield asArray ? `${sent === 0 ? '' : ','}\n${JSON.stringify(record)}` : `${JSON.stringify(record)}\n`;
+            sent++;
+          }
+          const last = page.at(-1)!;
+          before = { created_at: last.cursor_at, id: last.call_id };
         }
-        const last = page.at(-1)!;
-        before = { created_at: last.cursor_at, id: last.call_id };
+        if (asArray) yield '\n]\n';
       }
-      if (asArray) yield '\n]\n';
-    }
-    void reply.header('content-type', asArray ? 'application/json' : 'application/x-ndjson');
-    void reply.header('content-disposition', `attachment; filename="invoke-traces.${asArray ? 'json' : 'jsonl'}"`);
-    return reply.send(Readable.from(lines()));
-  });
+      void reply.header('content-type', asArray ? 'application/json' : 'application/x-ndjson');
+      void reply.header('content-disposition', `attachment; filename="invoke-traces.${asArray ? 'json' : 'jsonl'}"`);
+      return reply.send(Readable.from(lines()));
+    },
+  );
 
-  app.get('/traces/:call_id', { config: { scope: 'traces:read' } }, async (request) => {
-    const { call_id } = parseInput(z.object({ call_id: z.string().min(1).max(100) }), request.params, 'params');
-    const detail = (await calls.findCallDetails([call_id])).get(call_id);
-    const own = ownCallsOnly(request.identity);
-    if (!detail || (own !== undefined && detail.api_key_id !== own)) throw new NotFoundError(`No call ${call_id}`, { call_id });
-    return { ...detail.summary, request: detail.request, answer: detail.answer, events: await traces.eventsFor(call_id) };
-  });
+  routes.get(
+    '/traces/:call_id',
+    { config: { scope: 'traces:read' }, schema: { summary: 'One call: request, answer and trace events', params: traceCallParams, response: { 200: traceDetailAnswerSchema, ...errorResponses } } },
+    async (request) => {
+      const { call_id } = request.params;
+      const detail = (await calls.findCallDetails([call_id])).get(call_id);
+      const own = ownCallsOnly(request.identity);
+      if (!detail || (own !== undefined && detail.api_key_id !== own)) throw new NotFoundError(`No call ${call_id}`, { call_id });
+      return { ...detail.summary, request: detail.request, answer: detail.answer, events: await traces.eventsFor(call_id) };
+    },
+  );
 }

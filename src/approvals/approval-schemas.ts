@@ -1,0 +1,28 @@
+import { APPROVAL_STATUSES } from '../vocabulary.ts';
+import { z } from 'zod';
+import { openObject } from '../http/error-schema.ts';
+
+
+export const approvalListQuery = z.object({ status: z.enum(APPROVAL_STATUSES).optional(), limit: z.coerce.number().int().min(1).max(500).default(100) }).strict();
+export const approvalGetQuery = z.object({ wait: z.coerce.number().min(0).max(3600).default(0) }).strict();
+export const approvalIdParams = z.object({ id: z.string().min(1).max(100) });
+export const approveBodySchema = z
+  .object({
+    approver: z.string().min(1).max(200).optional(),
+    current_state: z.record(z.string(), z.unknown()).optional(),
+    comment: z.string().max(2000).optional(),
+  })
+  .strict();
+export type ApproveBody = z.infer<typeof approveBodySchema>;
+export const rejectBodySchema = z.object({ approver: z.string().min(1).max(200).optional(), reason: z.string().min(1).max(2000) }).strict();
+export type RejectBody = z.infer<typeof rejectBodySchema>;
+
+/** An approval as the API shows it. Open: the checkpoint's fields depend on the call. */
+export const approvalViewSchema = openObject({ id: z.string(), status: z.string() });
+export const approvalListAnswerSchema = z.object({ approvals: z.array(approvalViewSchema) });
+export const approvalAnswerSchema = z.object({ approval: approvalViewSchema });
+export const approvalAuditAnswerSchema = z.object({
+  audit: z.array(openObject({ kind: z.string(), actor: z.string().nullable(), detail: z.unknown(), at: z.string() })),
+});
+/** What approve, reject and refetch answer: the approval and what the decision led to. */
+export const approvalDecisionAnswerSchema = openObject({ approval: approvalViewSchema });
