@@ -3,8 +3,8 @@
  * generated from them, and an SDK imports them (or their `z.infer` types) from here rather
  * than copying shapes. Each capability keeps its schemas next to its code.
  */
-export { errorResponseSchema, type ErrorResponse } from './error-schema.ts';
-export { healthAnswerSchema, healthUnavailableSchema } from './health-routes.ts';
+export { errorResponseSchema, type ErrorResponse } from './http/error-schema.ts';
+export { healthAnswerSchema, healthUnavailableSchema } from './http/health-routes.ts';
 export {
   callRequestSchema,
   callAnswerSchema,
@@ -15,8 +15,8 @@ export {
   reconcileAnswerSchema,
   type VerifyRequest,
   type ReconcileRequest,
-} from '../calls/call-schemas.ts';
-export type { CallRequest } from '../calls/call-request.ts';
+} from './calls/call-schemas.ts';
+export type { CallRequest } from './calls/call-request.ts';
 export {
   approvalListQuery,
   approvalGetQuery,
@@ -30,7 +30,7 @@ export {
   approvalDecisionAnswerSchema,
   type ApproveBody,
   type RejectBody,
-} from '../approvals/approval-schemas.ts';
+} from './approvals/approval-schemas.ts';
 export {
   executionRequestSchema,
   executionAnswerSchema,
@@ -38,8 +38,8 @@ export {
   executionListQuery,
   executionIdParams,
   type ExecutionRequest,
-} from '../executions/execution-schemas.ts';
-export { traceListQuery, traceExportQuery, traceCallParams, callSummarySchema, traceListAnswerSchema, traceDetailAnswerSchema } from '../traces/trace-schemas.ts';
+} from './executions/execution-schemas.ts';
+export { traceListQuery, traceExportQuery, traceCallParams, callSummarySchema, traceListAnswerSchema, traceDetailAnswerSchema } from './traces/trace-schemas.ts';
 export {
   discoverQuery,
   httpProviderSchema,
@@ -49,4 +49,4 @@ export {
   toolListAnswerSchema,
   discoverAnswerSchema,
   providerAnswerSchema,
-} from '../tools/tool-schemas.ts';
+} from './tools/tool-schemas.ts';
