@@ -70,7 +70,7 @@ export const sweepSection: Section = async (ctx) => {
     return {
       tables: [
         {
-          title: `Sweep pass over ${count(backlog)} expired pending approvals (batch ${config.sweepBatch})`,
+          title: `Sweep pass over ${count(backlog)} expired pending approvals`,
           columns: ['pass', 'ms', 'expired', 'vs idle pass'],
           rows: [
             ['nothing due (baseline, median of 5)', ms(base), '0', ''],
