@@ -1,19 +1,20 @@
 /**
  * One sweep pass over a backlog of N pending approvals past their expiry (100,000; quick: 5,000),
- * against the same pass with nothing due (the baseline). A pass handles at most
- * INVOKE_SWEEP_BATCH approvals, so it should cost about the same however deep the backlog is.
+ * against the same pass with nothing due (the baseline). Approvals that cancel on expiry go in
+ * set-based batches until none is left, so one pass drains the backlog. On Postgres, calls from
+ * another Invoke process on the same database are measured alone and while the pass runs.
  *
- * The sweep is timed in this process (it is one function call, no load): the app is built
- * headless on a fresh database, one call is frozen through the API, and its approval and call are
- * cloned N times with SQL, already expired.
+ * The sweep is timed in this process (it is one function call): the app is built headless on a
+ * fresh database, one call is frozen through the API, and its approval and call are cloned N
+ * times with SQL, already expired.
  */
 import { sql, type Kysely } from 'kysely';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { Database } from '../../src/db/schema.ts';
-import { percentiles } from '../load.ts';
-import { API_KEY } from '../processes.ts';
-import { AUTH, count, ms, TOOL_KEY, type Section } from '../section.ts';
+import { percentiles, runLoad, type LoadResult } from '../load.ts';
+import { API_KEY, startInvokeProcess } from '../processes.ts';
+import { AUTH, count, governed, ms, ratio, registerBenchTool, TOOL_KEY, type Section } from '../section.ts';
 
 /**
  * N copies of one approval and its call (and the call's trace events), expired an hour ago.
@@ -63,7 +64,26 @@ export const sweepSection: Section = async (ctx) => {
     const t0 = performance.now();
     await cloneExpired(store.db, frozen.approval.id, frozen.call_id, backlog);
     const loadSeconds = (performance.now() - t0) / 1000;
-    const first = await pass();
+    // On Postgres, calls from another Invoke process on the same database while the pass runs:
+    // what the sweep does to live traffic (the embedded store is one process's, so not there).
+    const live = ctx.store.kind === 'postgres' ? await startInvokeProcess({ storeEnv: database.env }) : null;
+    let interference: { alone: LoadResult; during: LoadResult } | null = null;
+    let first: Awaited<ReturnType<typeof pass>>;
+    try {
+      if (live) {
+        await registerBenchTool(live.url, ctx.tool.url);
+        const loadMs = ctx.quick ? 400 : 3000;
+        const alone = await runLoad(governed(live.url), { concurrency: 16, durationMs: loadMs });
+        const passing = pass();
+        const during = await runLoad(governed(live.url), { concurrency: 16, durationMs: loadMs });
+        first = await passing;
+        interference = { alone, during };
+      } else {
+        first = await pass();
+      }
+    } finally {
+      await live?.stop();
+    }
     const second = await pass();
     const base = percentiles(idle).p50;
     const perApproval = first.ms / Math.max(1, first.counts.expired);
@@ -82,8 +102,21 @@ export const sweepSection: Section = async (ctx) => {
             `Backlog inserted with SQL in ${loadSeconds.toFixed(1)} s, then ANALYZE.`,
           ],
         },
+        ...(interference
+          ? [
+              {
+                title: '/v1/call at concurrency 16 from another process on the same database, alone and while the first pass runs',
+                columns: ['when', 'calls/s', 'p50 ms', 'p99 ms', 'p99 vs alone'],
+                rows: [
+                  ['alone (baseline)', interference.alone.perSecond.toFixed(0), ms(interference.alone.latency.p50), ms(interference.alone.latency.p99), ''],
+                  ['during the sweep pass', interference.during.perSecond.toFixed(0), ms(interference.during.latency.p50), ms(interference.during.latency.p99), ratio(interference.during.latency.p99, interference.alone.latency.p99)],
+                ],
+                notes: [],
+              },
+            ]
+          : []),
       ],
-      data: { backlog, batch: config.sweepBatch, idle_ms: idle, first, second, per_approval_ms: perApproval, load_seconds: loadSeconds },
+      data: { backlog, idle_ms: idle, first, second, per_approval_ms: perApproval, load_seconds: loadSeconds, interference },
     };
   } finally {
     await app.close();
