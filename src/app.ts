@@ -84,6 +84,8 @@ export interface AppDeps {
   store?: Store;
   logger?: FastifyServerOptions['logger'];
   sleep?: (ms: number) => Promise<void>;
+  /** The time, in milliseconds since the epoch, where a wait is kept in memory (Slack's Retry-After); tests move it. */
+  clock?: () => number;
   /**
    * A worker that runs one job and exits (`npm run sweep`): no generated key, no Slack
    * connection (Socket Mode would receive clicks it may not live to handle), no timers.
@@ -186,7 +188,7 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
   const approvalsRepository = createApprovalsRepository(store.db);
   // Slack, when configured: approval cards and decisions go through its outbox.
   const outboxRepository = createOutboxRepository(store.db);
-  const slackOutbox = config.slack ? createSlackOutbox(outboxRepository, approvalsRepository, createSlackClient(config.slack)) : null;
+  const slackOutbox = config.slack ? createSlackOutbox(outboxRepository, approvalsRepository, createSlackClient(config.slack), deps.clock) : null;
   const slackNotifier = config.slack && slackOutbox ? createSlackNotifier(transact, approvalsRepository, slackOutbox, config.slack.approvalChannel, config.slack.approverIds) : null;
   const notifier: ApprovalNotifier = slackNotifier ?? silentNotifier;
   const callbacks = createCallbackOutbox(outboxRepository, { secret: config.callbackSecret, allowHosts: config.callbackAllowHosts });

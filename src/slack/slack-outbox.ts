@@ -22,7 +22,16 @@ export type SlackPost =
   | { role: 'reply'; approval_id: string; message: SlackMessage }
   | { role: 'notice'; channel: string; message: SlackMessage };
 
-export function createSlackOutbox(outbox: OutboxRepository, approvals: Pick<ApprovalsRepository, 'slackCardOf' | 'recordSlackCard'>, client: WebClient) {
+/**
+ * `clock` (milliseconds since the epoch) times the Retry-After wait, the one wait this process
+ * keeps in memory rather than in the store.
+ */
+export function createSlackOutbox(
+  outbox: OutboxRepository,
+  approvals: Pick<ApprovalsRepository, 'slackCardOf' | 'recordSlackCard'>,
+  client: WebClient,
+  clock: () => number = Date.now,
+) {
   let rateLimitedUntil = 0;
 
   /** Whether the card a post waits for was given up on (its outbox row is dead). */
@@ -84,7 +93,7 @@ export function createSlackOutbox(outbox: OutboxRepository, approvals: Pick<Appr
     async deliverDue(limit = 20): Promise<{ delivered: number; failed: number; waiting: number }> {
       const counts = { delivered: 0, failed: 0, waiting: 0 };
       // Slack said 429: the whole client waits, rather than spend other rows' attempts on it.
-      if (Date.now() < rateLimitedUntil) return counts;
+      if (clock() < rateLimitedUntil) return counts;
       for (let i = 0; i < limit; i++) {
         const row = await outbox.claimDue('slack');
         if (!row) break;
@@ -106,7 +115,7 @@ export function createSlackOutbox(outbox: OutboxRepository, approvals: Pick<Appr
           const e = error as { code?: string; retryAfter?: number; message: string };
           if (e.code === ErrorCode.RateLimitedError) {
             const wait = Math.max(1, e.retryAfter ?? 1);
-            rateLimitedUntil = Date.now() + wait * 1000;
+            rateLimitedUntil = clock() + wait * 1000;
             await outbox.reschedule(row.id, wait, `rate limited: retry after ${wait}s`, false);
             break; // the whole client is limited: stop this pass
           }

@@ -514,8 +514,9 @@ describe('approvals: limits the agent cannot stretch', () => {
       expect(expiresIn).toBeLessThanOrEqual(4 * 3_600_000);
       expect(expiresIn).toBeGreaterThan(3.9 * 3_600_000);
 
-      // Past the key's own 1 s TTL, and after a retention pass, the key still replays the pending answer.
-      await new Promise((r) => setTimeout(r, 1200));
+      // Past the key's own 1 s TTL (its expiry moves 1.2 s into the past, as if we had waited), and
+      // after a retention pass, the key still replays the pending answer.
+      await built.store.db.updateTable('idempotency_keys').set({ expires_at: sql`expires_at - interval '1200 milliseconds'` }).where('key', '=', 'long-1').execute();
       await built.services.sweeps.runPass();
       const again = await send(built.app, 'POST', '/v1/call', body);
       expect(again.headers['idempotent-replayed']).toBe('true');

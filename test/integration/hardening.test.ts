@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuiltApp } from '../../src/app.ts';
 import { buildTestApp, send } from '../helpers/app.ts';
@@ -9,6 +10,8 @@ const SCOPED = 'scoped-tracer';
 describe('hardening', () => {
   let built: BuiltApp;
   let server: Awaited<ReturnType<typeof startToolServer>>;
+  /** The slow tool answers when the test opens this gate. */
+  let slowGate: Promise<void> = Promise.resolve();
 
   beforeAll(async () => {
     server = await startToolServer({
@@ -22,7 +25,7 @@ describe('hardening', () => {
       'POST /wipe': (_req, res) => json(res, 200, { wiped: true }),
       'POST /write': (_req, res) => json(res, 200, { written: true }),
       'POST /slow': async (_req, res) => {
-        await new Promise((r) => setTimeout(r, 1500));
+        await slowGate;
         json(res, 200, { slow: true });
       },
     });
@@ -145,10 +148,15 @@ describe('hardening', () => {
 
   it('keeps an in-flight key past its TTL: the call is not run twice', async () => {
     const body = { tool: 'svc.slow', idempotency_key: 'ttl-1' };
+    let release!: () => void;
+    slowGate = new Promise((r) => (release = r));
     const first = call(body);
-    await new Promise((r) => setTimeout(r, 1200)); // past the 1 s TTL, while the first still runs
+    while (server.count('POST', '/slow') === 0) await new Promise((r) => setTimeout(r, 5));
+    // Past the 1 s TTL, while the first still runs: the key's expiry moves into the past, as if we had waited.
+    await built.store.db.updateTable('idempotency_keys').set({ expires_at: sql`expires_at - interval '1200 milliseconds'` }).where('key', '=', 'ttl-1').execute();
     const second = await call(body);
     expect(second.status).toBe(409);
+    release();
     expect((await first).body.status).toBe('executed');
     expect(server.count('POST', '/slow')).toBe(1);
   });

@@ -37,6 +37,8 @@ describe('Slack app', () => {
   let tools: Awaited<ReturnType<typeof startToolServer>>;
   let invoice: Record<string, unknown>;
   let responses = 0;
+  /** How far the app's clock runs ahead of the wall clock: tests move it instead of waiting. */
+  let clockAheadMs = 0;
   /** Everything the app logs, parsed (pino JSON lines). */
   const logs: Array<{ level: number; msg?: string; err?: { message?: string } }> = [];
 
@@ -57,7 +59,7 @@ describe('Slack app', () => {
         INVOKE_OUTBOX_INTERVAL_MS: '0',
         INVOKE_API_KEY_SCOPES: JSON.stringify({ [ALICE_AGENT_KEY]: { scopes: ['tools:read', 'tools:call'], approver_id: ALICE } }),
       }),
-      { logger: { level: 'debug', stream: { write: (line: string) => void logs.push(JSON.parse(line)) } } },
+      { logger: { level: 'debug', stream: { write: (line: string) => void logs.push(JSON.parse(line)) } }, clock: () => Date.now() + clockAheadMs },
     );
     await send(built.app, 'POST', '/v1/providers', {
       name: 'billing',
@@ -385,7 +387,7 @@ describe('Slack app', () => {
     await built.store.db.updateTable('outbox').set({ next_attempt_at: sql`now()` }).where('id', '=', row.id).execute();
     await deliver();
     expect(slack.callsTo('chat.postMessage').filter((c) => JSON.stringify(c.args['blocks'] ?? '').includes(id))).toHaveLength(1);
-    await new Promise((r) => setTimeout(r, 1100));
+    clockAheadMs += 1100; // past Retry-After
     slack.failNext('chat.postMessage', { status: 500 });
     await deliver();
     const after500 = await built.store.db.selectFrom('outbox').selectAll().where('id', '=', row.id).executeTakeFirstOrThrow();

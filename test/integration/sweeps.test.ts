@@ -66,12 +66,19 @@ describe('sweeps', () => {
   };
   const approval = (id: string) => built.store.db.selectFrom('approvals').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
   const cardTs = async (id: string) => (await approval(id)).slack_ts!;
+  /** Time passes for one approval: its whole lifetime moves `ms` into the past, as if we had waited. */
+  const age = (id: string, ms: number) =>
+    built.store.db
+      .updateTable('approvals')
+      .set({ created_at: sql`created_at - ${`${ms} milliseconds`}::interval`, expires_at: sql`expires_at - ${`${ms} milliseconds`}::interval` })
+      .where('id', '=', id)
+      .execute();
 
   it('expires stale approvals: card updated, thread told, callback sent, call cancelled', async () => {
     const frozenExpiry = new Date(Date.now() + 300).toISOString();
     const frozen = await freeze({ expires_at: frozenExpiry }, { callback_url: `${hooks.url}/hook`, idempotency_key: 'exp-1' });
     const ts = await cardTs(frozen.approval.id);
-    await new Promise((r) => setTimeout(r, 400));
+    await age(frozen.approval.id, 400);
     const counts = await pass();
     expect(counts.expired).toBeGreaterThanOrEqual(1);
     expect((await approval(frozen.approval.id)).status).toBe('expired');
@@ -144,7 +151,7 @@ describe('sweeps', () => {
     expect(stranger.body.error.details.approvers).toEqual(['UMALLORY']);
 
     const frozen = await freeze({ expires_at: new Date(Date.now() + 200).toISOString(), on_expire: 'escalate', escalate_to: [APPROVER, '#ops-escalations'] });
-    await new Promise((r) => setTimeout(r, 300));
+    await age(frozen.approval.id, 300);
     const counts = await pass();
     expect(counts.escalated).toBeGreaterThanOrEqual(1);
     expect((await approval(frozen.approval.id)).status).toBe('escalated');
@@ -164,7 +171,7 @@ describe('sweeps', () => {
     const frozen = await freeze({ expires_at: new Date(Date.now() + 2000).toISOString() });
     const ts = await cardTs(frozen.approval.id);
     expect((await pass()).reminded).toBe(0);
-    await new Promise((r) => setTimeout(r, 1600));
+    await age(frozen.approval.id, 1600);
     expect((await pass()).reminded).toBe(1);
     expect((await pass()).reminded).toBe(0);
     await built.services.deliverOutbox();
@@ -273,10 +280,11 @@ describe('sweeps', () => {
   it('runs on its node-cron schedule and counts passes in /metrics', async () => {
     const scheduled = await buildTestApp({ INVOKE_SWEEP_CRON: '* * * * * *' }, built.store);
     try {
-      await new Promise((r) => setTimeout(r, 2300));
-      const metrics = await send(scheduled.app, 'GET', '/metrics');
-      const passes = Number(/invoke_sweep_passes_total (\d+)/.exec(metrics.text)?.[1] ?? 0);
-      expect(passes).toBeGreaterThanOrEqual(1);
+      // The schedule is about wall time itself: wait, but only until the first pass (at most ~1 s).
+      const passes = async () => Number(/invoke_sweep_passes_total (\d+)/.exec((await send(scheduled.app, 'GET', '/metrics')).text)?.[1] ?? 0);
+      const deadline = Date.now() + 3000;
+      while ((await passes()) < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(await passes()).toBeGreaterThanOrEqual(1);
     } finally {
       await scheduled.app.close();
     }
