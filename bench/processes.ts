@@ -65,7 +65,7 @@ export async function startToolProcess(): Promise<Running> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join('bench', 'tool-server.ts')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = tail(child);
   const port = await new Promise<number>((resolve, reject) => {
-    child.stdout!.once('data', (chunk: Buffer) => resolve(Number(/port=(\d+)/.exec(chunk.toString())?.[1])));
+    child.stdout.once('data', (chunk: Buffer) => resolve(Number(/port=(\d+)/.exec(chunk.toString())?.[1])));
     child.once('exit', (code) => reject(new Error(`tool server exited (${code}): ${output()}`)));
   });
   return { url: `http://127.0.0.1:${port}`, pid: child.pid!, stop: stopper(child) };

@@ -66,7 +66,7 @@ const scopedKeys = z
   .string()
   .default('')
   .transform((text, ctx) => {
-    if (!text.trim()) return {} as Record<string, ScopedKeyConfig>;
+    if (!text.trim()) return {};
     let raw: unknown;
     try {
       raw = JSON.parse(text);
@@ -115,7 +115,7 @@ const approvalTtl = z
         return z.NEVER;
       }
       if (left === undefined) for (const risk of RISK_LEVELS) ttl[risk] = ms;
-      else ttl[left as RiskLevel] = ms;
+      else ttl[left] = ms;
     }
     return ttl;
   });

@@ -18,7 +18,7 @@ function toApproval(row: Selectable<ApprovalsTable>): Approval {
     status: row.status as ApprovalStatus,
     risk: row.risk as RiskLevel,
     checkpoint: row.checkpoint as Checkpoint,
-    approvers: row.approvers as string[] | null,
+    approvers: row.approvers,
   };
 }
 
@@ -129,7 +129,7 @@ export function createApprovalsRepository(db: Kysely<Database>) {
         .where('reminded_at', 'is', null)
         .returning(['id', 'expires_at', 'approvers'])
         .execute();
-      return rows.map((row) => ({ id: row.id, expires_at: row.expires_at, approvers: row.approvers as string[] | null }));
+      return rows.map((row) => ({ id: row.id, expires_at: row.expires_at, approvers: row.approvers }));
     },
 
     /** Where an approval's Slack card was posted, once it was. */

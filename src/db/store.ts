@@ -92,7 +92,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   }
   const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
   const run = async <Row>(statement: Statement, values: readonly unknown[]) =>
-    (await db.executeQuery<Row>(CompiledQuery.raw(statement.text, [...values]))).rows as Row[];
+    (await db.executeQuery<Row>(CompiledQuery.raw(statement.text, [...values]))).rows;
   return storeFor(
     db,
     'embedded',

@@ -202,7 +202,7 @@ function openMcpSession(url: URL, timeoutMs: number, resolveAll: ResolveAll | un
   const fetchThroughAgent: FetchLike = async (input, init) => {
     const dispatcher = isToolsCallBody(init?.body) ? trackedAgent : agent;
     const response = await undiciFetch(input, { ...(init as UndiciRequestInit), dispatcher });
-    return response as unknown as Response;
+    return response;
   };
   const transport = new StreamableHTTPClientTransport(url, {
     fetch: fetchThroughAgent,

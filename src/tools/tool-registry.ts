@@ -94,7 +94,7 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
       const card: CapabilityCard = {
         ...cardDefaults(reg.name, tool.name, 'mcp'),
         description: tool.description ?? '',
-        input_schema: (tool.inputSchema as Record<string, unknown> | undefined) ?? { type: 'object' },
+        input_schema: tool.inputSchema ?? { type: 'object' },
         ...mcpAnnotationsToCard(tool.annotations),
         ...definedOnly(override),
       };
