@@ -35,7 +35,8 @@ export async function freePort(): Promise<number> {
 export interface Running {
   url: string;
   pid: number;
-  stop(): Promise<void>;
+  /** A closure, safe to pass around on its own (the bench keeps it in its interrupt handlers). */
+  stop: () => Promise<void>;
 }
 
 /** Keeps the last lines a child wrote, to explain a failed start. */

@@ -26,7 +26,8 @@ export interface StoreProvider {
   /** Where it runs, for the report. */
   describe: string;
   fresh(): Promise<BenchDatabase>;
-  close(): Promise<void>;
+  /** Safe to pass around on its own: the bench keeps it in its interrupt handlers. */
+  close: () => Promise<void>;
 }
 
 export async function openProvider(kind: StoreKind): Promise<StoreProvider> {

@@ -43,7 +43,6 @@ const csv = z
 const intFrom = (fallback: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 
 export type { Scope };
-export const ALL_SCOPES: readonly Scope[] = SCOPES;
 
 export const scopedKeySchema = z
   .object({

@@ -46,10 +46,10 @@ export const sweepSection: Section = async (ctx) => {
     const inject = async (url: string, payload: unknown) => {
       const res = await app.inject({ method: 'POST', url, headers: { ...AUTH, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
       if (res.statusCode >= 300) throw new Error(`sweep setup: ${url} answered ${res.statusCode}: ${res.body}`);
-      return res.json();
+      return res.json<unknown>();
     };
     await inject('/v1/providers', { name: 'bench', base_url: ctx.tool.url, tools: [{ name: 'echo', path: '/echo', risk: 'low' }] });
-    const frozen = await inject('/v1/call', { tool: TOOL_KEY, params: { n: 0 }, agent_id: 'bench', approval_contract: { intent: 'bench_approval' } });
+    const frozen = (await inject('/v1/call', { tool: TOOL_KEY, params: { n: 0 }, agent_id: 'bench', approval_contract: { intent: 'bench_approval' } })) as { call_id: string; approval: { id: string } };
 
     const pass = async () => {
       const t0 = performance.now();

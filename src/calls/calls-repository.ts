@@ -467,11 +467,11 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
     async trimExpiredKeys(limit: number): Promise<number> {
       const keys = await db
         .deleteFrom('idempotency_keys')
-        .where(({ eb, selectFrom }) =>
+        .where((eb) =>
           eb(
             sql`(api_key_id, key)`,
             'in',
-            selectFrom('idempotency_keys').select(['api_key_id', 'key']).where('state', '=', 'completed').where('expires_at', '<', sql<Date>`now()`).limit(limit),
+            eb.selectFrom('idempotency_keys').select(['api_key_id', 'key']).where('state', '=', 'completed').where('expires_at', '<', sql<Date>`now()`).limit(limit),
           ),
         )
         .executeTakeFirst();
