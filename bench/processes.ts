@@ -136,7 +136,7 @@ export function treeRssBytes(pid: number): number {
     .split('\n')
     .map((line) => line.trim().split(/\s+/).map(Number) as [number, number, number]);
   const inTree = new Set([pid]);
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const [p, parent] of table) {
       if (inTree.has(parent) && !inTree.has(p)) {

@@ -67,9 +67,10 @@ async function postgresProvider(): Promise<StoreProvider> {
       return { kind: 'postgres', env: { DATABASE_URL: databaseUrl }, open };
     },
     async close() {
-      if (given) await admin(async (c) => {
-        for (const name of created) await c.query(`drop database if exists ${name} with (force)`);
-      });
+      if (given)
+        await admin(async (c) => {
+          for (const name of created) await c.query(`drop database if exists ${name} with (force)`);
+        });
       server.stop();
     },
   };

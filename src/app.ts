@@ -187,7 +187,8 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
   // Slack, when configured: approval cards and decisions go through its outbox.
   const outboxRepository = createOutboxRepository(store.db);
   const slackOutbox = config.slack ? createSlackOutbox(outboxRepository, approvalsRepository, createSlackClient(config.slack)) : null;
-  const slackNotifier = config.slack && slackOutbox ? createSlackNotifier(transact, approvalsRepository, slackOutbox, config.slack.approvalChannel, config.slack.approverIds) : null;
+  const slackNotifier =
+    config.slack && slackOutbox ? createSlackNotifier(transact, approvalsRepository, slackOutbox, config.slack.approvalChannel, config.slack.approverIds) : null;
   const notifier: ApprovalNotifier = slackNotifier ?? silentNotifier;
   const callbacks = createCallbackOutbox(outboxRepository, { secret: config.callbackSecret, allowHosts: config.callbackAllowHosts });
   closers.add(() => callbacks.close());

@@ -106,7 +106,10 @@ const approvalTtl = z
   .default('24h')
   .transform((text, ctx) => {
     const ttl: Record<RiskLevel, number> = { low: 86_400_000, medium: 86_400_000, high: 86_400_000, critical: 86_400_000 };
-    for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    for (const part of text
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
       const [left, right] = part.includes('=') ? part.split('=', 2) : [undefined, part];
       const ms = parseDuration(right ?? '');
       if (ms === null || (left !== undefined && !isRiskLevel(left))) {

@@ -49,7 +49,10 @@ export const sweepSection: Section = async (ctx) => {
       return res.json<unknown>();
     };
     await inject('/v1/providers', { name: 'bench', base_url: ctx.tool.url, tools: [{ name: 'echo', path: '/echo', risk: 'low' }] });
-    const frozen = (await inject('/v1/call', { tool: TOOL_KEY, params: { n: 0 }, agent_id: 'bench', approval_contract: { intent: 'bench_approval' } })) as { call_id: string; approval: { id: string } };
+    const frozen = (await inject('/v1/call', { tool: TOOL_KEY, params: { n: 0 }, agent_id: 'bench', approval_contract: { intent: 'bench_approval' } })) as {
+      call_id: string;
+      approval: { id: string };
+    };
 
     const pass = async () => {
       const t0 = performance.now();

@@ -63,7 +63,10 @@ export const callRequestSchema = z
     resource: z.string().min(1).max(500).optional(),
     entity_resolution: entityResolutionSchema.optional(),
     failure_policy: failurePolicySchema.optional(),
-    policy: z.object({ rules: z.array(policyRuleSchema).max(100).default([]) }).strict().optional(),
+    policy: z
+      .object({ rules: z.array(policyRuleSchema).max(100).default([]) })
+      .strict()
+      .optional(),
     execution_state: z
       .object({ variables: record.default({}), tool_outputs: record.default({}) })
       .strict()

@@ -17,13 +17,9 @@ export interface NewCall {
 }
 
 export type ClaimResult =
-  | { kind: 'claimed' }
-  | { kind: 'replay'; http_status: number; answer: CallAnswer }
-  | { kind: 'in_flight'; call_id: string }
-  | { kind: 'payload_mismatch'; call_id: string };
+  { kind: 'claimed' } | { kind: 'replay'; http_status: number; answer: CallAnswer } | { kind: 'in_flight'; call_id: string } | { kind: 'payload_mismatch'; call_id: string };
 
 type Db = Kysely<Database> | Transaction<Database>;
-
 
 async function insertCall(trx: Db, call: NewCall): Promise<void> {
   await trx
@@ -245,7 +241,6 @@ interface CompletionInput {
 /** Statements under way at once per kind: enough to keep a pool busy, few enough to keep batches full. */
 const IN_FLIGHT = { postgres: 4, embedded: 1 } as const;
 const MAX_BATCH = 256;
-
 
 export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>) {
   const { db } = store;
@@ -471,7 +466,12 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
           eb(
             sql`(api_key_id, key)`,
             'in',
-            eb.selectFrom('idempotency_keys').select(['api_key_id', 'key']).where('state', '=', 'completed').where('expires_at', '<', sql<Date>`now()`).limit(limit),
+            eb
+              .selectFrom('idempotency_keys')
+              .select(['api_key_id', 'key'])
+              .where('state', '=', 'completed')
+              .where('expires_at', '<', sql<Date>`now()`)
+              .limit(limit),
           ),
         )
         .executeTakeFirst();

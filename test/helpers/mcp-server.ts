@@ -50,10 +50,7 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   return text === '' ? undefined : (JSON.parse(text) as unknown);
 }
 
-export async function startMcpHttpServer(
-  handle: (request: McpRequest) => Promise<void>,
-  options: { beforeClose?: () => Promise<void> } = {},
-): Promise<McpHttpServer> {
+export async function startMcpHttpServer(handle: (request: McpRequest) => Promise<void>, options: { beforeClose?: () => Promise<void> } = {}): Promise<McpHttpServer> {
   const methods: string[] = [];
   const toolCalls: string[] = [];
   let release: Array<() => void> = [];

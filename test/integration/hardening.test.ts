@@ -53,8 +53,7 @@ describe('hardening', () => {
     await server.close();
   });
 
-  const call = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
-    send(built.app, 'POST', '/v1/call', { agent_id: 'a', params: {}, ...body }, headers);
+  const call = (body: Record<string, unknown>, headers: Record<string, string> = {}) => send(built.app, 'POST', '/v1/call', { agent_id: 'a', params: {}, ...body }, headers);
 
   it('a fallback cannot run what policy would stop', async () => {
     const res = await call({ tool: 'svc.fail', failure_policy: { fallback: 'svc.wipe' } });
@@ -169,7 +168,13 @@ describe('hardening', () => {
   });
 
   it('accepts a 255-character Idempotency-Key on /v1/executions', async () => {
-    const res = await send(built.app, 'POST', '/v1/executions', { workflow: 'safe-tool-execution', input: { tool: 'svc.write', params: {} } }, { 'idempotency-key': 'k'.repeat(255) });
+    const res = await send(
+      built.app,
+      'POST',
+      '/v1/executions',
+      { workflow: 'safe-tool-execution', input: { tool: 'svc.write', params: {} } },
+      { 'idempotency-key': 'k'.repeat(255) },
+    );
     expect(res.status).toBe(201);
   });
 });
