@@ -35,7 +35,8 @@ export async function freePort(): Promise<number> {
 export interface Running {
   url: string;
   pid: number;
-  stop(): Promise<void>;
+  /** A closure, safe to pass around on its own (the bench keeps it in its interrupt handlers). */
+  stop: () => Promise<void>;
 }
 
 /** Keeps the last lines a child wrote, to explain a failed start. */
@@ -65,7 +66,7 @@ export async function startToolProcess(): Promise<Running> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join('bench', 'tool-server.ts')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = tail(child);
   const port = await new Promise<number>((resolve, reject) => {
-    child.stdout!.once('data', (chunk: Buffer) => resolve(Number(/port=(\d+)/.exec(chunk.toString())?.[1])));
+    child.stdout.once('data', (chunk: Buffer) => resolve(Number(/port=(\d+)/.exec(chunk.toString())?.[1])));
     child.once('exit', (code) => reject(new Error(`tool server exited (${code}): ${output()}`)));
   });
   return { url: `http://127.0.0.1:${port}`, pid: child.pid!, stop: stopper(child) };
@@ -135,7 +136,7 @@ export function treeRssBytes(pid: number): number {
     .split('\n')
     .map((line) => line.trim().split(/\s+/).map(Number) as [number, number, number]);
   const inTree = new Set([pid]);
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const [p, parent] of table) {
       if (inTree.has(parent) && !inTree.has(p)) {

@@ -60,7 +60,9 @@ export function latencySvg(panels: Array<{ store: string; points: ChartPoint[] }
         PERCENTILES.forEach((q, k) => {
           const bx = gx + (side * 3 + k) * bar;
           const by = y(point[q]);
-          out.push(`<rect x="${bx.toFixed(1)}" y="${by.toFixed(1)}" width="${(bar - 1).toFixed(1)}" height="${(top + plotHeight - by).toFixed(1)}" fill="${COLORS[pathName][k]}"><title>${pathName} c=${c} ${q}: ${point[q].toFixed(2)} ms</title></rect>`);
+          out.push(
+            `<rect x="${bx.toFixed(1)}" y="${by.toFixed(1)}" width="${(bar - 1).toFixed(1)}" height="${(top + plotHeight - by).toFixed(1)}" fill="${COLORS[pathName][k]}"><title>${pathName} c=${c} ${q}: ${point[q].toFixed(2)} ms</title></rect>`,
+          );
         });
       });
       text(gx + 3 * bar, top + plotHeight + 18, `c=${c}`, 'text-anchor="middle"');

@@ -90,4 +90,3 @@ export const ratio = (value: number, base: number) => (base > 0 && Number.isFini
 export const plus = (value: number, base: number) => (Number.isFinite(value - base) ? `+${(value - base).toFixed(2)}` : '-');
 export const mb = (bytes: number) => (bytes / 1_048_576).toFixed(0);
 export const count = (n: number) => n.toLocaleString('en-US');
-

@@ -26,7 +26,8 @@ export interface StoreProvider {
   /** Where it runs, for the report. */
   describe: string;
   fresh(): Promise<BenchDatabase>;
-  close(): Promise<void>;
+  /** Safe to pass around on its own: the bench keeps it in its interrupt handlers. */
+  close: () => Promise<void>;
 }
 
 export async function openProvider(kind: StoreKind): Promise<StoreProvider> {
@@ -66,9 +67,10 @@ async function postgresProvider(): Promise<StoreProvider> {
       return { kind: 'postgres', env: { DATABASE_URL: databaseUrl }, open };
     },
     async close() {
-      if (given) await admin(async (c) => {
-        for (const name of created) await c.query(`drop database if exists ${name} with (force)`);
-      });
+      if (given)
+        await admin(async (c) => {
+          for (const name of created) await c.query(`drop database if exists ${name} with (force)`);
+        });
       server.stop();
     },
   };

@@ -100,8 +100,22 @@ async function registerProviders(env: Environment): Promise<void> {
         timeout_ms: 300,
         state_refetch: { tool: 'payments.get_payment', params: { payment_id: '{{params.payment_id}}' }, conditions: { charged: true } },
       },
-      { name: 'get_payment', method: 'GET', path: '/payments/{payment_id}', side_effects: false, risk: 'low', input_schema: object(['payment_id'], { payment_id: { type: 'string' } }) },
-      { name: 'get_invoice', method: 'GET', path: '/invoices/{invoice_id}', side_effects: false, risk: 'low', input_schema: object(['invoice_id'], { invoice_id: { type: 'string' } }) },
+      {
+        name: 'get_payment',
+        method: 'GET',
+        path: '/payments/{payment_id}',
+        side_effects: false,
+        risk: 'low',
+        input_schema: object(['payment_id'], { payment_id: { type: 'string' } }),
+      },
+      {
+        name: 'get_invoice',
+        method: 'GET',
+        path: '/invoices/{invoice_id}',
+        side_effects: false,
+        risk: 'low',
+        input_schema: object(['invoice_id'], { invoice_id: { type: 'string' } }),
+      },
       {
         name: 'send_reminder',
         method: 'POST',
@@ -147,7 +161,13 @@ async function registerProviders(env: Environment): Promise<void> {
     name: 'shop',
     base_url: env.shop.url,
     tools: [
-      { name: 'refund_order', method: 'POST', path: '/refunds', risk: 'medium', input_schema: object(['order_id', 'amount'], { order_id: { type: 'string' }, amount: { type: 'number' } }) },
+      {
+        name: 'refund_order',
+        method: 'POST',
+        path: '/refunds',
+        risk: 'medium',
+        input_schema: object(['order_id', 'amount'], { order_id: { type: 'string' }, amount: { type: 'number' } }),
+      },
       { name: 'get_order', method: 'GET', path: '/orders/{order_id}', side_effects: false, risk: 'low', input_schema: object(['order_id'], { order_id: { type: 'string' } }) },
     ],
   });

@@ -51,10 +51,7 @@ export interface RecordedResponse {
   at: number;
 }
 
-export type SlackFault =
-  | { status: 429; retryAfter: number }
-  | { status: 500 | 502 | 503 | 504 }
-  | { error: string };
+export type SlackFault = { status: 429; retryAfter: number } | { status: 500 | 502 | 503 | 504 } | { error: string };
 
 export interface SlackEmulatorOptions {
   port?: number;
@@ -113,8 +110,7 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
     const seconds = 1_700_000_000 + Math.floor(sequence / 10_000);
     return `${seconds}.${String((sequence % 10_000) * 100).padStart(6, '0')}`;
   };
-  const findMessage = (args: Args) =>
-    messages.find((m) => m.channel === text(args, 'channel') && m.ts === text(args, 'ts'));
+  const findMessage = (args: Args) => messages.find((m) => m.channel === text(args, 'channel') && m.ts === text(args, 'ts'));
   const messageContentError = (args: Args) => {
     if (args.blocks !== undefined && !Array.isArray(args.blocks)) return 'invalid_blocks_format';
     if (Array.isArray(args.blocks) && args.blocks.length > MAX_BLOCKS) return 'invalid_blocks';

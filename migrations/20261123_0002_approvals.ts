@@ -42,23 +42,12 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .addColumn('delivered_at', 'timestamptz')
     .execute();
-  await db.schema
-    .createIndex('outbox_due_idx')
-    .on('outbox')
-    .columns(['next_attempt_at'])
-    .where(sql.ref('status'), '=', 'pending')
-    .execute();
+  await db.schema.createIndex('outbox_due_idx').on('outbox').columns(['next_attempt_at']).where(sql.ref('status'), '=', 'pending').execute();
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
   await db.schema.dropTable('outbox').ifExists().execute();
   await db.schema.dropTable('approval_events').ifExists().execute();
   await db.schema.dropTable('approval_votes').ifExists().execute();
-  await db.schema
-    .alterTable('approvals')
-    .dropColumn('approvals_required')
-    .dropColumn('approvers')
-    .dropColumn('previous_approval_id')
-    .dropColumn('action_digest')
-    .execute();
+  await db.schema.alterTable('approvals').dropColumn('approvals_required').dropColumn('approvers').dropColumn('previous_approval_id').dropColumn('action_digest').execute();
 }

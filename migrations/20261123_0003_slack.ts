@@ -9,7 +9,10 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('slack_thread_ts', 'text')
     .addColumn('reminded_at', 'timestamptz')
     .execute();
-  await db.schema.alterTable('idempotency_keys').addColumn('replays', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+  await db.schema
+    .alterTable('idempotency_keys')
+    .addColumn('replays', 'integer', (c) => c.notNull().defaultTo(0))
+    .execute();
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

@@ -120,15 +120,15 @@ class Closers {
 
   /** Closes everything, even when one close fails (the first failure is rethrown at the end). */
   async closeAll(): Promise<void> {
-    let failure: unknown;
+    let failure: { error: unknown } | undefined;
     for (let close = this.open.pop(); close; close = this.open.pop()) {
       try {
         await close();
       } catch (error) {
-        failure ??= error;
+        failure ??= { error };
       }
     }
-    if (failure !== undefined) throw failure;
+    if (failure) throw failure.error;
   }
 }
 
@@ -189,7 +189,8 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
   // Slack, when configured: approval cards and decisions go through its outbox.
   const outboxRepository = createOutboxRepository(store.db);
   const slackOutbox = config.slack ? createSlackOutbox(outboxRepository, approvalsRepository, createSlackClient(config.slack), deps.clock) : null;
-  const slackNotifier = config.slack && slackOutbox ? createSlackNotifier(transact, approvalsRepository, slackOutbox, config.slack.approvalChannel, config.slack.approverIds) : null;
+  const slackNotifier =
+    config.slack && slackOutbox ? createSlackNotifier(transact, approvalsRepository, slackOutbox, config.slack.approvalChannel, config.slack.approverIds) : null;
   const notifier: ApprovalNotifier = slackNotifier ?? silentNotifier;
   const callbacks = createCallbackOutbox(outboxRepository, { secret: config.callbackSecret, allowHosts: config.callbackAllowHosts });
   closers.add(() => callbacks.close());
@@ -201,7 +202,7 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
     traces: tracesRepository,
     transact,
     freezer: createCallFreezer({ config, approvals: approvalsRepository, notifier }),
-    assertCallbackUrl: callbacks.assertCallbackUrl,
+    assertCallbackUrl: (url, field) => callbacks.assertCallbackUrl(url, field),
     metrics,
     serverRules,
     sleep: deps.sleep,
@@ -233,6 +234,7 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
     const [sent, posted] = await Promise.all([deliverCallbacks(), deliverSlack()]);
     return { delivered: sent.delivered + posted.delivered, failed: sent.failed + posted.failed };
   };
+  const cronClaims = createCronClaimsRepository(store.db);
   // The sweeps deliver due callbacks and Slack posts too, so agents and approvers hear back promptly.
   const sweeps = createSweepService({
     config,
@@ -256,7 +258,7 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
     registry,
     notifier,
     deliverOutbox,
-    trimCronClaims: createCronClaimsRepository(store.db).trimOlderThanADay,
+    trimCronClaims: () => cronClaims.trimOlderThanADay(),
     log: { warn: (obj, msg) => log.warn(obj, msg) },
   });
   return {
@@ -283,12 +285,13 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
 function createSlackStep(config: Config, deps: AppDeps, store: Store, core: Services, log: FastifyBaseLogger) {
   const { slackOutbox, slackNotifier } = core;
   if (!config.slack || !slackOutbox || !slackNotifier || deps.headless) return null;
+  const invokeCommand = createInvokeCommand({ db: store.db, traces: core.tracesRepository, calls: core.callsRepository, approvals: core.approvalService, registry: core.registry });
   return createSlackApp({
     config: config.slack,
     approvals: core.approvalService,
     notifier: slackNotifier,
     flushOutbox: core.deliverSlack,
-    runCommand: createInvokeCommand({ db: store.db, traces: core.tracesRepository, calls: core.callsRepository, approvals: core.approvalService, registry: core.registry }).run,
+    runCommand: (text, now) => invokeCommand.run(text, now),
     cardChannel: async (id) => (await core.approvalsRepository.slackCardOf(id))?.slack_channel ?? null,
     log: { debug: (obj, msg) => log.debug(obj, msg), warn: (obj, msg) => log.warn(obj, msg), error: (obj, msg) => log.error(obj, msg) },
   });
@@ -320,7 +323,8 @@ async function startBackgroundWork(config: Config, deps: AppDeps, store: Store, 
   const { deliverOutbox, deliverSlack, deliverCallbacks } = core;
   const failed = (error: unknown) => log.warn({ err: error }, 'outbox delivery pass failed');
   if (config.outboxIntervalMs > 0 && !deps.headless) {
-    const outboxTimer = setInterval(() => deliverOutbox().catch(failed), config.outboxIntervalMs);
+    // Fire and forget: a pass that fails is logged by `failed`, and the next tick tries again.
+    const outboxTimer = setInterval(() => void deliverOutbox().catch(failed), config.outboxIntervalMs);
     outboxTimer.unref();
     closers.add(() => clearInterval(outboxTimer));
     const stopOutboxNotifications = await store.listen(OUTBOX_CHANNEL, (kind) => {

@@ -43,7 +43,6 @@ const csv = z
 const intFrom = (fallback: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 
 export type { Scope };
-export const ALL_SCOPES: readonly Scope[] = SCOPES;
 
 export const scopedKeySchema = z
   .object({
@@ -66,7 +65,7 @@ const scopedKeys = z
   .string()
   .default('')
   .transform((text, ctx) => {
-    if (!text.trim()) return {} as Record<string, ScopedKeyConfig>;
+    if (!text.trim()) return {};
     let raw: unknown;
     try {
       raw = JSON.parse(text);
@@ -107,7 +106,10 @@ const approvalTtl = z
   .default('24h')
   .transform((text, ctx) => {
     const ttl: Record<RiskLevel, number> = { low: 86_400_000, medium: 86_400_000, high: 86_400_000, critical: 86_400_000 };
-    for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    for (const part of text
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean)) {
       const [left, right] = part.includes('=') ? part.split('=', 2) : [undefined, part];
       const ms = parseDuration(right ?? '');
       if (ms === null || (left !== undefined && !isRiskLevel(left))) {
@@ -115,7 +117,7 @@ const approvalTtl = z
         return z.NEVER;
       }
       if (left === undefined) for (const risk of RISK_LEVELS) ttl[risk] = ms;
-      else ttl[left as RiskLevel] = ms;
+      else ttl[left] = ms;
     }
     return ttl;
   });

@@ -51,7 +51,10 @@ export class UnprocessableError extends AppError {
 }
 
 export class ServiceUnavailableError extends AppError {
-  constructor(message: string, readonly retryAfterSeconds = 5) {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds = 5,
+  ) {
     super(503, 'service_unavailable', message);
   }
 }

@@ -28,24 +28,11 @@ export const APPROVAL_THRESHOLDS = ['critical', 'high', 'never'] as const;
 export type ApprovalThreshold = (typeof APPROVAL_THRESHOLDS)[number];
 
 /** An approval's lifecycle: `pending`, then `approved` while its thaw runs, then a final status. */
-export const APPROVAL_STATUSES = [
-  'pending',
-  'approved',
-  'executed',
-  'failed',
-  'rejected',
-  'expired',
-  'cancelled',
-  'blocked',
-  'invalidated',
-  'escalated',
-] as const;
+export const APPROVAL_STATUSES = ['pending', 'approved', 'executed', 'failed', 'rejected', 'expired', 'cancelled', 'blocked', 'invalidated', 'escalated'] as const;
 export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
 
 /** Statuses no decision moves an approval out of. */
-export const FINAL_APPROVAL_STATUSES: readonly ApprovalStatus[] = APPROVAL_STATUSES.filter(
-  (status) => status !== 'pending' && status !== 'approved',
-);
+export const FINAL_APPROVAL_STATUSES: readonly ApprovalStatus[] = APPROVAL_STATUSES.filter((status) => status !== 'pending' && status !== 'approved');
 
 /** What an API key may be allowed to do. */
 export const SCOPES = [

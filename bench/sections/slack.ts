@@ -80,12 +80,10 @@ export const slackSection: Section = async (ctx) => {
         {
           title: `Approval card latency (${calls} frozen calls, one every ${gapMs} ms)`,
           columns: ['what', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms'],
-          rows: [
-            row('chat.postMessage sent directly (baseline)', base),
-            row('/v1/call freezing the call (202)', answer),
-            row('202 -> chat.postMessage of its card', toCard),
+          rows: [row('chat.postMessage sent directly (baseline)', base), row('/v1/call freezing the call (202)', answer), row('202 -> chat.postMessage of its card', toCard)],
+          notes: [
+            `Cards go out through the outbox, delivered as soon as the row commits (NOTIFY), with INVOKE_OUTBOX_INTERVAL_MS (${outboxIntervalMs} ms here) as the safety net.`,
           ],
-          notes: [`Cards go out through the outbox, delivered as soon as the row commits (NOTIFY), with INVOKE_OUTBOX_INTERVAL_MS (${outboxIntervalMs} ms here) as the safety net.`],
         },
       ],
       data: { calls, gap_ms: gapMs, outbox_interval_ms: outboxIntervalMs, direct_post: base, freeze_answer: answer, answer_to_card: toCard },

@@ -47,10 +47,13 @@ export const sweepSection: Section = async (ctx) => {
     const inject = async (url: string, payload: unknown) => {
       const res = await app.inject({ method: 'POST', url, headers: { ...AUTH, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
       if (res.statusCode >= 300) throw new Error(`sweep setup: ${url} answered ${res.statusCode}: ${res.body}`);
-      return res.json();
+      return res.json<unknown>();
     };
     await inject('/v1/providers', { name: 'bench', base_url: ctx.tool.url, tools: [{ name: 'echo', path: '/echo', risk: 'low' }] });
-    const frozen = await inject('/v1/call', { tool: TOOL_KEY, params: { n: 0 }, agent_id: 'bench', approval_contract: { intent: 'bench_approval' } });
+    const frozen = (await inject('/v1/call', { tool: TOOL_KEY, params: { n: 0 }, agent_id: 'bench', approval_contract: { intent: 'bench_approval' } })) as {
+      call_id: string;
+      approval: { id: string };
+    };
 
     const pass = async () => {
       const t0 = performance.now();
@@ -109,7 +112,13 @@ export const sweepSection: Section = async (ctx) => {
                 columns: ['when', 'calls/s', 'p50 ms', 'p99 ms', 'p99 vs alone'],
                 rows: [
                   ['alone (baseline)', interference.alone.perSecond.toFixed(0), ms(interference.alone.latency.p50), ms(interference.alone.latency.p99), ''],
-                  ['during the sweep pass', interference.during.perSecond.toFixed(0), ms(interference.during.latency.p50), ms(interference.during.latency.p99), ratio(interference.during.latency.p99, interference.alone.latency.p99)],
+                  [
+                    'during the sweep pass',
+                    interference.during.perSecond.toFixed(0),
+                    ms(interference.during.latency.p50),
+                    ms(interference.during.latency.p99),
+                    ratio(interference.during.latency.p99, interference.alone.latency.p99),
+                  ],
                 ],
                 notes: [],
               },

@@ -64,7 +64,7 @@ export const throughputSection: Section = async (ctx) => {
         rows,
         notes: [
           '"slower": direct calls/s divided by this case\'s calls/s.',
-          `"Invoke CPU ms/call": CPU time of the Invoke process per call (its /metrics), steadier than calls/s on a busy machine${ctx.store.kind === 'embedded' ? '; includes the embedded database' : '; the Postgres server\'s own CPU is not in it'}.`,
+          `"Invoke CPU ms/call": CPU time of the Invoke process per call (its /metrics), steadier than calls/s on a busy machine${ctx.store.kind === 'embedded' ? '; includes the embedded database' : "; the Postgres server's own CPU is not in it"}.`,
         ],
       },
     ],

@@ -100,7 +100,10 @@ export const tracesSection: Section = async (ctx) => {
           line(count(rows), large),
           ['ratio', ratio(large.latency.p50, small.latency.p50), ratio(large.latency.p90, small.latency.p90), ratio(large.latency.p99, small.latency.p99)],
         ],
-        notes: [`${count(rows - BASELINE_ROWS)} rows inserted with generate_series in ${loadSeconds.toFixed(1)} s, then ANALYZE. The listing query and its plan:`, ...plan.map((l) => `  ${l}`)],
+        notes: [
+          `${count(rows - BASELINE_ROWS)} rows inserted with generate_series in ${loadSeconds.toFixed(1)} s, then ANALYZE. The listing query and its plan:`,
+          ...plan.map((l) => `  ${l}`),
+        ],
       },
     ],
     data: { rows, requests, baseline_rows: BASELINE_ROWS, baseline: small, large, load_seconds: loadSeconds, plan },

@@ -86,7 +86,10 @@ export const staleApproval: Scenario = {
     ctx.slackThread.push(
       ...slack.messages
         .filter((m) => m.ts === card.ts || m.thread_ts === card.ts)
-        .map((m) => `${m.ts === card.ts ? `card${m.updates > 0 ? ` (updated ${m.updates}x)` : ''}` : m === freshCard ? 'thread: fresh card' : 'thread: reply'} | ${oneLine(m.text ?? '')}`),
+        .map(
+          (m) =>
+            `${m.ts === card.ts ? `card${m.updates > 0 ? ` (updated ${m.updates}x)` : ''}` : m === freshCard ? 'thread: fresh card' : 'thread: reply'} | ${oneLine(m.text ?? '')}`,
+        ),
     );
     return {
       counts: {

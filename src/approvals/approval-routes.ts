@@ -42,7 +42,13 @@ export function registerApprovalRoutes(app: FastifyInstance, approvals: Approval
       `${prefix}/approvals/:id`,
       {
         config: read,
-        schema: { hide, summary: 'One approval; `wait` long-polls up to that many seconds for a decision', params: approvalIdParams, querystring: approvalGetQuery, response: { 200: approvalAnswerSchema, ...errorResponses } },
+        schema: {
+          hide,
+          summary: 'One approval; `wait` long-polls up to that many seconds for a decision',
+          params: approvalIdParams,
+          querystring: approvalGetQuery,
+          response: { 200: approvalAnswerSchema, ...errorResponses },
+        },
       },
       async (request) => ({ approval: await approvals.get(request.params.id, request.query.wait * 1000) }),
     );
@@ -53,7 +59,16 @@ export function registerApprovalRoutes(app: FastifyInstance, approvals: Approval
     );
     routes.post(
       `${prefix}/approvals/:id/approve`,
-      { config: write, schema: { hide, summary: 'Approve: revalidates live state, then runs the frozen call', params: approvalIdParams, body: approveBodySchema, response: { 200: approvalDecisionAnswerSchema, ...errorResponses } } },
+      {
+        config: write,
+        schema: {
+          hide,
+          summary: 'Approve: revalidates live state, then runs the frozen call',
+          params: approvalIdParams,
+          body: approveBodySchema,
+          response: { 200: approvalDecisionAnswerSchema, ...errorResponses },
+        },
+      },
       async (request) => {
         const { body } = request;
         return approvals.approve(actorOf(request, body.approver), request.params.id, { current_state: body.current_state, comment: body.comment });
@@ -61,12 +76,24 @@ export function registerApprovalRoutes(app: FastifyInstance, approvals: Approval
     );
     routes.post(
       `${prefix}/approvals/:id/reject`,
-      { config: write, schema: { hide, summary: 'Reject a pending approval', params: approvalIdParams, body: rejectBodySchema, response: { 200: approvalDecisionAnswerSchema, ...errorResponses } } },
+      {
+        config: write,
+        schema: {
+          hide,
+          summary: 'Reject a pending approval',
+          params: approvalIdParams,
+          body: rejectBodySchema,
+          response: { 200: approvalDecisionAnswerSchema, ...errorResponses },
+        },
+      },
       async (request) => approvals.reject(actorOf(request, request.body.approver), request.params.id, request.body.reason),
     );
     routes.post(
       `${prefix}/approvals/:id/refetch`,
-      { config: write, schema: { hide, summary: 'Read live state again and report drift', params: approvalIdParams, response: { 200: approvalDecisionAnswerSchema, ...errorResponses } } },
+      {
+        config: write,
+        schema: { hide, summary: 'Read live state again and report drift', params: approvalIdParams, response: { 200: approvalDecisionAnswerSchema, ...errorResponses } },
+      },
       async (request) => approvals.refetch(request.params.id),
     );
   }

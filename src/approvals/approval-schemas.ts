@@ -2,7 +2,6 @@ import { APPROVAL_STATUSES } from '../vocabulary.ts';
 import { z } from 'zod';
 import { openObject } from '../http/error-schema.ts';
 
-
 export const approvalListQuery = z.object({ status: z.enum(APPROVAL_STATUSES).optional(), limit: z.coerce.number().int().min(1).max(500).default(100) }).strict();
 export const approvalGetQuery = z.object({ wait: z.coerce.number().min(0).max(3600).default(0) }).strict();
 export const approvalIdParams = z.object({ id: z.string().min(1).max(100) });

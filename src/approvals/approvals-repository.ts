@@ -18,7 +18,7 @@ function toApproval(row: Selectable<ApprovalsTable>): Approval {
     status: row.status as ApprovalStatus,
     risk: row.risk as RiskLevel,
     checkpoint: row.checkpoint as Checkpoint,
-    approvers: row.approvers as string[] | null,
+    approvers: row.approvers,
   };
 }
 
@@ -101,7 +101,11 @@ export function createApprovalsRepository(db: Kysely<Database>) {
     },
 
     async markRevalidated(id: string): Promise<void> {
-      await db.updateTable('approvals').set({ revalidated_at: sql`now()` }).where('id', '=', id).execute();
+      await db
+        .updateTable('approvals')
+        .set({ revalidated_at: sql`now()` })
+        .where('id', '=', id)
+        .execute();
     },
 
     /**
@@ -129,7 +133,7 @@ export function createApprovalsRepository(db: Kysely<Database>) {
         .where('reminded_at', 'is', null)
         .returning(['id', 'expires_at', 'approvers'])
         .execute();
-      return rows.map((row) => ({ id: row.id, expires_at: row.expires_at, approvers: row.approvers as string[] | null }));
+      return rows.map((row) => ({ id: row.id, expires_at: row.expires_at, approvers: row.approvers }));
     },
 
     /** Where an approval's Slack card was posted, once it was. */
@@ -146,13 +150,7 @@ export function createApprovalsRepository(db: Kysely<Database>) {
      * `unexpiredOnly`, not past its expiry by the database clock). Returns false when another
      * decision won, or the approval expired meanwhile.
      */
-    async decidePending(
-      trx: Transaction<Database>,
-      id: string,
-      status: ApprovalStatus,
-      decision: Record<string, unknown>,
-      options: { unexpiredOnly: boolean },
-    ): Promise<boolean> {
+    async decidePending(trx: Transaction<Database>, id: string, status: ApprovalStatus, decision: Record<string, unknown>, options: { unexpiredOnly: boolean }): Promise<boolean> {
       let query = trx
         .updateTable('approvals')
         .set({ status, decision: jsonb(decision), decided_at: sql`now()` })
@@ -177,7 +175,11 @@ export function createApprovalsRepository(db: Kysely<Database>) {
 
     /** Records a distinct approver's vote; returns how many distinct approvers have voted. */
     async addVote(id: string, approver: string): Promise<number> {
-      await db.insertInto('approval_votes').values({ approval_id: id, approver }).onConflict((oc) => oc.doNothing()).execute();
+      await db
+        .insertInto('approval_votes')
+        .values({ approval_id: id, approver })
+        .onConflict((oc) => oc.doNothing())
+        .execute();
       return voteCount(id);
     },
 

@@ -31,7 +31,10 @@ export interface ApprovalView {
   approvals_required: number;
   approvals: Array<{ approver: string; at: string }>;
   previous_approval_id: string | null;
-  checkpoint: Pick<Checkpoint, 'params' | 'action' | 'env' | 'workflow' | 'resource' | 'contract' | 'policy_rule' | 'entity_resolution' | 'frozen_state' | 'failure' | 'variables' | 'tool_outputs'>;
+  checkpoint: Pick<
+    Checkpoint,
+    'params' | 'action' | 'env' | 'workflow' | 'resource' | 'contract' | 'policy_rule' | 'entity_resolution' | 'frozen_state' | 'failure' | 'variables' | 'tool_outputs'
+  >;
 }
 
 export interface DecisionResult {

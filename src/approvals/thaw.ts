@@ -115,7 +115,6 @@ export function createThaw(deps: ThawDeps) {
     return { outcome: answer.status, drift: verdict.drift, approval: await view(await load(row.id)), call: answer };
   }
 
-
   /** Live state for a thaw: the approver's, else a fresh read, else the state frozen with the call. */
   async function liveStateFor(row: Approval, given: Record<string, unknown> | undefined): Promise<{ state: Record<string, unknown>; source: string }> {
     if (given) return { state: given, source: 'approver' };
@@ -130,9 +129,13 @@ export function createThaw(deps: ThawDeps) {
     return { state: read.state, source: refetch.tool };
   }
 
-
   /** A thaw verdict that ends the approval without running anything. */
-  async function endWithout(row: Approval, verdict: Extract<ThawVerdict, { outcome: 'cancelled' | 'blocked' | 'replan_required' }>, seen: Seen, actor: string): Promise<DecisionResult> {
+  async function endWithout(
+    row: Approval,
+    verdict: Extract<ThawVerdict, { outcome: 'cancelled' | 'blocked' | 'replan_required' }>,
+    seen: Seen,
+    actor: string,
+  ): Promise<DecisionResult> {
     const fields: Partial<CallAnswer> = { reason: verdict.reason };
     if (verdict.outcome === 'blocked') fields.mismatches = verdict.mismatches;
     const drift = verdict.outcome === 'replan_required' ? verdict.drift : null;
@@ -150,7 +153,6 @@ export function createThaw(deps: ThawDeps) {
       shown: { reason: verdict.reason, drift },
     });
   }
-
 
   /** Drift: the approval becomes invalidated and a fresh one with the live state takes its place (same Slack thread). */
   async function requeue(row: Approval, verdict: { reason: string; drift: DriftReport }, liveState: Record<string, unknown>, seen: Seen, actor: string): Promise<DecisionResult> {
@@ -171,7 +173,6 @@ export function createThaw(deps: ThawDeps) {
     });
   }
 
-
   /** Claims the approval (pending, unexpired by the database clock) and puts its call in flight, in one commit. */
   async function claim(row: Approval, runnable: ApprovedCall, drift: DriftReport | null, seen: Seen): Promise<boolean> {
     return transact(async (trx) => {
@@ -189,7 +190,6 @@ export function createThaw(deps: ThawDeps) {
     });
   }
 
-
   /** Runs the claimed call once; its answer and the approval's outcome commit together. */
   async function run(row: Approval, runnable: ApprovedCall, detail: Record<string, unknown>, actor: string): Promise<CallAnswer> {
     const { answer, events } = await callService.runApproved(runnable, row.call_id, row.id);
@@ -200,7 +200,6 @@ export function createThaw(deps: ThawDeps) {
     });
     return answer;
   }
-
 
   /**
    * An approved call finished (or was reconciled after a crash): the approval records what ran,
@@ -213,10 +212,17 @@ export function createThaw(deps: ThawDeps) {
     if (!(await approvals.recordExecution(trx, row.id, final, { outcome: ran.status, ...detail, result: ran.result ?? null, error: ran.error ?? null }))) return;
     await approvals.recordEvent(final, row.id, actor, { call_status: ran.status }, trx);
     if (cp.callback_url) await outbox.enqueue(trx, cp.callback_url, settlement.callbackPayload(row, final, actor, ran));
-    await notifier.decided(trx, { approvalId: row.id, status: final, outcome: ran.status, actor, reason: ran.reason ?? ran.error ?? null, answer: ran, drift: (detail['drift'] as DriftReport | null) ?? null });
+    await notifier.decided(trx, {
+      approvalId: row.id,
+      status: final,
+      outcome: ran.status,
+      actor,
+      reason: ran.reason ?? ran.error ?? null,
+      answer: ran,
+      drift: (detail['drift'] as DriftReport | null) ?? null,
+    });
     await approvals.notifyDecided(trx, row.id);
   }
-
 
   /**
    * Used by sweeps: read live state for a pending approval and, on drift under its contract,

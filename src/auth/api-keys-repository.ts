@@ -14,7 +14,12 @@ export function createApiKeysRepository(db: Kysely<Database>) {
 
     /** Inserts the key unless one with its id exists (two replicas starting at once); returns whether this one did. */
     async insertOnce(key: { id: string; key_hash: string; name: string }): Promise<boolean> {
-      const inserted = await db.insertInto('api_keys').values(key).onConflict((oc) => oc.doNothing()).returning('id').executeTakeFirst();
+      const inserted = await db
+        .insertInto('api_keys')
+        .values(key)
+        .onConflict((oc) => oc.doNothing())
+        .returning('id')
+        .executeTakeFirst();
       return inserted !== undefined;
     },
   };

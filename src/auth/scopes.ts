@@ -55,9 +55,7 @@ export function authorizeToolUse(identity: KeyIdentity, card: ScopedTool, contex
     const value = context[field];
     if (value === undefined || !allowed.includes(value)) {
       throw new ForbiddenError(
-        value === undefined
-          ? `This API key is limited by ${scopeName}: the request must name its ${field}`
-          : `This API key may not act with ${field} ${JSON.stringify(value)}`,
+        value === undefined ? `This API key is limited by ${scopeName}: the request must name its ${field}` : `This API key may not act with ${field} ${JSON.stringify(value)}`,
         { missing_scope: scopeName, field, value: value ?? null, allowed },
       );
     }

@@ -47,7 +47,12 @@ export function registerCallRoutes(app: FastifyInstance, calls: CallService, sta
       url,
       {
         config: { scope: 'state:verify' },
-        schema: { hide: url !== '/v1/state/verify', summary: 'Check assumed state against live state', body: verifyRequestSchema, response: { 200: verifyAnswerSchema, ...errorResponses } },
+        schema: {
+          hide: url !== '/v1/state/verify',
+          summary: 'Check assumed state against live state',
+          body: verifyRequestSchema,
+          response: { 200: verifyAnswerSchema, ...errorResponses },
+        },
       },
       async (request) => state.verify(request.identity, request.body),
     );
@@ -57,7 +62,12 @@ export function registerCallRoutes(app: FastifyInstance, calls: CallService, sta
       url,
       {
         config: { scope: 'outcomes:reconcile' },
-        schema: { hide: url !== '/v1/outcomes/reconcile', summary: 'Decide whether an unknown outcome took effect', body: reconcileRequestSchema, response: { 200: reconcileAnswerSchema, ...errorResponses } },
+        schema: {
+          hide: url !== '/v1/outcomes/reconcile',
+          summary: 'Decide whether an unknown outcome took effect',
+          body: reconcileRequestSchema,
+          response: { 200: reconcileAnswerSchema, ...errorResponses },
+        },
       },
       async (request) => state.reconcile(request.identity, request.body),
     );

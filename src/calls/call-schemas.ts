@@ -53,9 +53,7 @@ export const verifyAnswerSchema = openObject({
 
 export const reconcileRequestSchema = z
   .object({
-    action: z
-      .object({ intent: z.string().max(200).optional(), tool: z.string().max(200).optional(), params: record.default({}) })
-      .strict(),
+    action: z.object({ intent: z.string().max(200).optional(), tool: z.string().max(200).optional(), params: record.default({}) }).strict(),
     outcome: z.literal('UNKNOWN'),
     current_state: record.optional(),
     state_refetch: stateRefetchSchema.optional(),

@@ -88,7 +88,13 @@ export async function finishLaterAnswer(
 }
 
 /** The call's answer with its final trace event. */
-export function finishAnswer(callId: string, request: Pick<CallRequest, 'tool' | 'agent_id'>, trace: TraceRecorder, status: CallStatus, fields: Partial<CallAnswer> = {}): CallAnswer {
+export function finishAnswer(
+  callId: string,
+  request: Pick<CallRequest, 'tool' | 'agent_id'>,
+  trace: TraceRecorder,
+  status: CallStatus,
+  fields: Partial<CallAnswer> = {},
+): CallAnswer {
   trace.record('execution_completed', status, fields.reason ? { reason: fields.reason } : undefined);
   return { status, call_id: callId, tool: request.tool, agent_id: request.agent_id, attempts: 0, ...fields, trace: trace.events };
 }
@@ -196,14 +202,7 @@ export function createCallService(deps: CallServiceDeps) {
   }
 
   /** Reads the state at freeze time (when a refetch is known) and builds the checkpoint. */
-  async function freeze(
-    prepared: PreparedCall,
-    identity: KeyIdentity,
-    callId: string,
-    trace: TraceRecorder,
-    reason: string,
-    failure?: ExecutionOutcome,
-  ): Promise<FrozenCall> {
+  async function freeze(prepared: PreparedCall, identity: KeyIdentity, callId: string, trace: TraceRecorder, reason: string, failure?: ExecutionOutcome): Promise<FrozenCall> {
     const { request, tool } = prepared;
     const refetch = request.approval_contract?.state_refetch ?? tool.card.state_refetch;
     let frozenState: Record<string, unknown> | null = null;
@@ -275,7 +274,12 @@ export function createCallService(deps: CallServiceDeps) {
     }
     const policy = prepared.policy;
     const uncomparable = policy.uncomparable.length ? policy.uncomparable : undefined;
-    trace.record('policy_evaluated', policy.effect, { reason: policy.reason, rule: policy.rule ?? null, ignored: policy.ignored.length ? policy.ignored : undefined, uncomparable });
+    trace.record('policy_evaluated', policy.effect, {
+      reason: policy.reason,
+      rule: policy.rule ?? null,
+      ignored: policy.ignored.length ? policy.ignored : undefined,
+      uncomparable,
+    });
     if (policy.effect === 'deny') return { kind: 'blocked', fields: { reason: policy.reason, uncomparable } };
     const contract = request.approval_contract;
     if (policy.effect === 'require_approval') return { kind: 'freeze', reason: policy.reason, uncomparable };
@@ -365,7 +369,12 @@ export function createCallService(deps: CallServiceDeps) {
 
       if (idempotencyKey !== undefined) {
         const { idempotency_key: _ignored, ...payload } = request;
-        const claim = await calls.claimIdempotencyKey({ ...newCall, idempotency_key: idempotencyKey }, sha256Hex(canonicalJson(payload)), config.idempotencyTtlMs, trace.takePending());
+        const claim = await calls.claimIdempotencyKey(
+          { ...newCall, idempotency_key: idempotencyKey },
+          sha256Hex(canonicalJson(payload)),
+          config.idempotencyTtlMs,
+          trace.takePending(),
+        );
         if (claim.kind === 'replay') {
           metrics.replays.inc();
           return { httpStatus: claim.http_status, answer: claim.answer, replayed: true };

@@ -17,13 +17,9 @@ export interface NewCall {
 }
 
 export type ClaimResult =
-  | { kind: 'claimed' }
-  | { kind: 'replay'; http_status: number; answer: CallAnswer }
-  | { kind: 'in_flight'; call_id: string }
-  | { kind: 'payload_mismatch'; call_id: string };
+  { kind: 'claimed' } | { kind: 'replay'; http_status: number; answer: CallAnswer } | { kind: 'in_flight'; call_id: string } | { kind: 'payload_mismatch'; call_id: string };
 
 type Db = Kysely<Database> | Transaction<Database>;
-
 
 async function insertCall(trx: Db, call: NewCall): Promise<void> {
   await trx
@@ -246,7 +242,6 @@ interface CompletionInput {
 const IN_FLIGHT = { postgres: 4, embedded: 1 } as const;
 const MAX_BATCH = 256;
 
-
 export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>) {
   const { db } = store;
   const batched = <I, O>(write: (items: I[]) => Promise<O[]>) => createWriteBatcher({ write, maxBatch: MAX_BATCH, maxInFlight: IN_FLIGHT[store.kind] });
@@ -467,11 +462,16 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
     async trimExpiredKeys(limit: number): Promise<number> {
       const keys = await db
         .deleteFrom('idempotency_keys')
-        .where(({ eb, selectFrom }) =>
+        .where((eb) =>
           eb(
             sql`(api_key_id, key)`,
             'in',
-            selectFrom('idempotency_keys').select(['api_key_id', 'key']).where('state', '=', 'completed').where('expires_at', '<', sql<Date>`now()`).limit(limit),
+            eb
+              .selectFrom('idempotency_keys')
+              .select(['api_key_id', 'key'])
+              .where('state', '=', 'completed')
+              .where('expires_at', '<', sql<Date>`now()`)
+              .limit(limit),
           ),
         )
         .executeTakeFirst();

@@ -26,9 +26,7 @@ export interface EntityMismatch {
   actual: unknown;
 }
 
-export type EntityCheck =
-  | { ok: true; checked: string[] }
-  | { ok: false; reason: string; mismatches: EntityMismatch[]; checked: string[] };
+export type EntityCheck = { ok: true; checked: string[] } | { ok: false; reason: string; mismatches: EntityMismatch[]; checked: string[] };
 
 // Params are JSON from a request; the cap only stops pathological nesting.
 const MAX_DEPTH = 32;
@@ -67,7 +65,11 @@ export function checkEntityResolution(
     if (String(value) !== expected) mismatches.push({ field: path, expected, actual: value });
   };
 
-  const roots: [string, Record<string, unknown> | undefined][] = [['params', params], ['variables', variables], ['state', state]];
+  const roots: [string, Record<string, unknown> | undefined][] = [
+    ['params', params],
+    ['variables', variables],
+    ['state', state],
+  ];
   for (const [root, values] of roots) {
     if (!values) continue;
     for (const [key, value] of Object.entries(values)) visit(value, `${root}.${key}`, key, undefined, 1);

@@ -103,7 +103,13 @@ export async function runUnderFailurePolicy(run: FailurePolicyRun): Promise<Exec
       return { status: 'executed', attempts, result: outcome.result, fallback: { tool: run.fallback.toolKey, used: true } };
     }
     trace.record('fallback_failed', 'failed', { tool: run.fallback.toolKey, error: outcome.error }, took);
-    return { status: 'failed', attempts, error: lastError, reason: `fallback ${run.fallback.toolKey} failed too: ${outcome.error}`, fallback: { tool: run.fallback.toolKey, used: true } };
+    return {
+      status: 'failed',
+      attempts,
+      error: lastError,
+      reason: `fallback ${run.fallback.toolKey} failed too: ${outcome.error}`,
+      fallback: { tool: run.fallback.toolKey, used: true },
+    };
   }
   return { status: 'failed', attempts, error: lastError };
 }

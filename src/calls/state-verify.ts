@@ -83,12 +83,7 @@ export function verifyState(input: StateVerifyInput): StateVerification {
  * `strict`: the value must be unchanged since the freeze (for fields known at freeze time) and the
  * condition must still hold. `conditions`: only the condition must hold.
  */
-export function computeDrift(
-  frozen: Record<string, unknown>,
-  live: Record<string, unknown>,
-  conditions: Record<string, unknown>,
-  threshold: 'strict' | 'conditions',
-): DriftReport {
+export function computeDrift(frozen: Record<string, unknown>, live: Record<string, unknown>, conditions: Record<string, unknown>, threshold: 'strict' | 'conditions'): DriftReport {
   assertValidConditions(conditions);
   const fields = Object.entries(conditions).map(([field, condition]): DriftField => {
     const frozenValue = readPath(frozen, field);

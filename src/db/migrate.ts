@@ -2,7 +2,10 @@ import { Migrator, type Kysely, type MigrationResult } from 'kysely';
 import { migrations } from '../../migrations/index.ts';
 
 export class MigrationError extends Error {
-  constructor(message: string, readonly results: MigrationResult[] = []) {
+  constructor(
+    message: string,
+    readonly results: MigrationResult[] = [],
+  ) {
     super(message);
     this.name = 'MigrationError';
   }

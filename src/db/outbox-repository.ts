@@ -66,7 +66,11 @@ export function createOutboxRepository(db: Kysely<Database>) {
 
     /** Marks a row sent. */
     async markDelivered(id: string): Promise<void> {
-      await db.updateTable('outbox').set({ status: 'delivered', delivered_at: sql`now()`, last_error: null }).where('id', '=', id).execute();
+      await db
+        .updateTable('outbox')
+        .set({ status: 'delivered', delivered_at: sql`now()`, last_error: null })
+        .where('id', '=', id)
+        .execute();
     },
 
     /** Schedules another attempt in `seconds` (or gives up when `dead`), noting the error. */
@@ -84,7 +88,11 @@ export function createOutboxRepository(db: Kysely<Database>) {
 
     /** A claim that was no attempt (the post waited for its card): its attempt is given back. */
     async giveBackAttempt(id: string): Promise<void> {
-      await db.updateTable('outbox').set({ attempts: sql`attempts - 1` }).where('id', '=', id).execute();
+      await db
+        .updateTable('outbox')
+        .set({ attempts: sql`attempts - 1` })
+        .where('id', '=', id)
+        .execute();
     },
 
     /** Is there a Slack post of this role and status for the approval (newer than `afterId`, when given)? */

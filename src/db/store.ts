@@ -78,7 +78,13 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     const run = async <Row>(statement: Statement, values: readonly unknown[]) =>
       (await pool.query({ name: statement.name, text: statement.text, values: [...values] })).rows as Row[];
-    return storeFor(db, 'postgres', run, (channel, onPayload) => listenWithReconnect(databaseUrl, channel, onPayload), async () => {});
+    return storeFor(
+      db,
+      'postgres',
+      run,
+      (channel, onPayload) => listenWithReconnect(databaseUrl, channel, onPayload),
+      async () => {},
+    );
   }
   const inMemory = options.dataDir.startsWith('memory://');
   if (!inMemory) await mkdir(options.dataDir, { recursive: true });
@@ -91,8 +97,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     throw error;
   }
   const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
-  const run = async <Row>(statement: Statement, values: readonly unknown[]) =>
-    (await db.executeQuery<Row>(CompiledQuery.raw(statement.text, [...values]))).rows as Row[];
+  const run = async <Row>(statement: Statement, values: readonly unknown[]) => (await db.executeQuery<Row>(CompiledQuery.raw(statement.text, [...values]))).rows;
   return storeFor(
     db,
     'embedded',

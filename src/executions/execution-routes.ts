@@ -26,12 +26,18 @@ export function registerExecutionRoutes(app: FastifyInstance, executions: Execut
   );
   routes.get(
     '/v1/executions',
-    { config: { scope: 'traces:read' }, schema: { summary: 'Recent executions', querystring: executionListQuery, response: { 200: z.object({ executions: z.array(executionViewSchema) }), ...errorResponses } } },
+    {
+      config: { scope: 'traces:read' },
+      schema: { summary: 'Recent executions', querystring: executionListQuery, response: { 200: z.object({ executions: z.array(executionViewSchema) }), ...errorResponses } },
+    },
     async (request) => ({ executions: await executions.list(request.identity, request.query.limit) }),
   );
   routes.get(
     '/v1/executions/:id',
-    { config: { scope: 'traces:read' }, schema: { summary: 'One execution', params: executionIdParams, response: { 200: z.object({ execution: executionViewSchema }), ...errorResponses } } },
+    {
+      config: { scope: 'traces:read' },
+      schema: { summary: 'One execution', params: executionIdParams, response: { 200: z.object({ execution: executionViewSchema }), ...errorResponses } },
+    },
     async (request) => ({ execution: await executions.get(request.identity, request.params.id) }),
   );
 }

@@ -15,7 +15,20 @@ const FASTIFY_CODES: Record<string, string> = {
  * 57P01 admin_shutdown (`pg_ctl stop -m fast`), 57P02 crash_shutdown, 57P03 cannot_connect_now
  * (starting up or shutting down), 53300 too_many_connections, class 08 connection exceptions.
  */
-const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', '57P01', '57P02', '57P03', '53300']);
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+]);
 
 /** What pg and pg-pool throw, with no code, when a connection ends under them or cannot be made in time. */
 const UNAVAILABLE_MESSAGES = [
@@ -57,7 +70,10 @@ export function registerErrorHandling(app: FastifyInstance): void {
     }
     if (isStoreUnavailable(error)) {
       request.log.error({ err: error }, 'store unavailable');
-      return reply.status(503).header('retry-after', '5').send({ error: { code: 'service_unavailable', message: 'The store is unavailable; retry shortly' } });
+      return reply
+        .status(503)
+        .header('retry-after', '5')
+        .send({ error: { code: 'service_unavailable', message: 'The store is unavailable; retry shortly' } });
     }
     request.log.error({ err: error }, 'unhandled error');
     return reply.status(500).send({ error: { code: 'internal_error', message: 'Internal error' } });

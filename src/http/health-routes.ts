@@ -13,7 +13,10 @@ export function registerHealthRoutes(app: FastifyInstance, store: Store, metrics
   const routes = app.withTypeProvider<ZodTypeProvider>();
   routes.get(
     '/health',
-    { config: { public: true, unlimited: true }, schema: { summary: 'Liveness and store reachability', security: [], response: { 200: healthAnswerSchema, 503: healthUnavailableSchema } } },
+    {
+      config: { public: true, unlimited: true },
+      schema: { summary: 'Liveness and store reachability', security: [], response: { 200: healthAnswerSchema, 503: healthUnavailableSchema } },
+    },
     async (request, reply) => {
       try {
         await store.ping();
@@ -28,11 +31,7 @@ export function registerHealthRoutes(app: FastifyInstance, store: Store, metrics
       }
     },
   );
-  routes.get(
-    '/metrics',
-    { config: { scope: 'logs:read' }, schema: { summary: 'Prometheus metrics (text exposition format, so no JSON schema)' } },
-    async (_request, reply) => {
-      return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
-    },
-  );
+  routes.get('/metrics', { config: { scope: 'logs:read' }, schema: { summary: 'Prometheus metrics (text exposition format, so no JSON schema)' } }, async (_request, reply) => {
+    return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
 }

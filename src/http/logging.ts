@@ -7,10 +7,7 @@ type LoggerOptions = Exclude<FastifyServerOptions['logger'], boolean | undefined
  * Headers that carry credentials, wherever headers are logged: at the top level or one level
  * down (`req.headers`, `request.headers`; Fastify's own request serializer logs no headers).
  */
-const REDACTED_PATHS = ['x-api-key', 'authorization', 'cookie', 'x-slack-signature'].flatMap((name) => [
-  `headers["${name}"]`,
-  `*.headers["${name}"]`,
-]);
+const REDACTED_PATHS = ['x-api-key', 'authorization', 'cookie', 'x-slack-signature'].flatMap((name) => [`headers["${name}"]`, `*.headers["${name}"]`]);
 
 /**
  * Error fields that carry data rather than a description of the failure: Kysely/PGlite attach

@@ -10,7 +10,12 @@ type RateLimitSettings = Config['rateLimits'];
 type LimitName = 'address' | 'api_key' | 'failed_authentication';
 
 export class RateLimitedError extends AppError {
-  constructor(limit: LimitName, max: number, windowMs: number, readonly retryAfterSeconds: number) {
+  constructor(
+    limit: LimitName,
+    max: number,
+    windowMs: number,
+    readonly retryAfterSeconds: number,
+  ) {
     super(429, 'rate_limited', `${DESCRIPTIONS[limit]} (${max} per ${windowMs / 1000} s); retry in ${retryAfterSeconds} s`, {
       limit,
       max,

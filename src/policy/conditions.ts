@@ -143,16 +143,7 @@ export function compareOrdered(left: unknown, right: unknown): number | undefine
 }
 
 /** What an ordered comparison sees in a value: a number, a date, or what it is instead. */
-export type OrderingKind =
-  | 'number'
-  | 'date'
-  | 'array'
-  | 'object'
-  | 'boolean'
-  | 'null'
-  | 'non-finite number'
-  | 'text too long'
-  | 'text';
+export type OrderingKind = 'number' | 'date' | 'array' | 'object' | 'boolean' | 'null' | 'non-finite number' | 'text too long' | 'text';
 
 /** Which side of an ordered comparison could not be compared, what it is, and what was needed. */
 export interface OrderingProblem {

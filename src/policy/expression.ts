@@ -274,7 +274,7 @@ function toCondition(node: Expression, source: string): ConditionNode {
       }
       // jsep binds `not` tighter than a comparison; read `not a == b` as `not (a == b)`.
       if (left.type === 'UnaryExpression' && left.operator === 'not') {
-        const inner: Expression = { type: 'BinaryExpression', operator, left: left.argument as Expression, right, start: left.start };
+        const inner: Expression = { type: 'BinaryExpression', operator, left: left.argument, right, start: left.start };
         return { kind: 'not', operand: toCondition(inner, source) };
       }
       if (COMPARISON_OPERATORS.has(operator)) {

@@ -69,7 +69,7 @@ export type PolicyUncomparable = UncomparableValue & {
   effect: PolicyEffect;
   /** `matched` for deny / require_approval (fails closed); `not matched` for allow. */
   outcome: 'matched' | 'not matched';
-}
+};
 
 export interface PolicyEvaluationInput {
   serverRules: readonly PolicyRule[];
@@ -92,10 +92,7 @@ export function evaluatePolicy(input: PolicyEvaluationInput): PolicyDecision {
   const context: ExpressionContext = { ...input.context, risk: input.context.risk ?? risk };
 
   // Compile everything first: a malformed rule must fail even when an earlier rule would match.
-  const compiled = [
-    ...serverRules.map((rule, index) => compileRule(rule, 'server', index)),
-    ...requestRules.map((rule, index) => compileRule(rule, 'request', index)),
-  ];
+  const compiled = [...serverRules.map((rule, index) => compileRule(rule, 'server', index)), ...requestRules.map((rule, index) => compileRule(rule, 'request', index))];
 
   const matched: MatchedRule[] = [];
   const ignored: MatchedRule[] = [];

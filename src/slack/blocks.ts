@@ -1,19 +1,7 @@
 import type { DriftField, DriftReport } from '../calls/state-verify.ts';
 import { FINAL_APPROVAL_STATUSES } from '../vocabulary.ts';
 import type { ApprovalCardInput, DecidedCardInput, SlackMessage } from './card-types.ts';
-import {
-  ELLIPSIS,
-  SLACK_LIMITS,
-  codeBlock,
-  escapeMrkdwn,
-  hasStatusEmoji,
-  inlineCode,
-  riskEmoji,
-  slackDate,
-  statusEmoji,
-  truncate,
-  truncateMrkdwn,
-} from './mrkdwn.ts';
+import { ELLIPSIS, SLACK_LIMITS, codeBlock, escapeMrkdwn, hasStatusEmoji, inlineCode, riskEmoji, slackDate, statusEmoji, truncate, truncateMrkdwn } from './mrkdwn.ts';
 
 /**
  * Block Kit builders for approval cards, thread replies and the reject modal. Pure functions over
@@ -150,12 +138,8 @@ function blockIdMaker(approvalId: string, variant: string): (suffix: string) => 
 }
 
 function factFields(input: ApprovalCardInput): Array<Record<string, unknown>> {
-  const field = (label: string, value: string): Record<string, unknown> =>
-    mrkdwn(truncate(`*${label}*\n${value}`, SLACK_LIMITS.fieldText));
-  const approvals =
-    input.approvals_required > 1
-      ? `${input.approvals_received} of ${input.approvals_required}`
-      : `${Math.max(1, input.approvals_required)} needed`;
+  const field = (label: string, value: string): Record<string, unknown> => mrkdwn(truncate(`*${label}*\n${value}`, SLACK_LIMITS.fieldText));
+  const approvals = input.approvals_required > 1 ? `${input.approvals_received} of ${input.approvals_required}` : `${Math.max(1, input.approvals_required)} needed`;
   return [
     field('Tool', inlineCode(input.tool, 300)),
     field('Agent', inlineCode(input.agent_id, 300)),
@@ -201,9 +185,7 @@ function factBlocks(input: ApprovalCardInput, bid: (suffix: string) => string, b
 
   const drifted = driftedFields(input.drift);
   if (drifted.length > 0) {
-    blocks.push(
-      section(bid('drift'), fitLines(':warning: *State changed since the earlier approval*', drifted.map(driftLine), budgets.drift)),
-    );
+    blocks.push(section(bid('drift'), fitLines(':warning: *State changed since the earlier approval*', drifted.map(driftLine), budgets.drift)));
   }
 
   if (input.previous_approval_id) {
@@ -278,11 +260,7 @@ export function decidedCard(input: DecidedCardInput): SlackMessage {
  * The pending card after a refetch: buttons kept, fresh block_ids (the variant is `now`), and the
  * live state's drift from the freeze. Decides nothing.
  */
-export function refetchedCard(
-  input: ApprovalCardInput,
-  live: { state_source: string; drift: DriftReport | null },
-  now: Date,
-): SlackMessage {
+export function refetchedCard(input: ApprovalCardInput, live: { state_source: string; drift: DriftReport | null }, now: Date): SlackMessage {
   const stamp = Number.isNaN(now.getTime()) ? '0' : now.getTime().toString(36);
   const bid = blockIdMaker(input.approval_id, `r${stamp}`);
   const drifted = driftedFields(live.drift);
@@ -409,4 +387,3 @@ export function ephemeralText(text: string): SlackMessage {
   const cut = truncateMrkdwn(text, SLACK_LIMITS.sectionText);
   return { text: cut, blocks: [{ type: 'section', text: mrkdwn(cut) }] };
 }
-

@@ -8,16 +8,7 @@ import type { TracesRepository } from '../traces/traces-repository.ts';
 import type { SlackMessage } from './card-types.ts';
 import { createCommandQueriesRepository } from './command-queries-repository.ts';
 import { STATS_WINDOWS, parseInvokeCommand, type StatsWindow, type TracesQuery } from './invoke-command-parse.ts';
-import {
-  renderApproval,
-  renderCallList,
-  renderCallTimeline,
-  renderHelp,
-  renderNotice,
-  renderPendingApprovals,
-  renderStats,
-  renderTools,
-} from './invoke-rendering.ts';
+import { renderApproval, renderCallList, renderCallTimeline, renderHelp, renderNotice, renderPendingApprovals, renderStats, renderTools } from './invoke-rendering.ts';
 import { slackMessageLink } from './mrkdwn.ts';
 
 /**

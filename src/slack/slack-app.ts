@@ -92,7 +92,9 @@ export function createSlackApp(deps: SlackAppDeps) {
   const client = createSlackClient(config);
   const access = createSlackAccess(client, config);
   const socketMode = Boolean(config.appToken);
-  const receiver = socketMode ? undefined : new FastifyBoltReceiver({ signingSecret: config.signingSecret!, onError: (error) => log.error({ err: error }, 'slack handler failed') });
+  const receiver = socketMode
+    ? undefined
+    : new FastifyBoltReceiver({ signingSecret: config.signingSecret!, onError: (error) => log.error({ err: error }, 'slack handler failed') });
   const bolt = new App({
     // No token verification at start (Bolt would call auth.test and crash the process when Slack
     // is unreachable): the bot token is simply handed to every listener.

@@ -86,7 +86,9 @@ export function createSlackNotifier(
   transact: Transact,
   approvals: Pick<ApprovalsRepository, 'findApproval' | 'lockApproval' | 'voteCount' | 'voteCounts'>,
   outbox: SlackOutbox,
-  channel: string, approverIds: readonly string[]): ApprovalNotifier & {
+  channel: string,
+  approverIds: readonly string[],
+): ApprovalNotifier & {
   refetched(approvalId: string, live: { state_source: string; drift: DriftReport | null }): Promise<void>;
 } {
   /** Escalations addressed to a channel (`#ops` or a channel id) post their card there. */

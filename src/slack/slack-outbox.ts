@@ -69,7 +69,12 @@ export function createSlackOutbox(
       if (await hasPost(payload.approval_id, 'update', 'delivered', rowId)) return 'done';
       await client.chat.update({ channel: card.slack_channel, ts: card.slack_ts, text: payload.message.text, blocks: payload.message.blocks as never });
     } else {
-      await client.chat.postMessage({ channel: card.slack_channel, thread_ts: card.slack_thread_ts ?? card.slack_ts, text: payload.message.text, blocks: payload.message.blocks as never });
+      await client.chat.postMessage({
+        channel: card.slack_channel,
+        thread_ts: card.slack_thread_ts ?? card.slack_ts,
+        text: payload.message.text,
+        blocks: payload.message.blocks as never,
+      });
     }
     return 'done';
   }
@@ -82,7 +87,11 @@ export function createSlackOutbox(
 
     /** Many posts in one statement, in order (a card's update before its reply). */
     async enqueueMany(trx: Trx, payloads: SlackPost[]): Promise<void> {
-      await outbox.enqueueMany(trx, 'slack', payloads.map((payload) => ({ target: payload.role, payload })));
+      await outbox.enqueueMany(
+        trx,
+        'slack',
+        payloads.map((payload) => ({ target: payload.role, payload })),
+      );
     },
 
     /**

@@ -52,13 +52,21 @@ export function createCallRecovery(deps: CallRecoveryDeps) {
       retrySafe = true;
     } else if (!prepared?.reconcile) {
       status = 'unknown_outcome';
-      fields = { error: 'interrupted', reason: 'The process running this call stopped after the request may have reached the tool, and there is no state_refetch with conditions to reconcile it' };
+      fields = {
+        error: 'interrupted',
+        reason: 'The process running this call stopped after the request may have reached the tool, and there is no state_refetch with conditions to reconcile it',
+      };
       needsAttention = true;
     } else {
       const plan = prepared.reconcile;
       const started = performance.now();
       const read = await stateReader.read(plan.tool, plan.refetch, bindings);
-      trace.record('state_refetched', read.ok ? 'completed' : 'failed', { source: plan.source, purpose: 'recovery', error: read.ok ? undefined : read.error }, performance.now() - started);
+      trace.record(
+        'state_refetched',
+        read.ok ? 'completed' : 'failed',
+        { source: plan.source, purpose: 'recovery', error: read.ok ? undefined : read.error },
+        performance.now() - started,
+      );
       if (!read.ok) {
         status = 'unknown_outcome';
         fields = { error: 'interrupted', reason: `Could not read live state from ${plan.source} to reconcile: ${read.error}` };
@@ -94,7 +102,6 @@ export function createCallRecovery(deps: CallRecoveryDeps) {
     metrics.calls.inc({ status: answer.status });
     return { answer, needsAttention };
   }
-
 
   return { recoverInterrupted };
 }

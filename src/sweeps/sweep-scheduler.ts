@@ -53,7 +53,7 @@ export function startSweepSchedule(options: {
     async () => {
       const counts = await sweeps.runPass();
       metrics.sweepPasses.inc();
-      for (const [step, value] of Object.entries(counts)) if (value > 0) metrics.sweepRows.inc({ step }, value);
+      for (const [step, value] of Object.entries(counts) as Array<[string, number]>) if (value > 0) metrics.sweepRows.inc({ step }, value);
       log.info({ sweep: counts }, `sweep pass: ${formatCounts(counts)}`);
     },
     { name: 'invoke-sweep', noOverlap: true, distributed: true, runCoordinator },

@@ -45,9 +45,7 @@ function fetchUrlCard(timeoutMs: number): CapabilityCard {
     key: 'fetch.url',
     provider: 'fetch',
     name: 'url',
-    description:
-      'HTTP GET a public URL and return {status, headers, body}; the body is parsed when it is JSON. ' +
-      'Private, loopback and metadata addresses are refused.',
+    description: 'HTTP GET a public URL and return {status, headers, body}; the body is parsed when it is JSON. ' + 'Private, loopback and metadata addresses are refused.',
     input_schema: {
       type: 'object',
       properties: {
@@ -203,9 +201,7 @@ export function createFetchUrlTool(opts: FetchUrlOptions): FetchUrlTool {
             return { kind: 'failed', retryable: false, error, http_status: res.statusCode };
           }
           if (next.origin !== url.origin) {
-            headers = Object.fromEntries(
-              Object.entries(headers).filter(([name]) => !ORIGIN_BOUND_HEADERS.has(name.toLowerCase())),
-            );
+            headers = Object.fromEntries(Object.entries(headers).filter(([name]) => !ORIGIN_BOUND_HEADERS.has(name.toLowerCase())));
           }
           url = next;
           continue;

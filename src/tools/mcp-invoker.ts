@@ -79,11 +79,7 @@ export async function listMcpTools(mcpUrl: string, timeoutMs: number, resolveAll
     for (let page = 0; page < MAX_TOOL_PAGES; page++) {
       // A raw request: Client.listTools would also compile every output schema, and one the
       // validator rejects would fail the whole listing.
-      const result = await session.client.request(
-        { method: 'tools/list', params: cursor === undefined ? {} : { cursor } },
-        ListToolsResultSchema,
-        options,
-      );
+      const result = await session.client.request({ method: 'tools/list', params: cursor === undefined ? {} : { cursor } }, ListToolsResultSchema, options);
       tools.push(...result.tools.map(toToolInfo));
       cursor = result.nextCursor;
       if (cursor === undefined) break;
@@ -120,9 +116,7 @@ function describeListingFailure(error: unknown, phase: ListingPhase): string {
  * overrides are merged on top by the caller). Unannotated tools are treated as side-effecting,
  * medium risk, not idempotent.
  */
-export function mcpAnnotationsToCard(
-  annotations: McpToolAnnotations | undefined,
-): Pick<CapabilityCard, 'side_effects' | 'risk' | 'idempotent'> {
+export function mcpAnnotationsToCard(annotations: McpToolAnnotations | undefined): Pick<CapabilityCard, 'side_effects' | 'risk' | 'idempotent'> {
   // Per the MCP spec, destructiveHint and idempotentHint only mean something for tools that write.
   if (annotations?.readOnlyHint === true) {
     return { side_effects: false, risk: 'low', idempotent: annotations.idempotentHint ?? true };
@@ -159,11 +153,7 @@ export async function invokeMcpTool(
   try {
     await session.connect(options);
     phase = 'call';
-    result = await session.client.request(
-      { method: 'tools/call', params: { name: toolName, arguments: params } },
-      CallToolResultSchema,
-      options,
-    );
+    result = await session.client.request({ method: 'tools/call', params: { name: toolName, arguments: params } }, CallToolResultSchema, options);
   } catch (error) {
     failure = error;
   }
@@ -202,7 +192,7 @@ function openMcpSession(url: URL, timeoutMs: number, resolveAll: ResolveAll | un
   const fetchThroughAgent: FetchLike = async (input, init) => {
     const dispatcher = isToolsCallBody(init?.body) ? trackedAgent : agent;
     const response = await undiciFetch(input, { ...(init as UndiciRequestInit), dispatcher });
-    return response as unknown as Response;
+    return response;
   };
   const transport = new StreamableHTTPClientTransport(url, {
     fetch: fetchThroughAgent,
@@ -271,9 +261,7 @@ function toolResultOutcome(result: CallToolResult): AttemptOutcome {
   if (result.isError === true) {
     const text = joinedText(result.content);
     const error = text === '' ? 'the tool reported an error' : text;
-    return result.structuredContent === undefined
-      ? { kind: 'failed', retryable: false, error }
-      : { kind: 'failed', retryable: false, error, body: result.structuredContent };
+    return result.structuredContent === undefined ? { kind: 'failed', retryable: false, error } : { kind: 'failed', retryable: false, error, body: result.structuredContent };
   }
   return { kind: 'ok', result: result.structuredContent ?? simplifyContent(result.content) };
 }
@@ -294,28 +282,16 @@ function simplifyContent(content: CallToolResult['content']): unknown {
 }
 
 function joinedText(content: CallToolResult['content']): string {
-  return content
-    .flatMap((item) => (item.type === 'text' ? [item.text] : []))
-    .join('\n');
+  return content.flatMap((item) => (item.type === 'text' ? [item.text] : [])).join('\n');
 }
 
-function classifyMcpFailure(
-  error: unknown,
-  phase: 'initialize' | 'call',
-  session: McpSession,
-  deadline: Deadline,
-  timeoutMs: number,
-): AttemptOutcome {
+function classifyMcpFailure(error: unknown, phase: 'initialize' | 'call', session: McpSession, deadline: Deadline, timeoutMs: number): AttemptOutcome {
   // Refused before connecting: the address stays refused however often we try.
   const blocked = findSsrfBlocked(error);
   if (blocked && !session.callWritten) {
     return { kind: 'failed', retryable: false, error: `tools/call not sent: MCP server address refused: ${blocked.message}` };
   }
-  const reason = deadline.timedOut
-    ? `timed out after ${timeoutMs} ms`
-    : deadline.callerAborted
-      ? 'aborted by the caller'
-      : describeMcpError(error);
+  const reason = deadline.timedOut ? `timed out after ${timeoutMs} ms` : deadline.callerAborted ? 'aborted by the caller' : describeMcpError(error);
   if (phase === 'initialize') {
     return { kind: 'failed', retryable: true, error: `MCP session setup failed, tools/call not sent: ${reason}` };
   }

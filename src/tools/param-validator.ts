@@ -12,7 +12,7 @@ export function createParamValidator() {
   const draft7 = new Ajv({ allErrors: true, strict: false, addUsedSchema: false });
   const draft2020 = new Ajv2020({ allErrors: true, strict: false, addUsedSchema: false });
   addFormats(draft7);
-  addFormats(draft2020 as unknown as Ajv);
+  addFormats(draft2020);
   const cache = new Map<string, ValidateFunction>();
   // A card's schema object lives as long as the cached card: found by identity, no re-serialising per call.
   const bySchemaObject = new WeakMap<object, ValidateFunction>();

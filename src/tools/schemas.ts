@@ -49,13 +49,9 @@ const httpUrl = z
 
 const providerName = z.string().regex(KEY_PART, 'letters, digits, _ and -, up to 64');
 
-export const httpProviderSchema = z
-  .object({ name: providerName, base_url: httpUrl, tools: z.array(httpToolSchema).min(1).max(500) })
-  .strict();
+export const httpProviderSchema = z.object({ name: providerName, base_url: httpUrl, tools: z.array(httpToolSchema).min(1).max(500) }).strict();
 
-export const mcpProviderSchema = z
-  .object({ name: providerName, mcp_url: httpUrl, tools: z.array(mcpToolOverrideSchema).max(500).default([]) })
-  .strict();
+export const mcpProviderSchema = z.object({ name: providerName, mcp_url: httpUrl, tools: z.array(mcpToolOverrideSchema).max(500).default([]) }).strict();
 
 export type HttpProviderRegistration = z.infer<typeof httpProviderSchema>;
 export type McpProviderRegistration = z.infer<typeof mcpProviderSchema>;

@@ -36,11 +36,7 @@ export class SsrfBlockedError extends Error {
 }
 
 export function isSsrfBlockedError(err: unknown): err is SsrfBlockedError {
-  return (
-    typeof err === 'object' &&
-    err !== null &&
-    (err as { code?: unknown }).code === SSRF_BLOCKED_CODE
-  );
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === SSRF_BLOCKED_CODE;
 }
 
 export type AddressProfile = 'public' | 'provider';
@@ -59,12 +55,7 @@ const METADATA_V6 = [
   'fd20:ce::254', // GCP metadata server over IPv6
 ].map((ip) => ipaddr.IPv6.parse(ip));
 /** Names of metadata endpoints: refused even where they do not resolve (yet). */
-const METADATA_HOSTS: ReadonlySet<string> = new Set([
-  'metadata.google.internal',
-  'metadata.goog',
-  'instance-data.ec2.internal',
-  'metadata.tencentyun.com',
-]);
+const METADATA_HOSTS: ReadonlySet<string> = new Set(['metadata.google.internal', 'metadata.goog', 'instance-data.ec2.internal', 'metadata.tencentyun.com']);
 /** What the provider profile refuses: never a legitimate internal service. */
 const PROVIDER_FORBIDDEN: ReadonlySet<string> = new Set(['metadata', 'linkLocal', 'invalid']);
 const GLOBAL_UNICAST_V6: [ipaddr.IPv6, number] = [ipaddr.IPv6.parse('2000::'), 3];
@@ -264,8 +255,7 @@ export async function assertProviderUrlAllowed(url: URL, resolveAll: ResolveAll 
 /** Resolves a host name to all its addresses (system DNS by default; tests steer it). */
 export type ResolveAll = (hostname: string, hints: number | undefined) => Promise<dns.LookupAddress[]>;
 
-const resolveWithSystem: ResolveAll = (hostname, hints) =>
-  dns.promises.lookup(hostname, { all: true, ...(hints === undefined ? {} : { hints }) });
+const resolveWithSystem: ResolveAll = (hostname, hints) => dns.promises.lookup(hostname, { all: true, ...(hints === undefined ? {} : { hints }) });
 
 /**
  * A `net.connect` lookup that resolves once, refuses if any resolved address is forbidden,

@@ -2,12 +2,7 @@ import { AppError, NotFoundError, UnprocessableError, ValidationError } from '..
 import { parseInput } from '../http/validation.ts';
 import { assertValidConditions } from '../policy/conditions.ts';
 import type { ParamValidator } from './param-validator.ts';
-import {
-  httpProviderSchema,
-  mcpProviderSchema,
-  type HttpProviderRegistration,
-  type McpProviderRegistration,
-} from './schemas.ts';
+import { httpProviderSchema, mcpProviderSchema, type HttpProviderRegistration, type McpProviderRegistration } from './schemas.ts';
 import type { StoredTool, ToolsRepository } from './tools-repository.ts';
 import type { AttemptOutcome, CapabilityCard } from './types.ts';
 import { createHttpToolAgent, invokeHttpTool } from './http-invoker.ts';
@@ -94,7 +89,7 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
       const card: CapabilityCard = {
         ...cardDefaults(reg.name, tool.name, 'mcp'),
         description: tool.description ?? '',
-        input_schema: (tool.inputSchema as Record<string, unknown> | undefined) ?? { type: 'object' },
+        input_schema: tool.inputSchema ?? { type: 'object' },
         ...mcpAnnotationsToCard(tool.annotations),
         ...definedOnly(override),
       };
@@ -194,7 +189,10 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
 
     /** Cards ranked by a text match of the query's words on key, name and description. */
     async discover(query: string): Promise<Array<CapabilityCard & { score: number }>> {
-      const words = query.toLowerCase().split(/[^a-z0-9_]+/).filter(Boolean);
+      const words = query
+        .toLowerCase()
+        .split(/[^a-z0-9_]+/)
+        .filter(Boolean);
       const cards = [...builtins.map((b) => b.card), ...(await repository.listCards())];
       if (words.length === 0) return cards.map((c) => ({ ...c, score: 0 }));
       return cards

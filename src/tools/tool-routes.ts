@@ -22,7 +22,10 @@ export function registerToolRoutes(app: FastifyInstance, registry: ToolRegistry)
   for (const url of ['/v1/tools', '/tools']) {
     routes.get(
       url,
-      { config: { scope: 'tools:read' }, schema: { hide: url !== '/v1/tools', summary: 'Capability cards of every tool', response: { 200: toolListAnswerSchema, ...errorResponses } } },
+      {
+        config: { scope: 'tools:read' },
+        schema: { hide: url !== '/v1/tools', summary: 'Capability cards of every tool', response: { 200: toolListAnswerSchema, ...errorResponses } },
+      },
       async () => ({ tools: await registry.listCards() }),
     );
   }

@@ -5,9 +5,7 @@ import type { CapabilityCard } from './types.ts';
 
 /** How to reach a tool: stored beside its card. */
 export type ToolTransport =
-  | { kind: 'http'; base_url: string; method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'; path: string }
-  | { kind: 'mcp'; mcp_url: string; tool_name: string }
-  | { kind: 'builtin' };
+  { kind: 'http'; base_url: string; method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'; path: string } | { kind: 'mcp'; mcp_url: string; tool_name: string } | { kind: 'builtin' };
 
 export interface StoredTool {
   card: CapabilityCard;
@@ -22,7 +20,10 @@ export function createToolsRepository(db: Kysely<Database>) {
         // Concurrent registrations of one name take turns instead of racing on the primary key.
         await sql`select pg_advisory_xact_lock(hashtext(${`provider:${name}`}))`.execute(trx);
         await trx.deleteFrom('providers').where('name', '=', name).execute();
-        await trx.insertInto('providers').values({ name, kind, registration: jsonb(registration) }).execute();
+        await trx
+          .insertInto('providers')
+          .values({ name, kind, registration: jsonb(registration) })
+          .execute();
         // Every replica drops its cached cards of this provider when this commits.
         await sql`select pg_notify('invoke_tools', ${name})`.execute(trx);
         if (tools.length > 0) {

@@ -1,7 +1,7 @@
 /** What Invoke knows about one tool: its capability card. */
 import type { RiskLevel } from '../vocabulary.ts';
 
-export { RISK_LEVELS, type RiskLevel } from '../vocabulary.ts';
+export type { RiskLevel } from '../vocabulary.ts';
 
 export interface StateRefetch {
   tool: string;
@@ -37,8 +37,3 @@ export type AttemptOutcome =
   | { kind: 'ok'; result: unknown; http_status?: number }
   | { kind: 'failed'; retryable: boolean; error: string; http_status?: number; body?: unknown }
   | { kind: 'unknown'; error: string };
-
-/** One transport's way to run a tool. Adapters never retry on their own: one call, one request. */
-export interface ToolInvoker {
-  invoke(card: CapabilityCard, params: Record<string, unknown>, signal?: AbortSignal): Promise<AttemptOutcome>;
-}

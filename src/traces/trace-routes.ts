@@ -72,7 +72,10 @@ export function registerTraceRoutes(app: FastifyInstance, traces: TracesReposito
   const routes = app.withTypeProvider<ZodTypeProvider>();
   routes.get(
     '/traces',
-    { config: { scope: 'traces:read' }, schema: { summary: 'Calls, newest first, a page at a time', querystring: traceListQuery, response: { 200: traceListAnswerSchema, ...errorResponses } } },
+    {
+      config: { scope: 'traces:read' },
+      schema: { summary: 'Calls, newest first, a page at a time', querystring: traceListQuery, response: { 200: traceListAnswerSchema, ...errorResponses } },
+    },
     async (request) => {
       const query = request.query;
       const rows = await traces.listCalls({
@@ -97,12 +100,24 @@ export function registerTraceRoutes(app: FastifyInstance, traces: TracesReposito
         summary: 'Stream calls with their traces (JSON array, JSON lines, LangSmith or Helicone records)',
         querystring: traceExportQuery,
         // Streamed, so not serialized through a schema: the 200 is described, not checked.
-        response: { 200: { description: 'A JSON array (format=json) or one JSON record per line', content: { 'application/json': { schema: z.array(z.unknown()) }, 'application/x-ndjson': { schema: z.unknown() } } }, ...errorResponses },
+        response: {
+          200: {
+            description: 'A JSON array (format=json) or one JSON record per line',
+            content: { 'application/json': { schema: z.array(z.unknown()) }, 'application/x-ndjson': { schema: z.unknown() } },
+          },
+          ...errorResponses,
+        },
       },
     },
     async (request, reply) => {
       const query = request.query;
-      const filters = { api_key_id: ownCallsOnly(request.identity), agent_id: query.agent_id, tool: query.tool, status: query.status, since: query.since ? new Date(query.since) : undefined };
+      const filters = {
+        api_key_id: ownCallsOnly(request.identity),
+        agent_id: query.agent_id,
+        tool: query.tool,
+        status: query.status,
+        since: query.since ? new Date(query.since) : undefined,
+      };
       const asArray = query.format === 'json';
       // Streamed page by page, so a large export never sits in memory.
       async function* lines(): AsyncGenerator<string> {
@@ -133,7 +148,10 @@ export function registerTraceRoutes(app: FastifyInstance, traces: TracesReposito
 
   routes.get(
     '/traces/:call_id',
-    { config: { scope: 'traces:read' }, schema: { summary: 'One call: request, answer and trace events', params: traceCallParams, response: { 200: traceDetailAnswerSchema, ...errorResponses } } },
+    {
+      config: { scope: 'traces:read' },
+      schema: { summary: 'One call: request, answer and trace events', params: traceCallParams, response: { 200: traceDetailAnswerSchema, ...errorResponses } },
+    },
     async (request) => {
       const { call_id } = request.params;
       const detail = (await calls.findCallDetails([call_id])).get(call_id);

@@ -24,13 +24,7 @@ export async function buildTestApp(env: Record<string, string> = {}, store?: Sto
 }
 
 /** JSON request helper over `app.inject`: returns status, headers and the parsed body. */
-export async function send(
-  app: FastifyInstance,
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
-  url: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-) {
+export async function send(app: FastifyInstance, method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, body?: unknown, headers: Record<string, string> = {}) {
   const response = await app.inject({
     method,
     url,

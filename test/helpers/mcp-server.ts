@@ -24,8 +24,8 @@ export interface McpRequest {
   body: unknown;
   message: McpMessage | undefined;
   http: HttpServer;
-  /** Resolves when `signal` aborts or the server releases its hanging handlers. */
-  hang(signal: AbortSignal): Promise<void>;
+  /** Resolves when `signal` aborts or the server releases its hanging handlers. A closure: tests pass it on. */
+  hang: (signal: AbortSignal) => Promise<void>;
 }
 
 export interface McpHttpServer {
@@ -37,8 +37,8 @@ export interface McpHttpServer {
   methods: string[];
   /** Tool names of the `tools/call` messages the HTTP server received. */
   toolCalls: string[];
-  /** Resolves every handler still hanging. */
-  releaseAll(): void;
+  /** Resolves every handler still hanging. A closure: tests pass it on. */
+  releaseAll: () => void;
   /** Releases hanging handlers, runs `beforeClose`, then drops every connection and stops listening. */
   close(): Promise<void>;
 }
@@ -50,10 +50,7 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   return text === '' ? undefined : (JSON.parse(text) as unknown);
 }
 
-export async function startMcpHttpServer(
-  handle: (request: McpRequest) => Promise<void>,
-  options: { beforeClose?: () => Promise<void> } = {},
-): Promise<McpHttpServer> {
+export async function startMcpHttpServer(handle: (request: McpRequest) => Promise<void>, options: { beforeClose?: () => Promise<void> } = {}): Promise<McpHttpServer> {
   const methods: string[] = [];
   const toolCalls: string[] = [];
   let release: Array<() => void> = [];

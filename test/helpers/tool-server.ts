@@ -18,7 +18,7 @@ export type Route = (request: RecordedRequest, response: ServerResponse) => void
 export async function startToolServer(routes: Record<string, Route>) {
   const requests: RecordedRequest[] = [];
   const sockets = new Set<import('node:net').Socket>();
-  const server: Server = createServer(async (req: IncomingMessage, res) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
@@ -33,6 +33,10 @@ export async function startToolServer(routes: Record<string, Route>) {
     const route = routes[`${recorded.method} ${recorded.path}`] ?? Object.entries(routes).find(([pattern]) => matches(pattern, recorded))?.[1];
     if (!route) return json(res, 404, { error: 'no such route' });
     await route(recorded, res);
+  };
+  // node:http ignores a handler's promise: a route that throws answers 500 instead of an unhandled rejection.
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => (res.headersSent ? res.destroy() : json(res, 500, { error: String(error) })));
   });
   server.on('connection', (socket) => {
     sockets.add(socket);

@@ -51,8 +51,18 @@ describe('health, metrics, errors', () => {
     ['malformed JSON', '{"tool":', 400, 'invalid_json'],
     ['wrong types', JSON.stringify({ tool: 5, agent_id: [], params: 'x' }), 400, 'validation_error'],
     ['a huge string', JSON.stringify({ tool: 'x'.repeat(100_000), agent_id: 'a' }), 400, 'validation_error'],
-    ['a bad expression', JSON.stringify({ tool: 'fetch.url', agent_id: 'a', params: { url: 'http://x' }, policy: { rules: [{ when: 'a ==', effect: 'deny' }] } }), 400, 'validation_error'],
-    ['an unknown effect', JSON.stringify({ tool: 'fetch.url', agent_id: 'a', params: { url: 'http://x' }, policy: { rules: [{ when: 'a == b', effect: 'explode' }] } }), 400, 'validation_error'],
+    [
+      'a bad expression',
+      JSON.stringify({ tool: 'fetch.url', agent_id: 'a', params: { url: 'http://x' }, policy: { rules: [{ when: 'a ==', effect: 'deny' }] } }),
+      400,
+      'validation_error',
+    ],
+    [
+      'an unknown effect',
+      JSON.stringify({ tool: 'fetch.url', agent_id: 'a', params: { url: 'http://x' }, policy: { rules: [{ when: 'a == b', effect: 'explode' }] } }),
+      400,
+      'validation_error',
+    ],
   ])('answers %s with a 4xx in the one error shape', async (_name, payload, status, code) => {
     const res = await send(built.app, 'POST', '/v1/call', payload);
     expect(res.status).toBe(status);
@@ -86,7 +96,14 @@ describe('health, metrics, errors', () => {
   });
 
   it('replaces a provider registered again under the same name', async () => {
-    await send(built.app, 'POST', '/v1/providers', { name: 'r', base_url: 'http://127.0.0.1:9', tools: [{ name: 'a', path: '/a' }, { name: 'b', path: '/b' }] });
+    await send(built.app, 'POST', '/v1/providers', {
+      name: 'r',
+      base_url: 'http://127.0.0.1:9',
+      tools: [
+        { name: 'a', path: '/a' },
+        { name: 'b', path: '/b' },
+      ],
+    });
     await send(built.app, 'POST', '/v1/providers', { name: 'r', base_url: 'http://127.0.0.1:9', tools: [{ name: 'c', path: '/c' }] });
     const keys = (await send(built.app, 'GET', '/v1/tools')).body.tools.map((t: { key: string }) => t.key);
     expect(keys).toContain('r.c');
@@ -162,7 +179,10 @@ const STORE_OUTAGE_ERRORS: Array<[string, () => Error]> = [
   ['crash_shutdown (57P02)', () => Object.assign(new Error('terminating connection because of crash of another server process'), { code: '57P02' })],
   ['cannot_connect_now (57P03, starting up or shutting down)', () => Object.assign(new Error('the database system is shutting down'), { code: '57P03' })],
   ['a refused connection', () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED', address: '127.0.0.1', port: 5432 })],
-  ['a refused connection on every address (AggregateError)', () => Object.assign(new AggregateError([Object.assign(new Error('connect ECONNREFUSED ::1:5432'), { code: 'ECONNREFUSED' })], ''), {})],
+  [
+    'a refused connection on every address (AggregateError)',
+    () => Object.assign(new AggregateError([Object.assign(new Error('connect ECONNREFUSED ::1:5432'), { code: 'ECONNREFUSED' })], ''), {}),
+  ],
   ['a reset connection', () => Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })],
   ['a broken pipe', () => Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })],
   ['a connection that ended mid-query', () => new Error('Connection terminated unexpectedly')],
@@ -227,8 +247,8 @@ function spawnEntry(script: string, dataDir: string): { child: ChildProcess; out
   const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   const exited = new Promise<Exited>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, stdout, stderr })));
   return { child, output: () => stdout + stderr, exited };
 }
@@ -261,7 +281,10 @@ describe('one process per embedded data directory', () => {
 
     // Bounded: a process that was let in keeps running, and that is the failure.
     const within = (exited: Promise<Exited>) =>
-      Promise.race([exited, new Promise<Exited>((resolve) => setTimeout(() => resolve({ code: null, signal: null, stdout: '', stderr: 'still running after 60 s' }), 60_000).unref())]);
+      Promise.race([
+        exited,
+        new Promise<Exited>((resolve) => setTimeout(() => resolve({ code: null, signal: null, stdout: '', stderr: 'still running after 60 s' }), 60_000).unref()),
+      ]);
     const [second, sweep] = await Promise.all([within(start('src/server.ts', dir).exited), within(start('src/sweeps/sweep-cli.ts', dir).exited)]);
     for (const refused of [second, sweep]) {
       expect(refused.code, refused.stdout + refused.stderr).toBe(1);

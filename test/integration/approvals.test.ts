@@ -260,7 +260,13 @@ describe('approvals', () => {
 
     describe('never the person who requested the call, through any of their keys', () => {
       const freezeAs = async (key: string, body: Record<string, unknown> = {}) => {
-        const res = await send(built.app, 'POST', '/v1/call', { tool: 'billing.send_reminder', params: { invoice_id: 'inv_1', customer_id: 'cust_1' }, agent_id: 'billing_agent', approval_contract: contract(), ...body }, { 'x-api-key': key });
+        const res = await send(
+          built.app,
+          'POST',
+          '/v1/call',
+          { tool: 'billing.send_reminder', params: { invoice_id: 'inv_1', customer_id: 'cust_1' }, agent_id: 'billing_agent', approval_contract: contract(), ...body },
+          { 'x-api-key': key },
+        );
         expect(res.status).toBe(202);
         return res.body as { call_id: string; approval: { id: string } };
       };
@@ -418,7 +424,11 @@ describe('approvals', () => {
       expect(row.next_attempt_at.getTime()).toBeGreaterThan(Date.now());
 
       hookStatus = 200;
-      await built.store.db.updateTable('outbox').set({ next_attempt_at: sql`now()` }).where('id', '=', row.id).execute();
+      await built.store.db
+        .updateTable('outbox')
+        .set({ next_attempt_at: sql`now()` })
+        .where('id', '=', row.id)
+        .execute();
       expect(await built.services.callbacks.deliverDue()).toEqual({ delivered: 1, failed: 0 });
       expect(await built.services.callbacks.deliverDue()).toEqual({ delivered: 0, failed: 0 });
 
@@ -441,7 +451,15 @@ describe('approvals', () => {
       });
       await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
       const port = (server.address() as { port: number }).port;
-      const local = await buildTestApp({ INVOKE_CALLBACK_SECRET: SECRET, INVOKE_CALLBACK_ALLOWLIST: `127.0.0.1:${port}`, INVOKE_OUTBOX_INTERVAL_MS: '0', INVOKE_API_KEY_SCOPES: JSON.stringify({ [ALICE]: { scopes: APPROVER_SCOPES, approver_id: 'alice' } }) }, built.store);
+      const local = await buildTestApp(
+        {
+          INVOKE_CALLBACK_SECRET: SECRET,
+          INVOKE_CALLBACK_ALLOWLIST: `127.0.0.1:${port}`,
+          INVOKE_OUTBOX_INTERVAL_MS: '0',
+          INVOKE_API_KEY_SCOPES: JSON.stringify({ [ALICE]: { scopes: APPROVER_SCOPES, approver_id: 'alice' } }),
+        },
+        built.store,
+      );
       try {
         const res = await send(local.app, 'POST', '/v1/call', {
           tool: 'billing.get_invoice',
@@ -461,12 +479,22 @@ describe('approvals', () => {
     });
 
     it('refuses callback URLs the SSRF guard would refuse, and callbacks without a secret', async () => {
-      const res = await send(built.app, 'POST', '/v1/call', { tool: 'billing.get_invoice', params: { invoice_id: 'x' }, agent_id: 'a', callback_url: 'http://169.254.169.254/latest' });
+      const res = await send(built.app, 'POST', '/v1/call', {
+        tool: 'billing.get_invoice',
+        params: { invoice_id: 'x' },
+        agent_id: 'a',
+        callback_url: 'http://169.254.169.254/latest',
+      });
       expect(res.status).toBe(400);
       expect(res.body.error.details.field).toBe('callback_url');
       const noSecret = await buildTestApp({}, built.store);
       try {
-        const r = await send(noSecret.app, 'POST', '/v1/call', { tool: 'billing.get_invoice', params: { invoice_id: 'x' }, agent_id: 'a', callback_url: 'https://example.com/hook' });
+        const r = await send(noSecret.app, 'POST', '/v1/call', {
+          tool: 'billing.get_invoice',
+          params: { invoice_id: 'x' },
+          agent_id: 'a',
+          callback_url: 'https://example.com/hook',
+        });
         expect(r.status).toBe(400);
         expect(r.body.error.message).toMatch(/INVOKE_CALLBACK_SECRET/);
       } finally {
@@ -516,7 +544,11 @@ describe('approvals: limits the agent cannot stretch', () => {
 
       // Past the key's own 1 s TTL (its expiry moves 1.2 s into the past, as if we had waited), and
       // after a retention pass, the key still replays the pending answer.
-      await built.store.db.updateTable('idempotency_keys').set({ expires_at: sql`expires_at - interval '1200 milliseconds'` }).where('key', '=', 'long-1').execute();
+      await built.store.db
+        .updateTable('idempotency_keys')
+        .set({ expires_at: sql`expires_at - interval '1200 milliseconds'` })
+        .where('key', '=', 'long-1')
+        .execute();
       await built.services.sweeps.runPass();
       const again = await send(built.app, 'POST', '/v1/call', body);
       expect(again.headers['idempotent-replayed']).toBe('true');

@@ -23,7 +23,10 @@ describe('buildApp cleans up when it fails', () => {
     const seeded = await openStore({ dataDir: dir });
     await migrateToLatest(seeded.db);
     // A migration this code does not know: Kysely refuses to migrate, after the store is open.
-    await seeded.db.insertInto('kysely_migration' as never).values({ name: '99990101000000_from_a_newer_version', timestamp: new Date().toISOString() } as never).execute();
+    await seeded.db
+      .insertInto('kysely_migration' as never)
+      .values({ name: '99990101000000_from_a_newer_version', timestamp: new Date().toISOString() })
+      .execute();
     await seeded.close();
 
     await expect(buildApp(testConfig({ INVOKE_DATA_DIR: dir }), { logger: false })).rejects.toThrow(/from_a_newer_version/);

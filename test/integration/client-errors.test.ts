@@ -49,9 +49,7 @@ describe('errors from the HTTP layers below the routes', () => {
   function parseRaw(text: string): RawResponse {
     const [head = '', ...rest] = text.split('\r\n\r\n');
     const [statusLine = '', ...headerLines] = head.split('\r\n');
-    const headers = Object.fromEntries(
-      headerLines.map((line) => [line.slice(0, line.indexOf(':')).trim().toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]),
-    );
+    const headers = Object.fromEntries(headerLines.map((line) => [line.slice(0, line.indexOf(':')).trim().toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
     return { status: Number(statusLine.split(' ')[1]), headers, body: rest.join('\r\n\r\n') };
   }
 

@@ -68,7 +68,12 @@ describe('error logs', () => {
   });
 
   it('drop data fields from wrapped causes too, and keep what describes the failure', () => {
-    const inner = Object.assign(new Error('insert failed'), { code: '23514', params: [SECRET], detail: `Failing row contains (${SECRET})`, query: 'insert into calls values ($1)' });
+    const inner = Object.assign(new Error('insert failed'), {
+      code: '23514',
+      params: [SECRET],
+      detail: `Failing row contains (${SECRET})`,
+      query: 'insert into calls values ($1)',
+    });
     const serialized = serializeError(new Error('call failed', { cause: inner }));
     expect(JSON.stringify(serialized)).not.toContain(SECRET);
     expect(serialized.cause).toMatchObject({ code: '23514', message: 'insert failed', query: 'insert into calls values ($1)' });

@@ -56,8 +56,7 @@ describe('hardening', () => {
     await server.close();
   });
 
-  const call = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
-    send(built.app, 'POST', '/v1/call', { agent_id: 'a', params: {}, ...body }, headers);
+  const call = (body: Record<string, unknown>, headers: Record<string, string> = {}) => send(built.app, 'POST', '/v1/call', { agent_id: 'a', params: {}, ...body }, headers);
 
   it('a fallback cannot run what policy would stop', async () => {
     const res = await call({ tool: 'svc.fail', failure_policy: { fallback: 'svc.wipe' } });
@@ -153,7 +152,11 @@ describe('hardening', () => {
     const first = call(body);
     while (server.count('POST', '/slow') === 0) await new Promise((r) => setTimeout(r, 5));
     // Past the 1 s TTL, while the first still runs: the key's expiry moves into the past, as if we had waited.
-    await built.store.db.updateTable('idempotency_keys').set({ expires_at: sql`expires_at - interval '1200 milliseconds'` }).where('key', '=', 'ttl-1').execute();
+    await built.store.db
+      .updateTable('idempotency_keys')
+      .set({ expires_at: sql`expires_at - interval '1200 milliseconds'` })
+      .where('key', '=', 'ttl-1')
+      .execute();
     const second = await call(body);
     expect(second.status).toBe(409);
     release();
@@ -177,7 +180,13 @@ describe('hardening', () => {
   });
 
   it('accepts a 255-character Idempotency-Key on /v1/executions', async () => {
-    const res = await send(built.app, 'POST', '/v1/executions', { workflow: 'safe-tool-execution', input: { tool: 'svc.write', params: {} } }, { 'idempotency-key': 'k'.repeat(255) });
+    const res = await send(
+      built.app,
+      'POST',
+      '/v1/executions',
+      { workflow: 'safe-tool-execution', input: { tool: 'svc.write', params: {} } },
+      { 'idempotency-key': 'k'.repeat(255) },
+    );
     expect(res.status).toBe(201);
   });
 });

@@ -95,7 +95,10 @@ describe('/invoke command', () => {
     failFlaky = 1;
     ids.flaky = (await call({ tool: 'billing.flaky', agent_id: 'a2', failure_policy: { retry: 2 } }, 'executed')).call_id;
     ids.wire = (
-      await call({ tool: 'billing.wire', params: { amount: 5 }, agent_id: 'ops<&>', policy: { rules: [{ when: 'tool == billing.wire', effect: 'deny', reason: 'no wires allowed' }] } }, 'blocked')
+      await call(
+        { tool: 'billing.wire', params: { amount: 5 }, agent_id: 'ops<&>', policy: { rules: [{ when: 'tool == billing.wire', effect: 'deny', reason: 'no wires allowed' }] } },
+        'blocked',
+      )
     ).call_id;
     const pending = await call(
       { tool: 'billing.send_reminder', params: { invoice_id: 'inv_1' }, agent_id: 'a3', approval_contract: { intent: 'send_invoice_reminder' } },

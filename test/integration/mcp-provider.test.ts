@@ -131,24 +131,16 @@ describe('MCP providers end to end', () => {
           return text({ id, status, synced: true });
         },
       );
-      server.registerTool(
-        'charge_card',
-        { description: 'Charges a card.', inputSchema: { amount: z.number() } },
-        async () => {
-          kit.count('charge_card');
-          return { content: [{ type: 'text', text: 'card declined' }], isError: true };
-        },
-      );
+      server.registerTool('charge_card', { description: 'Charges a card.', inputSchema: { amount: z.number() } }, async () => {
+        kit.count('charge_card');
+        return { content: [{ type: 'text', text: 'card declined' }], isError: true };
+      });
     });
     other = await startMcpServer((server, kit) => {
-      server.registerTool(
-        'lookup',
-        { description: 'Looks something up.', inputSchema: { q: z.string() }, annotations: { readOnlyHint: true } },
-        async ({ q }) => {
-          kit.count('lookup');
-          return text({ q, found: true });
-        },
-      );
+      server.registerTool('lookup', { description: 'Looks something up.', inputSchema: { q: z.string() }, annotations: { readOnlyHint: true } }, async ({ q }) => {
+        kit.count('lookup');
+        return text({ q, found: true });
+      });
     });
     built = await buildTestApp();
     registered = await send(built.app, 'POST', '/v1/providers', { name: 'crm', mcp_url: crm.url, tools: crmOverrides });
@@ -224,7 +216,10 @@ describe('MCP providers end to end', () => {
       const res = await send(built.app, 'POST', '/v1/providers', {
         name: 'crm',
         mcp_url: crm.url,
-        tools: [{ name: 'get_record', risk: 'high' }, { name: 'no_such_tool', risk: 'low' }],
+        tools: [
+          { name: 'get_record', risk: 'high' },
+          { name: 'no_such_tool', risk: 'low' },
+        ],
       });
       expect(res.status).toBe(400);
       expect(res.body.error.code).toBe('validation_error');
@@ -305,9 +300,7 @@ describe('MCP providers end to end', () => {
         result: { id: 'r4', status: 'closed' },
         reconciliation: { decision: 'do_not_retry' },
       });
-      expect(res.body.trace.map((e: { step: string }) => e.step)).toEqual(
-        expect.arrayContaining(['outcome_unknown', 'state_refetched', 'outcome_reconciled']),
-      );
+      expect(res.body.trace.map((e: { step: string }) => e.step)).toEqual(expect.arrayContaining(['outcome_unknown', 'state_refetched', 'outcome_reconciled']));
       await pause(300);
       expect(crm.runs.get('sync_record')).toBe(1);
       expect(crm.runs.get('get_record')).toBe(1);

@@ -63,8 +63,7 @@ describe('policy and scopes on /v1/call', () => {
     await server.close();
   });
 
-  const call = (body: Record<string, unknown>, key?: string) =>
-    send(built.app, 'POST', '/v1/call', { agent_id: 'bot-1', params: {}, ...body }, key ? { 'x-api-key': key } : {});
+  const call = (body: Record<string, unknown>, key?: string) => send(built.app, 'POST', '/v1/call', { agent_id: 'bot-1', params: {}, ...body }, key ? { 'x-api-key': key } : {});
 
   describe('policy', () => {
     it('a request rule can require approval: the call is frozen, not run', async () => {
@@ -168,7 +167,15 @@ describe('policy and scopes on /v1/call', () => {
     });
 
     it('a malformed when is a 400 naming the rule', async () => {
-      const res = await call({ tool: 'ops.push', policy: { rules: [{ when: 'ok', effect: 'deny' }, { when: 'action == (', effect: 'deny' }] } });
+      const res = await call({
+        tool: 'ops.push',
+        policy: {
+          rules: [
+            { when: 'ok', effect: 'deny' },
+            { when: 'action == (', effect: 'deny' },
+          ],
+        },
+      });
       expect(res.status).toBe(400);
       expect(res.body.error.message).toMatch(/rules\[1\]/);
     });

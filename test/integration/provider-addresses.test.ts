@@ -109,7 +109,10 @@ function steeredResolver() {
   return {
     answers,
     set(host: string, ...addresses: string[]) {
-      answers.set(host, addresses.map((address) => ({ address, family: address.includes(':') ? 6 : 4 })));
+      answers.set(
+        host,
+        addresses.map((address) => ({ address, family: address.includes(':') ? 6 : 4 })),
+      );
     },
     resolveAll: async (hostname: string) => {
       const found = answers.get(hostname);
@@ -175,9 +178,7 @@ describe('provider addresses behind host names (steered resolver)', () => {
     ['mixed.corp', ['10.0.0.5', '169.254.169.254']],
   ])('refuses a base_url host %s resolving to %j', async (host, addresses) => {
     dns.set(host, ...addresses);
-    const error = await registry
-      .registerProvider({ name: 'svc', base_url: `http://${host}:8080`, tools: [{ name: 't', path: '/t' }] })
-      .catch((e: unknown) => e);
+    const error = await registry.registerProvider({ name: 'svc', base_url: `http://${host}:8080`, tools: [{ name: 't', path: '/t' }] }).catch((e: unknown) => e);
     expect(error).toMatchObject({ statusCode: 400, code: 'forbidden_address', details: { field: 'base_url' } });
     expect((error as Error).message).toContain(host);
   });

@@ -151,7 +151,12 @@ describe('Slack app', () => {
       type: 'view_submission',
       user: { id: user },
       team: { id: 'T1' },
-      view: { id: 'V1', callback_id: REJECT_MODAL_CALLBACK_ID, private_metadata: approvalId, state: { values: { [REJECT_REASON_BLOCK_ID]: { [REJECT_REASON_ACTION_ID]: { type: 'plain_text_input', value: reason } } } } },
+      view: {
+        id: 'V1',
+        callback_id: REJECT_MODAL_CALLBACK_ID,
+        private_metadata: approvalId,
+        state: { values: { [REJECT_REASON_BLOCK_ID]: { [REJECT_REASON_ACTION_ID]: { type: 'plain_text_input', value: reason } } } },
+      },
     });
   }
 
@@ -274,7 +279,12 @@ describe('Slack app', () => {
     });
 
     it('with no channel to answer in (the card is not posted yet), skips the answer with a debug line', async () => {
-      const res = await send(built.app, 'POST', '/v1/call', { tool: 'billing.send_reminder', params: { invoice_id: 'inv_2' }, agent_id: 'a', approval_contract: { intent: 'not posted yet' } });
+      const res = await send(built.app, 'POST', '/v1/call', {
+        tool: 'billing.send_reminder',
+        params: { invoice_id: 'inv_2' },
+        agent_id: 'a',
+        approval_contract: { intent: 'not posted yet' },
+      });
       const id = res.body.approval.id as string;
       const logged = logs.length;
       await click(APPROVE_ACTION_ID, id, BOB, 'no-ts', 'home').request;
@@ -286,7 +296,9 @@ describe('Slack app', () => {
 
   it('refuses forged, stale and future signatures with 401, and runs nothing', async () => {
     const { id, ts } = await freezeAndPost();
-    const body = new URLSearchParams({ payload: JSON.stringify({ type: 'block_actions', user: { id: ALICE }, actions: [{ action_id: APPROVE_ACTION_ID, value: id }], container: { message_ts: ts } }) }).toString();
+    const body = new URLSearchParams({
+      payload: JSON.stringify({ type: 'block_actions', user: { id: ALICE }, actions: [{ action_id: APPROVE_ACTION_ID, value: id }], container: { message_ts: ts } }),
+    }).toString();
     const now = Math.floor(Date.now() / 1000);
     expect((await slackRequest(body, 'application/x-www-form-urlencoded', now, 'wrong-secret')).status).toBe(401);
     expect((await slackRequest(body, 'application/x-www-form-urlencoded', now - 301)).status).toBe(401);
@@ -324,7 +336,12 @@ describe('Slack app', () => {
         type: 'view_submission',
         user: { id: ALICE },
         team: { id: 'T1' },
-        view: { id: 'V1', callback_id: REJECT_MODAL_CALLBACK_ID, private_metadata: id, state: { values: { [REJECT_REASON_BLOCK_ID]: { [REJECT_REASON_ACTION_ID]: { type: 'plain_text_input', value: reason } } } } },
+        view: {
+          id: 'V1',
+          callback_id: REJECT_MODAL_CALLBACK_ID,
+          private_metadata: id,
+          state: { values: { [REJECT_REASON_BLOCK_ID]: { [REJECT_REASON_ACTION_ID]: { type: 'plain_text_input', value: reason } } } },
+        },
       });
     const empty = await submit('   ');
     expect(JSON.parse(empty.body)).toMatchObject({ response_action: 'errors', errors: { reason: expect.any(String) } });
@@ -343,7 +360,10 @@ describe('Slack app', () => {
       await deliver();
       return slack.callsTo('chat.update').find((c) => c.args['ts'] === ts);
     });
-    const update = slack.callsTo('chat.update').filter((c) => c.args['ts'] === ts).at(-1)!;
+    const update = slack
+      .callsTo('chat.update')
+      .filter((c) => c.args['ts'] === ts)
+      .at(-1)!;
     const text = JSON.stringify(update.args['blocks']);
     expect(text).toContain('balance');
     expect(text).toContain(APPROVE_ACTION_ID);
@@ -368,7 +388,12 @@ describe('Slack app', () => {
   it('retries a post from the outbox after a 429 (at Retry-After) and after a 500', async () => {
     // Earlier tests' posts are out of the way, so the injected faults hit this card.
     await built.store.db.updateTable('outbox').set({ status: 'delivered' }).where('status', '=', 'pending').execute();
-    const res = await send(built.app, 'POST', '/v1/call', { tool: 'billing.send_reminder', params: { invoice_id: 'inv_9' }, agent_id: 'a', approval_contract: { intent: 'retry me' } });
+    const res = await send(built.app, 'POST', '/v1/call', {
+      tool: 'billing.send_reminder',
+      params: { invoice_id: 'inv_9' },
+      agent_id: 'a',
+      approval_contract: { intent: 'retry me' },
+    });
     const id = res.body.approval.id;
     slack.failNext('chat.postMessage', { status: 429, retryAfter: 1 });
     await deliver();
@@ -384,7 +409,11 @@ describe('Slack app', () => {
     expect((await built.store.db.selectFrom('approvals').select('slack_ts').where('id', '=', id).executeTakeFirstOrThrow()).slack_ts).toBeNull();
 
     // Until Retry-After has passed, this process does not call Slack at all.
-    await built.store.db.updateTable('outbox').set({ next_attempt_at: sql`now()` }).where('id', '=', row.id).execute();
+    await built.store.db
+      .updateTable('outbox')
+      .set({ next_attempt_at: sql`now()` })
+      .where('id', '=', row.id)
+      .execute();
     await deliver();
     expect(slack.callsTo('chat.postMessage').filter((c) => JSON.stringify(c.args['blocks'] ?? '').includes(id))).toHaveLength(1);
     clockAheadMs += 1100; // past Retry-After
@@ -394,7 +423,11 @@ describe('Slack app', () => {
     expect(after500.status).toBe('pending');
     expect(after500.attempts).toBe(2);
 
-    await built.store.db.updateTable('outbox').set({ next_attempt_at: sql`now()` }).where('id', '=', row.id).execute();
+    await built.store.db
+      .updateTable('outbox')
+      .set({ next_attempt_at: sql`now()` })
+      .where('id', '=', row.id)
+      .execute();
     await deliver();
     expect((await built.store.db.selectFrom('outbox').select('status').where('id', '=', row.id).executeTakeFirstOrThrow()).status).toBe('delivered');
     expect((await built.store.db.selectFrom('approvals').select('slack_ts').where('id', '=', id).executeTakeFirstOrThrow()).slack_ts).not.toBeNull();
@@ -455,10 +488,19 @@ describe('Slack app', () => {
     );
     try {
       expect((await offline.app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
-      const res = await send(offline.app, 'POST', '/v1/call', { tool: 'billing.get_invoice', params: { invoice_id: 'inv_1' }, agent_id: 'a', approval_contract: { intent: 'offline' } });
+      const res = await send(offline.app, 'POST', '/v1/call', {
+        tool: 'billing.get_invoice',
+        params: { invoice_id: 'inv_1' },
+        agent_id: 'a',
+        approval_contract: { intent: 'offline' },
+      });
       expect(res.status).toBe(202);
       await offline.services.deliverOutbox();
-      const row = await built.store.db.selectFrom('outbox').selectAll().where(sql<boolean>`payload->>'approval_id' = ${res.body.approval.id}`).executeTakeFirstOrThrow();
+      const row = await built.store.db
+        .selectFrom('outbox')
+        .selectAll()
+        .where(sql<boolean>`payload->>'approval_id' = ${res.body.approval.id}`)
+        .executeTakeFirstOrThrow();
       expect(row).toMatchObject({ status: 'pending', attempts: 1 });
     } finally {
       await offline.app.close();
@@ -480,12 +522,20 @@ describe('Slack app', () => {
     );
     try {
       const frozenAt = Date.now();
-      const res = await send(prompt.app, 'POST', '/v1/call', { tool: 'billing.get_invoice', params: { invoice_id: 'inv_1' }, agent_id: 'a', approval_contract: { intent: 'prompt card' } });
+      const res = await send(prompt.app, 'POST', '/v1/call', {
+        tool: 'billing.get_invoice',
+        params: { invoice_id: 'inv_1' },
+        agent_id: 'a',
+        approval_contract: { intent: 'prompt card' },
+      });
       expect(res.status).toBe(202);
       const card = await waitFor(async () => slack.callsTo('chat.postMessage').find((c) => JSON.stringify(c.args).includes(res.body.approval.id)), 3000);
       expect(card.at - frozenAt).toBeLessThan(3000);
       // The card's ts is stored once chat.postMessage has answered.
-      const ts = await waitFor(async () => (await built.store.db.selectFrom('approvals').select('slack_ts').where('id', '=', res.body.approval.id).executeTakeFirstOrThrow()).slack_ts, 3000);
+      const ts = await waitFor(
+        async () => (await built.store.db.selectFrom('approvals').select('slack_ts').where('id', '=', res.body.approval.id).executeTakeFirstOrThrow()).slack_ts,
+        3000,
+      );
       expect(ts).toBeTruthy();
     } finally {
       await prompt.app.close();

@@ -59,7 +59,13 @@ describe('sweeps', () => {
     ...extra,
   });
   const freeze = async (extra: Record<string, unknown> = {}, body: Record<string, unknown> = {}) => {
-    const res = await send(built.app, 'POST', '/v1/call', { tool: 'billing.send_reminder', params: { invoice_id: 'inv_1' }, agent_id: 'a', approval_contract: contract(extra), ...body });
+    const res = await send(built.app, 'POST', '/v1/call', {
+      tool: 'billing.send_reminder',
+      params: { invoice_id: 'inv_1' },
+      agent_id: 'a',
+      approval_contract: contract(extra),
+      ...body,
+    });
     expect(res.status).toBe(202);
     await built.services.deliverOutbox();
     return res.body as { call_id: string; approval: { id: string } };
@@ -88,7 +94,14 @@ describe('sweeps', () => {
     const trace = await send(built.app, 'GET', `/traces/${frozen.call_id}`);
     expect(trace.body.status).toBe('cancelled');
     // The agent's repeat replays the final answer, with the whole trace in order.
-    const repeat = await send(built.app, 'POST', '/v1/call', { tool: 'billing.send_reminder', params: { invoice_id: 'inv_1' }, agent_id: 'a', approval_contract: contract({ expires_at: frozenExpiry }), callback_url: `${hooks.url}/hook`, idempotency_key: 'exp-1' });
+    const repeat = await send(built.app, 'POST', '/v1/call', {
+      tool: 'billing.send_reminder',
+      params: { invoice_id: 'inv_1' },
+      agent_id: 'a',
+      approval_contract: contract({ expires_at: frozenExpiry }),
+      callback_url: `${hooks.url}/hook`,
+      idempotency_key: 'exp-1',
+    });
     expect(repeat.status).toBe(200);
     expect(repeat.body).toMatchObject({ status: 'cancelled', call_id: frozen.call_id, reason: 'the approval expired before it was approved', attempts: 0 });
     const steps = repeat.body.trace.map((e: { step: string }) => e.step);
@@ -114,12 +127,21 @@ describe('sweeps', () => {
       insert into approvals (id, call_id, status, api_key_id, requester_person, agent_id, tool, risk, reason, checkpoint, created_at, expires_at, approvals_required, approvers, action_digest)
       select 'appr_backlog_' || n, 'call_backlog_' || n, a.status, a.api_key_id, a.requester_person, a.agent_id, a.tool, a.risk, a.reason, a.checkpoint, a.created_at, now() - interval '1 second', a.approvals_required, a.approvers, a.action_digest
       from approvals a, generate_series(1, 1200) as n where a.id = ${frozen.approval.id}`.execute(built.store.db);
-    await built.store.db.updateTable('approvals').set({ expires_at: sql`now() - interval '1 second'` }).where('id', '=', frozen.approval.id).execute();
+    await built.store.db
+      .updateTable('approvals')
+      .set({ expires_at: sql`now() - interval '1 second'` })
+      .where('id', '=', frozen.approval.id)
+      .execute();
     const updatesBefore = slack.callsTo('chat.update').length;
 
     const counts = await pass();
     expect(counts.expired).toBe(1201);
-    const left = await built.store.db.selectFrom('approvals').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '=', 'pending').where('expires_at', '<=', sql<Date>`now()`).executeTakeFirstOrThrow();
+    const left = await built.store.db
+      .selectFrom('approvals')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('status', '=', 'pending')
+      .where('expires_at', '<=', sql<Date>`now()`)
+      .executeTakeFirstOrThrow();
     expect(Number(left.n)).toBe(0);
     const calls = await built.store.db.selectFrom('calls').select(['status', 'answer']).where('id', 'like', 'call_backlog_%').execute();
     expect(calls).toHaveLength(1200);
@@ -128,12 +150,25 @@ describe('sweeps', () => {
     expect(sample.body.status).toBe('cancelled');
     // The clones share no trace with the original: theirs is what the expiry wrote.
     expect(sample.body.events.map((e: { step: string }) => e.step)).toEqual(['approval_decided', 'execution_completed']);
-    const audits = await built.store.db.selectFrom('approval_events').select((eb) => eb.fn.countAll<string>().as('n')).where('kind', '=', 'expired').where('approval_id', 'like', 'appr_backlog_%').executeTakeFirstOrThrow();
+    const audits = await built.store.db
+      .selectFrom('approval_events')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('kind', '=', 'expired')
+      .where('approval_id', 'like', 'appr_backlog_%')
+      .executeTakeFirstOrThrow();
     expect(Number(audits.n)).toBe(1200);
-    const posts = await built.store.db.selectFrom('outbox').select((eb) => eb.fn.countAll<string>().as('n')).where('kind', '=', 'slack').where(sql<boolean>`payload->>'approval_id' like 'appr_backlog_%'`).executeTakeFirstOrThrow();
+    const posts = await built.store.db
+      .selectFrom('outbox')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('kind', '=', 'slack')
+      .where(sql<boolean>`payload->>'approval_id' like 'appr_backlog_%'`)
+      .executeTakeFirstOrThrow();
     expect(Number(posts.n)).toBe(2400);
     // The clones were never posted to Slack, so their updates would wait for cards that never come: drop them.
-    await built.store.db.deleteFrom('outbox').where(sql<boolean>`payload->>'approval_id' like 'appr_backlog_%'`).execute();
+    await built.store.db
+      .deleteFrom('outbox')
+      .where(sql<boolean>`payload->>'approval_id' like 'appr_backlog_%'`)
+      .execute();
     const ts = await cardTs(frozen.approval.id);
     await built.services.deliverOutbox();
     expect(slack.callsTo('chat.update').some((c) => c.args['ts'] === ts)).toBe(true);
@@ -161,7 +196,11 @@ describe('sweeps', () => {
     expect(slack.callsTo('chat.postMessage').some((c) => c.args['channel'] === '#ops-escalations' && JSON.stringify(c.args['blocks']).includes(fresh.id))).toBe(true);
 
     // Escalate once: when the escalation expires too, it is cancelled.
-    await built.store.db.updateTable('approvals').set({ expires_at: sql`now() - interval '1 second'` }).where('id', '=', fresh.id).execute();
+    await built.store.db
+      .updateTable('approvals')
+      .set({ expires_at: sql`now() - interval '1 second'` })
+      .where('id', '=', fresh.id)
+      .execute();
     await pass();
     expect((await approval(fresh.id)).status).toBe('expired');
     expect(await built.store.db.selectFrom('approvals').select('id').where('previous_approval_id', '=', fresh.id).execute()).toEqual([]);
@@ -268,9 +307,21 @@ describe('sweeps', () => {
 
   it('trims expired idempotency keys and traces past retention, in bounded batches', async () => {
     const res = await send(built.app, 'POST', '/v1/call', { tool: 'billing.get_invoice', params: { invoice_id: 'inv_1' }, agent_id: 'old', idempotency_key: 'old-1' });
-    await built.store.db.updateTable('idempotency_keys').set({ expires_at: sql`now() - interval '1 hour'` }).where('key', '=', 'old-1').execute();
-    await built.store.db.updateTable('calls').set({ created_at: sql`now() - interval '40 days'` }).where('id', '=', res.body.call_id).execute();
-    await built.store.db.updateTable('trace_events').set({ at: sql`now() - interval '40 days'` }).where('call_id', '=', res.body.call_id).execute();
+    await built.store.db
+      .updateTable('idempotency_keys')
+      .set({ expires_at: sql`now() - interval '1 hour'` })
+      .where('key', '=', 'old-1')
+      .execute();
+    await built.store.db
+      .updateTable('calls')
+      .set({ created_at: sql`now() - interval '40 days'` })
+      .where('id', '=', res.body.call_id)
+      .execute();
+    await built.store.db
+      .updateTable('trace_events')
+      .set({ at: sql`now() - interval '40 days'` })
+      .where('call_id', '=', res.body.call_id)
+      .execute();
     const counts = await pass();
     expect(counts.idempotency_keys_removed).toBeGreaterThanOrEqual(1);
     expect(counts.traces_removed).toBeGreaterThanOrEqual(2);

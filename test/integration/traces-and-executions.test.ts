@@ -81,7 +81,10 @@ describe('traces and executions', () => {
     const body = { workflow: 'safe-tool-execution', agent_id: 'revops', input: { tool: 'svc.echo', params: { amount: 2400 } } };
     const first = await send(built.app, 'POST', '/v1/executions', body, { 'idempotency-key': 'exec-1' });
     expect(first.status).toBe(201);
-    expect(first.body).toMatchObject({ success: true, execution: { workflow_id: 'safe-tool-execution', status: 'completed', idempotency_key: 'exec-1', final_outcome: 'executed' } });
+    expect(first.body).toMatchObject({
+      success: true,
+      execution: { workflow_id: 'safe-tool-execution', status: 'completed', idempotency_key: 'exec-1', final_outcome: 'executed' },
+    });
     expect(first.body.execution.execution_id).toMatch(/^exec_/);
     const again = await send(built.app, 'POST', '/v1/executions', body, { 'idempotency-key': 'exec-1' });
     expect(again.status).toBe(200);

@@ -90,7 +90,10 @@ describe('approval decisions across two server processes on a real Postgres serv
     );
     const summary = describeAll(results);
 
-    expect(results.filter((r) => r.status >= 500), summary).toEqual([]);
+    expect(
+      results.filter((r) => r.status >= 500),
+      summary,
+    ).toEqual([]);
     const winners = results.filter((r) => r.status === 200);
     expect(winners, summary).toHaveLength(1);
     expect(winners[0]!.body.outcome).toBe('executed');
@@ -145,7 +148,10 @@ describe('approval decisions across two server processes on a real Postgres serv
       );
       const summary = describeAll(results);
 
-      expect(results.filter((r) => r.status >= 500), summary).toEqual([]);
+      expect(
+        results.filter((r) => r.status >= 500),
+        summary,
+      ).toEqual([]);
       const winnerIndexes = results.flatMap((r, i) => (r.status === 200 ? [i] : []));
       expect(winnerIndexes, summary).toHaveLength(1);
       for (const loser of results.filter((r) => r.status !== 200)) {

@@ -66,7 +66,8 @@ describe('a replica killed with SIGKILL mid-call, recovered by another one on a 
   };
 
   const chargesFor = (paymentId: string) => charges.filter((c) => c.payment_id === paymentId).length;
-  const requestsFor = (paymentId: string) => tools.requests.filter((r) => r.method === 'POST' && r.path === '/charge' && (r.body as { payment_id?: string })?.payment_id === paymentId).length;
+  const requestsFor = (paymentId: string) =>
+    tools.requests.filter((r) => r.method === 'POST' && r.path === '/charge' && (r.body as { payment_id?: string })?.payment_id === paymentId).length;
 
   beforeAll(async () => {
     const t0 = Date.now();
@@ -154,10 +155,7 @@ describe('a replica killed with SIGKILL mid-call, recovered by another one on a 
 
     // By the database clock, as the sweep judges it: every lease has run out.
     const t3 = Date.now();
-    await waitFor(
-      'the leases to run out',
-      async () => (await client.query(`select 1 from calls where status = 'in_flight' and lease_expires_at >= now()`)).rowCount === 0,
-    );
+    await waitFor('the leases to run out', async () => (await client.query(`select 1 from calls where status = 'in_flight' and lease_expires_at >= now()`)).rowCount === 0);
     seen.timings['wait for the leases'] = Date.now() - t3;
     const t4 = Date.now();
     seen.sweep = await runSweepCli(env, { track: children });

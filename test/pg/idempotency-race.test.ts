@@ -52,7 +52,9 @@ describe('idempotency on a real Postgres server', () => {
   it('50 concurrent requests with 50 keys make 50 tool calls', async () => {
     const before = server.count('POST', '/charge');
     const results = await Promise.all(
-      Array.from({ length: 50 }, (_, i) => send(replicas[i % 2]!.app, 'POST', '/v1/call', { tool: 'pay.charge', params: { amount: i + 1 }, agent_id: 'a', idempotency_key: `k-${i}` })),
+      Array.from({ length: 50 }, (_, i) =>
+        send(replicas[i % 2]!.app, 'POST', '/v1/call', { tool: 'pay.charge', params: { amount: i + 1 }, agent_id: 'a', idempotency_key: `k-${i}` }),
+      ),
     );
     expect(results.every((r) => r.status === 200 && r.body.status === 'executed')).toBe(true);
     expect(server.count('POST', '/charge')).toBe(before + 50);

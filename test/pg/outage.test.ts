@@ -87,9 +87,7 @@ describe('store connections killed under the store (suite server)', () => {
     const received: string[] = [];
     const unlisten = await store.listen('outage_test', (payload) => received.push(payload));
     const listenerPids = async () =>
-      (
-        await admin.query<{ pid: number }>(`select pid from pg_stat_activity where datname = current_database() and query ilike 'listen %outage_test%'`)
-      ).rows.map((r) => r.pid);
+      (await admin.query<{ pid: number }>(`select pid from pg_stat_activity where datname = current_database() and query ilike 'listen %outage_test%'`)).rows.map((r) => r.pid);
     try {
       await admin.query(`select pg_notify('outage_test', 'before')`);
       await waitFor('the first notification', () => received.includes('before'));

@@ -69,9 +69,7 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
   chmodSync(dir, 0o700);
   const run = (bin: string, args: string[]) => {
     const command = path.join(bindir, bin);
-    const result = asRoot
-      ? spawnSync('runuser', ['-u', 'postgres', '--', command, ...args], { encoding: 'utf8' })
-      : spawnSync(command, args, { encoding: 'utf8' });
+    const result = asRoot ? spawnSync('runuser', ['-u', 'postgres', '--', command, ...args], { encoding: 'utf8' }) : spawnSync(command, args, { encoding: 'utf8' });
     if (result.status !== 0) {
       throw new Error(`${bin} failed (${result.status}): ${result.stderr || result.stdout || result.error?.message}`);
     }

@@ -35,7 +35,7 @@ export function spawnReplica(env: Record<string, string>, options: SpawnOptions 
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/pg/serve-replica.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   tracked(child, options);
   let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     stderr = (stderr + chunk).slice(-8_000);
   });
   return new Promise((resolve, reject) => {
@@ -49,7 +49,7 @@ export function spawnReplica(env: Record<string, string>, options: SpawnOptions 
     const onExit = (code: number | null, signal: string | null) => fail(`exited before listening (code ${code}, signal ${signal})`);
     child.once('error', (error) => fail(`could not be spawned: ${error.message}`));
     child.once('exit', onExit);
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk;
       for (const line of stdout.split('\n')) {
         if (!line.trim().startsWith('{')) continue;
@@ -82,8 +82,8 @@ export function runSweepCli(env: Record<string, string>, options: SpawnOptions =
   tracked(child, options);
   let stdout = '';
   let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-8_000)));
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-8_000)));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');

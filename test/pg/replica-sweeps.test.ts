@@ -68,7 +68,11 @@ describe('two replicas sweeping the same rows on a real Postgres server', () => 
 
   /** What a dead process leaves behind: the call in flight, its key claimed, its lease run out. */
   async function interrupt(callId: string): Promise<void> {
-    await db().updateTable('calls').set({ status: 'in_flight', answer: null, finished_at: null, lease_expires_at: sql`now() - interval '1 second'` }).where('id', '=', callId).execute();
+    await db()
+      .updateTable('calls')
+      .set({ status: 'in_flight', answer: null, finished_at: null, lease_expires_at: sql`now() - interval '1 second'` })
+      .where('id', '=', callId)
+      .execute();
     await db().updateTable('idempotency_keys').set({ state: 'in_flight', response: null, http_status: null }).where('call_id', '=', callId).execute();
   }
 
@@ -158,11 +162,17 @@ describe('two replicas sweeping the same rows on a real Postgres server', () => 
     const outbox = await db().selectFrom('outbox').select(['payload', 'status', 'attempts']).where('kind', '=', 'callback').execute();
     for (const id of expiringIds) {
       expect(approvals.find((a) => a.id === id)?.status).toBe('expired');
-      expect(events.filter((e) => e.approval_id === id && e.kind === 'expired'), id).toHaveLength(1);
+      expect(
+        events.filter((e) => e.approval_id === id && e.kind === 'expired'),
+        id,
+      ).toHaveLength(1);
       const rows = outbox.filter((o) => (o.payload as { approval_id?: string }).approval_id === id);
       expect(rows, id).toHaveLength(1);
       expect(rows[0]).toMatchObject({ status: 'delivered', attempts: 1 });
-      expect(hooks.requests.filter((r) => (r.body as { approval_id?: string }).approval_id === id), id).toHaveLength(1);
+      expect(
+        hooks.requests.filter((r) => (r.body as { approval_id?: string }).approval_id === id),
+        id,
+      ).toHaveLength(1);
     }
     expect(outbox).toHaveLength(EXPIRED);
     expect(hooks.requests).toHaveLength(EXPIRED);
@@ -171,7 +181,10 @@ describe('two replicas sweeping the same rows on a real Postgres server', () => 
     // Requeue: each drifted approval invalidated once, with exactly one pending replacement.
     for (const id of driftingIds) {
       expect(approvals.find((a) => a.id === id)?.status).toBe('invalidated');
-      expect(events.filter((e) => e.approval_id === id && e.kind === 'invalidated'), id).toHaveLength(1);
+      expect(
+        events.filter((e) => e.approval_id === id && e.kind === 'invalidated'),
+        id,
+      ).toHaveLength(1);
       const replacements = approvals.filter((a) => a.previous_approval_id === id);
       expect(replacements, id).toHaveLength(1);
       expect(replacements[0]!.status).toBe('pending');
@@ -182,7 +195,10 @@ describe('two replicas sweeping the same rows on a real Postgres server', () => 
     const recoveryEvents = await db().selectFrom('trace_events').select(['call_id']).where('step', '=', 'recovery_started').execute();
     expect(recoveryEvents).toHaveLength(RECONCILABLE + BLIND);
     for (const { callId, body, blind } of interrupted) {
-      expect(recoveryEvents.filter((e) => e.call_id === callId), callId).toHaveLength(1);
+      expect(
+        recoveryEvents.filter((e) => e.call_id === callId),
+        callId,
+      ).toHaveLength(1);
       const again = await send(replicas[1].app, 'POST', '/v1/call', body);
       expect(again.headers['idempotent-replayed']).toBe('true');
       expect(again.body).toMatchObject({ call_id: callId, status: blind ? 'unknown_outcome' : 'outcome_reconciled' });

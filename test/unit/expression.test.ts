@@ -9,7 +9,17 @@ const context: ExpressionContext = {
   env: 'production',
   workflow: 'release',
   risk: 'high',
-  params: { branch: 'main', amount: 1500, amount_text: '250', currency: 'EUR', force: false, customer: { id: 'cust_1', tier: 'gold' }, env: 'dev', tags: ['a', 'b'], 'odd-key': 'x' },
+  params: {
+    branch: 'main',
+    amount: 1500,
+    amount_text: '250',
+    currency: 'EUR',
+    force: false,
+    customer: { id: 'cust_1', tier: 'gold' },
+    env: 'dev',
+    tags: ['a', 'b'],
+    'odd-key': 'x',
+  },
   variables: { branch: 'ignored-because-params-wins', region: 'eu', allowed_agents: ['release-bot', 'ops-bot'], due: '2024-05-01' },
 };
 

@@ -82,12 +82,7 @@ describe('invokeHttpTool', () => {
   const base = () => `${api.base}/v1/`;
 
   it('fills path placeholders (URL-encoded) and sends the other params as a JSON body for POST', async () => {
-    const outcome = await invokeHttpTool(
-      { method: 'POST', path: '/orders/{order_id}/refunds' },
-      base(),
-      { order_id: 'A/1 b', amount: 12.5, note: { reason: 'late' } },
-      2_000,
-    );
+    const outcome = await invokeHttpTool({ method: 'POST', path: '/orders/{order_id}/refunds' }, base(), { order_id: 'A/1 b', amount: 12.5, note: { reason: 'late' } }, 2_000);
     expect(outcome).toEqual({ kind: 'ok', result: { echoed: true, method: 'POST' }, http_status: 200 });
     expect(seen).toHaveLength(1);
     const [request] = seen;

@@ -141,9 +141,7 @@ describe('evaluatePolicy: request rules only tighten', () => {
 
   it('a request allow never overrides a server deny or require_approval', () => {
     expect(decide({ serverRules: [{ when: 'true', effect: 'deny' }], requestRules: [{ when: 'true', effect: 'allow' }] }).effect).toBe('deny');
-    expect(decide({ serverRules: [{ when: 'true', effect: 'require_approval' }], requestRules: [{ when: 'true', effect: 'allow' }] }).effect).toBe(
-      'require_approval',
-    );
+    expect(decide({ serverRules: [{ when: 'true', effect: 'require_approval' }], requestRules: [{ when: 'true', effect: 'allow' }] }).effect).toBe('require_approval');
   });
 
   it('a non-matching request allow is not listed', () => {
@@ -241,7 +239,13 @@ describe('evaluatePolicy: malformed rules', () => {
   });
 
   it('names a malformed server rule', () => {
-    const run = () => decide({ serverRules: [{ when: 'true', effect: 'allow' }, { name: 'no calls', when: 'len(x) > 1', effect: 'deny' }] });
+    const run = () =>
+      decide({
+        serverRules: [
+          { when: 'true', effect: 'allow' },
+          { name: 'no calls', when: 'len(x) > 1', effect: 'deny' },
+        ],
+      });
     expect(run).toThrow('server policy rules[1] "no calls".when: invalid expression "len(x) > 1": function calls are not allowed (len) at character 0');
   });
 });

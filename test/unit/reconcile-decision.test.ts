@@ -74,9 +74,9 @@ describe('decideReconciliation', () => {
   it('compares numbers and numeric strings numerically', () => {
     const result = decideReconciliation({ action, current_state: { amount: '100.00', charged: true }, conditions: { charged: true } });
     expect(result.decision).toBe('do_not_retry');
-    expect(
-      decideReconciliation({ action: { params: { amount: '100' } }, current_state: { amount: 100, charged: true }, conditions: { charged: true } }).decision,
-    ).toBe('do_not_retry');
+    expect(decideReconciliation({ action: { params: { amount: '100' } }, current_state: { amount: 100, charged: true }, conditions: { charged: true } }).decision).toBe(
+      'do_not_retry',
+    );
   });
 
   it('ignores params the conditions judge: they are the intended effect', () => {

@@ -187,9 +187,7 @@ describe('approvalCard', () => {
   });
 
   it('asks for confirmation on approve for a critical card (snapshot), not on reject', () => {
-    const card = approvalCard(
-      cardInput({ risk: 'critical', intent: 'Delete the production database replica', tool: 'db.drop_replica', entity: null }),
-    );
+    const card = approvalCard(cardInput({ risk: 'critical', intent: 'Delete the production database replica', tool: 'db.drop_replica', entity: null }));
     expect(limitViolations(card)).toEqual([]);
     const [approve, reject] = blockOfType(card, 'actions')!.elements as Node[];
     expect(approve!.confirm).toMatchObject({
@@ -314,9 +312,7 @@ describe('decidedCard', () => {
     expect(blockOfType(card, 'actions')).toBeUndefined();
     expect(limitViolations(card)).toEqual([]);
     const status = sectionText(card, 'status');
-    expect(status).toBe(
-      ':white_check_mark: *Executed* · approved by <@U123>, <!date^1772460300^{date_short_pretty} {time}|2026-03-02T14:05:00.000Z>',
-    );
+    expect(status).toBe(':white_check_mark: *Executed* · approved by <@U123>, <!date^1772460300^{date_short_pretty} {time}|2026-03-02T14:05:00.000Z>');
     expect(sectionText(card, 'detail')).toBe('Refund re_3Q issued');
     expect(card.text).toContain('decided by <@U123>');
     expect(card).toMatchSnapshot();
@@ -349,9 +345,7 @@ describe('refetchedCard', () => {
     expect(live).toContain('`stripe.get_invoice`');
     expect(live).toContain('<!date^1772460000^');
     expect(limitViolations(card)).toEqual([]);
-    expect(refetchedCard(cardInput(), { state_source: 's', drift: null }, now).blocks.some((b) => String(textOf(b.text)).includes('No drift'))).toBe(
-      true,
-    );
+    expect(refetchedCard(cardInput(), { state_source: 's', drift: null }, now).blocks.some((b) => String(textOf(b.text)).includes('No drift'))).toBe(true);
   });
 
   it('lists live drift field by field', () => {
@@ -367,9 +361,7 @@ describe('refetchedCard', () => {
   it('has block ids different from the pending card and from an earlier refetch', () => {
     const pending = approvalCard(cardInput()).blocks.map((b) => b.block_id);
     const first = refetchedCard(cardInput(), { state_source: 's', drift: noDrift }, now).blocks.map((b) => b.block_id);
-    const later = refetchedCard(cardInput(), { state_source: 's', drift: noDrift }, new Date(now.getTime() + 1000)).blocks.map(
-      (b) => b.block_id,
-    );
+    const later = refetchedCard(cardInput(), { state_source: 's', drift: noDrift }, new Date(now.getTime() + 1000)).blocks.map((b) => b.block_id);
     expect(first.filter((id) => pending.includes(id))).toEqual([]);
     expect(later.filter((id) => first.includes(id))).toEqual([]);
   });
@@ -383,9 +375,7 @@ describe('threadReply', () => {
   };
 
   it('executed: the result summary as a truncated code block', () => {
-    expect(reply({ result_summary: '{"refund":"re_3Q"}' })).toBe(
-      ':white_check_mark: *Executed* after approval by <@U123>.\n```\n{"refund":"re_3Q"}\n```',
-    );
+    expect(reply({ result_summary: '{"refund":"re_3Q"}' })).toBe(':white_check_mark: *Executed* after approval by <@U123>.\n```\n{"refund":"re_3Q"}\n```');
     const long = reply({ result_summary: 'z'.repeat(10_000) });
     expect(long).toMatch(/… \(truncated, \d+ more characters\)_$/);
   });
@@ -405,18 +395,12 @@ describe('threadReply', () => {
   });
 
   it('requeued and escalated: a fresh approval follows in this thread', () => {
-    expect(reply({ outcome: 'requeued', new_approval_id: 'apr_2' })).toBe(
-      ':repeat: State changed since the approval; a fresh approval follows in this thread (`apr_2`).',
-    );
-    expect(reply({ status: 'escalated', outcome: 'escalated', new_approval_id: 'apr_3' })).toContain(
-      '*Escalated* by <@U123>; a fresh approval follows in this thread (`apr_3`).',
-    );
+    expect(reply({ outcome: 'requeued', new_approval_id: 'apr_2' })).toBe(':repeat: State changed since the approval; a fresh approval follows in this thread (`apr_2`).');
+    expect(reply({ status: 'escalated', outcome: 'escalated', new_approval_id: 'apr_3' })).toContain('*Escalated* by <@U123>; a fresh approval follows in this thread (`apr_3`).');
   });
 
   it('an unknown outcome still reads', () => {
-    expect(reply({ outcome: 'partially_approved', status: 'pending' })).toBe(
-      ':information_source: *Partially approved* (pending), <@U123>.',
-    );
+    expect(reply({ outcome: 'partially_approved', status: 'pending' })).toBe(':information_source: *Partially approved* (pending), <@U123>.');
   });
 
   it('has a top-level text per outcome (snapshot)', () => {

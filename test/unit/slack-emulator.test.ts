@@ -78,9 +78,7 @@ describe('Slack Web API emulator', () => {
     const answer = await client.chat.postEphemeral({ channel: 'C1', user: 'U2', text: 'You may not decide this.' });
 
     expect(answer.message_ts).toMatch(/^\d{10}\.\d{6}$/);
-    expect(emulator.ephemerals).toEqual([
-      { channel: 'C1', user: 'U2', message_ts: answer.message_ts, text: 'You may not decide this.' },
-    ]);
+    expect(emulator.ephemerals).toEqual([{ channel: 'C1', user: 'U2', message_ts: answer.message_ts, text: 'You may not decide this.' }]);
     expect(emulator.messages).toEqual([]);
   });
 
@@ -191,9 +189,7 @@ describe('Slack Web API emulator', () => {
     });
 
     expect(await res.json()).toEqual({ ok: true });
-    expect(emulator.responses).toEqual([
-      { id: 'cmd 1', body: { response_type: 'ephemeral', text: 'No pending approvals.' }, at: expect.any(Number) },
-    ]);
+    expect(emulator.responses).toEqual([{ id: 'cmd 1', body: { response_type: 'ephemeral', text: 'No pending approvals.' }, at: expect.any(Number) }]);
     expect(emulator.calls).toEqual([]);
   });
 });

@@ -1,14 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  STATUS_EMOJI,
-  UNKNOWN_STATUS_EMOJI,
-  compactCodeBlock,
-  escapeMrkdwn,
-  inlineCode,
-  riskEmoji,
-  slackDate,
-  statusEmoji,
-} from '../../src/slack/mrkdwn.ts';
+import { STATUS_EMOJI, UNKNOWN_STATUS_EMOJI, compactCodeBlock, escapeMrkdwn, inlineCode, riskEmoji, slackDate, statusEmoji } from '../../src/slack/mrkdwn.ts';
 import { APPROVAL_STATUSES, CALL_STATUSES, FINAL_APPROVAL_STATUSES, RISK_LEVELS } from '../../src/vocabulary.ts';
 
 describe('status and risk emoji', () => {

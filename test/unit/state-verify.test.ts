@@ -90,15 +90,11 @@ describe('verifyState', () => {
 
   it('refuses to verify nothing', () => {
     expect(() => verifyState({ required_fields: [], assumed_state: {}, current_state: {} })).toThrow(ValidationError);
-    expect(() => verifyState({ required_fields: [], assumed_state: {}, current_state: {}, conditions: {} })).toThrow(
-      'state verification needs required_fields or conditions',
-    );
+    expect(() => verifyState({ required_fields: [], assumed_state: {}, current_state: {}, conditions: {} })).toThrow('state verification needs required_fields or conditions');
   });
 
   it('rejects a malformed condition', () => {
-    expect(() => verifyState({ required_fields: [], assumed_state: {}, current_state: { a: 1 }, conditions: { a: '> many' } })).toThrow(
-      /^conditions\.a:/,
-    );
+    expect(() => verifyState({ required_fields: [], assumed_state: {}, current_state: { a: 1 }, conditions: { a: '> many' } })).toThrow(/^conditions\.a:/);
   });
 });
 

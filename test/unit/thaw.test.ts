@@ -224,7 +224,10 @@ describe('decideThaw: a condition field missing at freeze is judged by the condi
 
   it('a field that was known is still compared under strict when another one was missing', () => {
     // `status` was frozen as `open`; it changes to `draft`, which still satisfies the condition.
-    const loose = checkpoint({ contract: contract({ conditions: { 'invoice.status': 'in ["open", "draft"]', 'invoice.amount': '> 0' } }), frozen_state: { invoice: { status: 'open' } } });
+    const loose = checkpoint({
+      contract: contract({ conditions: { 'invoice.status': 'in ["open", "draft"]', 'invoice.amount': '> 0' } }),
+      frozen_state: { invoice: { status: 'open' } },
+    });
     expect(thaw(loose, { invoice: { status: 'draft', amount: 90 } })).toMatchObject({
       outcome: 'requeued',
       reason: 'live state drifted since the freeze (strict): invoice.status',
