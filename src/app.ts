@@ -291,7 +291,7 @@ function createSlackStep(config: Config, deps: AppDeps, store: Store, core: Serv
     approvals: core.approvalService,
     notifier: slackNotifier,
     flushOutbox: core.deliverSlack,
-    runCommand: (text, now) => invokeCommand.run(text, now),
+    runCommand: (text, now, caller) => invokeCommand.run(text, now, caller),
     cardChannel: async (id) => (await core.approvalsRepository.slackCardOf(id))?.slack_channel ?? null,
     log: { debug: (obj, msg) => log.debug(obj, msg), warn: (obj, msg) => log.warn(obj, msg), error: (obj, msg) => log.error(obj, msg) },
   });

@@ -19,7 +19,7 @@ export const FILTERABLE_CALL_STATUSES: readonly string[] = [...CALL_STATUSES, 'i
 export const USAGE: ReadonlyArray<readonly [usage: string, what: string]> = [
   ['traces [agent:X] [tool:Y] [status:Z] [last:N]', `recent calls, newest first (N defaults to ${TRACES_DEFAULT}, at most ${TRACES_MAX})`],
   ['trace <call_id>', 'the timeline of one call: each step, its status and time, and the final answer'],
-  ['approvals', 'pending approvals, oldest first, with links to their cards'],
+  ['approvals [mine]', 'pending approvals, oldest first: intent, reason, agent, risk, params, expiry and a link to the card; with mine, only those you may decide'],
   ['approval <id>', "one approval's details: status, tool, params, decision"],
   ['stats [24h|7d]', 'calls by outcome, retries, reconciliations, replayed duplicates, approvals by decision (default 24h)'],
   ['tools', 'the registered tools: key, risk, side effects'],
@@ -41,7 +41,8 @@ export type InvokeRequest =
   | { command: 'invalid'; message: string }
   | { command: 'traces'; query: TracesQuery }
   | { command: 'trace'; callId: string }
-  | { command: 'approvals' }
+  /** `mine`: only the approvals the caller may decide. */
+  | { command: 'approvals'; mine: boolean }
   | { command: 'approval'; approvalId: string }
   | { command: 'stats'; window: StatsWindow }
   | { command: 'tools' };
@@ -61,7 +62,7 @@ export function parseInvokeCommand(text: string): InvokeRequest {
         build: (callId) => ({ command: 'trace', callId }),
       });
     case 'approvals':
-      return args.length > 0 ? invalid('approvals takes no arguments; use /invoke approval <id> for one approval.') : { command: 'approvals' };
+      return parseApprovals(args);
     case 'approval':
       return parseOneId(args, {
         missing: 'Which approval? Use /invoke approval <id> (the ids are in /invoke approvals).',
@@ -86,6 +87,12 @@ function parseOneId(args: string[], how: { missing: string; extra: string; build
   if (!id) return invalid(how.missing);
   if (extra.length > 0) return invalid(how.extra);
   return how.build(id);
+}
+
+function parseApprovals(args: string[]): InvokeRequest {
+  if (args.length === 0) return { command: 'approvals', mine: false };
+  if (args.length === 1 && args[0]!.toLowerCase() === 'mine') return { command: 'approvals', mine: true };
+  return invalid('approvals takes at most one word, mine (only those you may decide); use /invoke approval <id> for one approval.');
 }
 
 function parseStats(args: string[]): InvokeRequest {

@@ -2,13 +2,23 @@ import type { Kysely } from 'kysely';
 import type { ApprovalService, ApprovalView } from '../approvals/approval-service.ts';
 import type { CallsRepository } from '../calls/calls-repository.ts';
 import type { Database } from '../db/schema.ts';
-import { NotFoundError } from '../errors.ts';
+import { AppError, NotFoundError } from '../errors.ts';
 import type { ToolRegistry } from '../tools/tool-registry.ts';
 import type { TracesRepository } from '../traces/traces-repository.ts';
 import type { SlackMessage } from './card-types.ts';
 import { createCommandQueriesRepository } from './command-queries-repository.ts';
 import { STATS_WINDOWS, parseInvokeCommand, type StatsWindow, type TracesQuery } from './invoke-command-parse.ts';
-import { renderApproval, renderCallList, renderCallTimeline, renderHelp, renderNotice, renderPendingApprovals, renderStats, renderTools } from './invoke-rendering.ts';
+import {
+  renderApproval,
+  renderCallList,
+  renderCallTimeline,
+  renderHelp,
+  renderNotAnApprover,
+  renderNotice,
+  renderPendingApprovals,
+  renderStats,
+  renderTools,
+} from './invoke-rendering.ts';
 import { slackMessageLink } from './mrkdwn.ts';
 
 /**
@@ -29,11 +39,21 @@ export interface InvokeCommandDeps {
   slackTeamUrl?: string;
 }
 
+/** Who runs the command, as the Slack app verified them. */
+export interface CommandCaller {
+  /** The Slack user id. */
+  userId: string;
+  /** Whether they are a configured approver: the same check the Slack app makes before an Approve click. */
+  isApprover: () => Promise<boolean>;
+}
+
 export interface InvokeCommand {
-  run(text: string, now: Date): Promise<SlackMessage>;
+  run(text: string, now: Date, caller: CommandCaller): Promise<SlackMessage>;
 }
 
 const APPROVALS_SHOWN = 25;
+/** How many of the oldest pending approvals `approvals mine` looks through (each is checked on its own). */
+const MINE_SCANNED = 200;
 
 export function createInvokeCommand(deps: InvokeCommandDeps): InvokeCommand {
   const { traces, calls, approvals, registry } = deps;
@@ -60,6 +80,33 @@ export function createInvokeCommand(deps: InvokeCommandDeps): InvokeCommand {
     return renderPendingApprovals(pending, total, await cardLinks(pending.map((a) => a.id)), now);
   }
 
+  /**
+   * Whether `userId` may decide `view` now: the approval service's own rule (never the requester's
+   * person or agent; only the people an escalation names), and not twice for a quorum.
+   */
+  async function callerMayDecide(userId: string, view: ApprovalView): Promise<boolean> {
+    if (view.approvals.some((vote) => vote.approver === userId)) return false;
+    return approvals.assertMayDecide({ approver: userId, via: 'slack' }, view.id).then(
+      () => true,
+      (error: unknown) => {
+        if (error instanceof AppError) return false;
+        throw error;
+      },
+    );
+  }
+
+  async function approvalsForCaller(caller: CommandCaller, now: Date): Promise<SlackMessage> {
+    if (!(await caller.isApprover())) return renderNotAnApprover();
+    const pending = await approvals.list('pending', MINE_SCANNED);
+    const allowed = await Promise.all(pending.map((view) => callerMayDecide(caller.userId, view)));
+    const mine = pending.filter((_, i) => allowed[i]);
+    const shown = mine.slice(0, APPROVALS_SHOWN);
+    return renderPendingApprovals(shown, mine.length, await cardLinks(shown.map((a) => a.id)), now, {
+      mine: true,
+      scannedAll: pending.length < MINE_SCANNED,
+    });
+  }
+
   async function oneApproval(approvalId: string, now: Date): Promise<SlackMessage> {
     let view: ApprovalView;
     try {
@@ -77,7 +124,7 @@ export function createInvokeCommand(deps: InvokeCommandDeps): InvokeCommand {
   }
 
   return {
-    async run(text: string, now: Date): Promise<SlackMessage> {
+    async run(text: string, now: Date, caller: CommandCaller): Promise<SlackMessage> {
       const request = parseInvokeCommand(text);
       switch (request.command) {
         case 'help':
@@ -91,7 +138,7 @@ export function createInvokeCommand(deps: InvokeCommandDeps): InvokeCommand {
         case 'trace':
           return callTimeline(request.callId, now);
         case 'approvals':
-          return pendingApprovals(now);
+          return request.mine ? approvalsForCaller(caller, now) : pendingApprovals(now);
         case 'approval':
           return oneApproval(request.approvalId, now);
         case 'stats':

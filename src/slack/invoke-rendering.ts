@@ -167,26 +167,60 @@ export function renderCallTimeline(call: CallSummary, answer: unknown, events: T
 // Approvals
 // ---------------------------------------------------------------------------------------------
 
-function approvalLine(a: ApprovalView, link: string | undefined, now: Date): string {
-  return [
-    `${riskEmoji(a.risk)} ${inlineCode(a.tool, 82)}`,
-    `agent ${inlineCode(a.agent_id, 62)}`,
-    `risk ${escapeMrkdwn(a.risk)}`,
-    `expires ${slackDate(a.expires_at)} (${until(a.expires_at, now)})`,
-    inlineCode(a.id, 82),
-    link ? `<${link}|open card>` : 'no card',
-  ].join(' · ');
+/** What the approval is for, as the agent's contract or the matched policy rule names it. */
+function intentOf(a: ApprovalView): string | null {
+  return str(a.checkpoint.contract?.intent) ?? str(a.checkpoint.policy_rule?.intent);
 }
 
-/** `/invoke approvals`: the oldest pending approvals (of `total`), each with its card's link. */
-export function renderPendingApprovals(pending: ApprovalView[], total: number, links: Map<string, string>, now: Date): SlackMessage {
+/**
+ * One pending approval in a list: enough to tell two calls of one tool apart (intent, reason,
+ * params) without opening the card. Each user text is escaped and cut, so an entry stays short.
+ */
+function approvalEntry(a: ApprovalView, link: string | undefined, now: Date): string {
+  const intent = intentOf(a);
+  return presentLines([
+    [
+      `${riskEmoji(a.risk)} ${inlineCode(a.tool, 82)}`,
+      intent ? `intent ${bold(escapeMrkdwn(intent, 100))}` : 'no intent given',
+      `agent ${inlineCode(a.agent_id, 62)}`,
+      `risk ${escapeMrkdwn(a.risk)}`,
+      inlineCode(a.id, 82),
+      link ? `<${link}|open card>` : 'no card',
+    ].join(' · '),
+    `   why: ${escapeMrkdwn(a.reason, 200)}`,
+    `   params ${inlineCode(compactJson(a.checkpoint.params ?? {}), 160)} · expires ${slackDate(a.expires_at)} (${until(a.expires_at, now)})`,
+  ]);
+}
+
+/**
+ * `/invoke approvals [mine]`: the oldest pending approvals (of `total`), each with its intent,
+ * reason, params and card link; `mine` when they are the ones the caller may decide.
+ */
+export function renderPendingApprovals(
+  pending: ApprovalView[],
+  total: number,
+  links: Map<string, string>,
+  now: Date,
+  scope: { mine: boolean; scannedAll: boolean } = { mine: false, scannedAll: true },
+): SlackMessage {
   const count = Math.max(total, pending.length);
-  const b = new MessageBuilder(`Invoke: ${plural(count, 'pending approval')}`);
-  b.section(`${bold('Pending approvals')}: ${count === 0 ? 'none' : `${count}, oldest first`}`);
-  if (pending.length === 0) b.section('Nothing is waiting for a decision.');
-  else b.lines(pending.map((a) => approvalLine(a, links.get(a.id), now)));
+  const what = scope.mine ? 'pending approval you may decide' : 'pending approval';
+  const b = new MessageBuilder(`Invoke: ${plural(count, what)}`);
+  b.section(`${bold(scope.mine ? 'Pending approvals you may decide' : 'Pending approvals')}: ${count === 0 ? 'none' : `${count}, oldest first`}`);
+  if (pending.length === 0) b.section(scope.mine ? 'Nothing pending that you may decide.' : 'Nothing is waiting for a decision.');
+  else b.lines(pending.map((a) => approvalEntry(a, links.get(a.id), now)));
   if (count > pending.length) b.context(`Showing the oldest ${pending.length} of ${count}.`);
+  if (!scope.scannedAll) b.context('Only the oldest pending approvals were looked through; newer ones may be yours too.');
+  if (scope.mine) b.context('Not listed: calls you requested, approvals addressed to others, and those you already approved.');
   return b.build();
+}
+
+/** `/invoke approvals mine` for someone who is no configured approver. */
+export function renderNotAnApprover(): SlackMessage {
+  return new MessageBuilder('You are not an Invoke approver, so there is nothing you may decide.')
+    .section(':information_source: You are not an Invoke approver, so there is nothing you may decide.')
+    .context(`${inlineCode('/invoke approvals')} lists every pending approval.`)
+    .build();
 }
 
 function decisionLines(view: ApprovalView): string[] {
@@ -212,7 +246,7 @@ function decisionLines(view: ApprovalView): string[] {
 export function renderApproval(view: ApprovalView, link: string | undefined, now: Date): SlackMessage {
   const b = new MessageBuilder(`Invoke: approval ${view.id} ${view.status}`);
   b.section(`${statusEmoji(view.status)} ${bold('Approval')} ${inlineCode(view.id, 82)} · ${escapeMrkdwn(view.status)}${link ? ` · <${link}|open card>` : ''}`);
-  const intent = str(view.checkpoint.contract?.intent);
+  const intent = intentOf(view);
   b.section(
     presentLines([
       `tool ${inlineCode(view.tool, 82)} · agent ${inlineCode(view.agent_id, 62)} · risk ${riskEmoji(view.risk)} ${escapeMrkdwn(view.risk)}`,

@@ -16,6 +16,7 @@ import {
 } from './blocks.ts';
 import type { SlackMessage } from './card-types.ts';
 import { FastifyBoltReceiver } from './fastify-receiver.ts';
+import type { CommandCaller } from './invoke-command.ts';
 import type { SlackNotifier } from './slack-notifier.ts';
 
 const GROUP_CACHE_MS = 5 * 60_000;
@@ -43,8 +44,8 @@ export interface SlackAppDeps {
   notifier: SlackNotifier;
   /** Delivers due outbox rows now (one pass at a time per process). */
   flushOutbox: () => Promise<unknown>;
-  /** Answers `/invoke <text>`. */
-  runCommand: (text: string, now: Date) => Promise<SlackMessage>;
+  /** Answers `/invoke <text>` for the verified Slack user who ran it. */
+  runCommand: (text: string, now: Date, caller: CommandCaller) => Promise<SlackMessage>;
   /** The channel an approval's card was posted to, once it was. */
   cardChannel: (approvalId: string) => Promise<string | null>;
   log: { debug(obj: unknown, msg?: string): void; warn(obj: unknown, msg?: string): void; error(obj: unknown, msg?: string): void };
@@ -218,7 +219,9 @@ export function createSlackApp(deps: SlackAppDeps) {
   bolt.command('/invoke', async ({ ack, command, respond }) => {
     await ack();
     if (!(await access.mayQuery(command.user_id))) return tellerFor({ respond, user: command.user_id, channel: command.channel_id })('You are not allowed to query Invoke.');
-    const message = await deps.runCommand(command.text ?? '', new Date()).catch((error: unknown) => {
+    // `approvals mine` asks the same question an Approve click does: one rule for who may decide.
+    const caller: CommandCaller = { userId: command.user_id, isApprover: () => access.mayDecide(command.user_id) };
+    const message = await deps.runCommand(command.text ?? '', new Date(), caller).catch((error: unknown) => {
       log.error({ err: error }, '/invoke failed');
       return ephemeralText('Invoke could not answer that right now.');
     });

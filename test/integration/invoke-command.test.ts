@@ -55,7 +55,9 @@ describe('/invoke command', () => {
     pendingApproval: '',
     rejectedApproval: '',
   };
-  const run = (text: string, now = new Date()) => command.run(text, now);
+  /** An approver running the command: these tests are about the answers, not about who asks. */
+  const approver = { userId: 'UAPPROVER', isApprover: async () => true };
+  const run = (text: string, now = new Date()) => command.run(text, now, approver);
 
   beforeAll(async () => {
     tools = await startToolServer({
@@ -271,13 +273,17 @@ describe('/invoke command', () => {
       const message = await run('approvals');
       const shown = textOf(message);
       expect(shown).toContain('*Pending approvals*: 1, oldest first');
-      const line = shown.split('\n').find((l) => l.includes(ids.pendingApproval));
-      expect(line).toBeDefined();
+      const lines = shown.split('\n');
+      const at = lines.findIndex((l) => l.includes(ids.pendingApproval));
+      const [line, why, params] = lines.slice(at, at + 3) as [string, string, string];
       expect(line).toContain('`billing.send_reminder`');
+      expect(line).toContain('intent *send_invoice_reminder*');
       expect(line).toContain('agent `a3`');
       expect(line).toContain('risk high');
-      expect(line).toMatch(/expires <!date\^\d+\^\{date_short_pretty\} \{time\}\|[^>]+> \(in \d+[hm]/);
       expect(line).toContain('<https://slack.com/archives/C0APPROVE/p1700000000123456|open card>');
+      expect(why).toMatch(/^ {3}why: \S/);
+      expect(params).toContain('params `{"invoice_id":"inv_1"}`');
+      expect(params).toMatch(/expires <!date\^\d+\^\{date_short_pretty\} \{time\}\|[^>]+> \(in \d+[hm]/);
       expect(shown).not.toContain(ids.rejectedApproval);
       expectWithinSlackLimits(message);
     });
@@ -291,7 +297,7 @@ describe('/invoke command', () => {
         registry: built.services.registry,
         slackTeamUrl: 'https://acme.slack.com/',
       });
-      expect(textOf(await teamCommand.run('approvals', new Date()))).toContain('<https://acme.slack.com/archives/C0APPROVE/p1700000000123456|open card>');
+      expect(textOf(await teamCommand.run('approvals', new Date(), approver))).toContain('<https://acme.slack.com/archives/C0APPROVE/p1700000000123456|open card>');
     });
 
     it('lists oldest first and marks approvals without a card', async () => {
@@ -317,7 +323,8 @@ describe('/invoke command', () => {
     });
 
     it('refuses arguments', async () => {
-      expect(textOf(await run('approvals now'))).toContain('approvals takes no arguments');
+      expect(textOf(await run('approvals now'))).toContain('approvals takes at most one word, mine');
+      expect(textOf(await run('approvals mine now'))).toContain('approvals takes at most one word, mine');
     });
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TRACES_DEFAULT, TRACES_MAX, parseInvokeCommand } from '../../src/slack/invoke-command-parse.ts';
+import { TRACES_DEFAULT, TRACES_MAX, USAGE, parseInvokeCommand } from '../../src/slack/invoke-command-parse.ts';
 
 const invalid = (text: string): string => {
   const request = parseInvokeCommand(text);
@@ -8,6 +8,10 @@ const invalid = (text: string): string => {
 };
 
 describe('parseInvokeCommand', () => {
+  it('lists approvals [mine] in the help', () => {
+    expect(USAGE.find(([usage]) => usage === 'approvals [mine]')?.[1]).toContain('with mine, only those you may decide');
+  });
+
   it('reads an empty text and help as help, and any other word as an unknown command', () => {
     expect(parseInvokeCommand('')).toEqual({ command: 'help' });
     expect(parseInvokeCommand('   ')).toEqual({ command: 'help' });
@@ -54,10 +58,13 @@ describe('parseInvokeCommand', () => {
     expect(invalid('stats toString')).toContain('Unknown window');
   });
 
-  it('refuses arguments to approvals and tools', () => {
-    expect(parseInvokeCommand('approvals')).toEqual({ command: 'approvals' });
+  it('reads approvals with or without mine, and refuses other arguments to approvals and tools', () => {
+    expect(parseInvokeCommand('approvals')).toEqual({ command: 'approvals', mine: false });
+    expect(parseInvokeCommand('approvals mine')).toEqual({ command: 'approvals', mine: true });
+    expect(parseInvokeCommand('  Approvals   MINE ')).toEqual({ command: 'approvals', mine: true });
     expect(parseInvokeCommand('tools')).toEqual({ command: 'tools' });
-    expect(invalid('approvals now')).toContain('approvals takes no arguments');
+    expect(invalid('approvals now')).toBe('approvals takes at most one word, mine (only those you may decide); use /invoke approval <id> for one approval.');
+    expect(invalid('approvals mine all')).toContain('at most one word, mine');
     expect(invalid('tools all')).toBe('tools takes no arguments.');
   });
 });
