@@ -7,7 +7,7 @@ import type { SlackMessage } from './card-types.ts';
 import type { CommandStats } from './command-queries-repository.ts';
 import { TRACES_MAX, USAGE, type StatsWindow, type TracesQuery } from './invoke-command-parse.ts';
 import { MessageBuilder } from './message-builder.ts';
-import { bold, compactCodeBlock, escapeMrkdwn, inlineCode, riskEmoji, slackDate, statusEmoji } from './mrkdwn.ts';
+import { bold, compactCodeBlock, escapeMrkdwn, inlineCode, riskEmoji, slackDate, statusEmoji, truncate } from './mrkdwn.ts';
 
 /**
  * The answers of `/invoke`, as pure functions from data already loaded to one ephemeral Block
@@ -172,6 +172,14 @@ function intentOf(a: ApprovalView): string | null {
   return str(a.checkpoint.contract?.intent) ?? str(a.checkpoint.policy_rule?.intent);
 }
 
+/** Params as `key: value` pairs, each value cut short, so one long value cannot hide the others. */
+function paramsPreview(params: unknown): string {
+  const record = asRecord(params);
+  if (!record) return compactJson(params ?? {});
+  const pairs = Object.entries(record).map(([key, value]) => `${truncate(key, 30)}: ${truncate(compactJson(value), 40)}`);
+  return pairs.length ? pairs.join(', ') : '{}';
+}
+
 /**
  * One pending approval in a list: enough to tell two calls of one tool apart (intent, reason,
  * params) without opening the card. Each user text is escaped and cut, so an entry stays short.
@@ -188,7 +196,7 @@ function approvalEntry(a: ApprovalView, link: string | undefined, now: Date): st
       link ? `<${link}|open card>` : 'no card',
     ].join(' · '),
     `   why: ${escapeMrkdwn(a.reason, 200)}`,
-    `   params ${inlineCode(compactJson(a.checkpoint.params ?? {}), 160)} · expires ${slackDate(a.expires_at)} (${until(a.expires_at, now)})`,
+    `   params ${inlineCode(paramsPreview(a.checkpoint.params), 160)} · expires ${slackDate(a.expires_at)} (${until(a.expires_at, now)})`,
   ]);
 }
 

@@ -282,7 +282,7 @@ describe('/invoke command', () => {
       expect(line).toContain('risk high');
       expect(line).toContain('<https://slack.com/archives/C0APPROVE/p1700000000123456|open card>');
       expect(why).toMatch(/^ {3}why: \S/);
-      expect(params).toContain('params `{"invoice_id":"inv_1"}`');
+      expect(params).toContain('params `invoice_id: "inv_1"`');
       expect(params).toMatch(/expires <!date\^\d+\^\{date_short_pretty\} \{time\}\|[^>]+> \(in \d+[hm]/);
       expect(shown).not.toContain(ids.rejectedApproval);
       expectWithinSlackLimits(message);
