@@ -307,7 +307,7 @@ async function registerRoutes(app: FastifyInstance, config: Config, store: Store
   await registerOpenApi(app);
   registerOpenApiRoute(app);
   registerHealthRoutes(app, store, core.metrics);
-  registerToolRoutes(app, core.registry);
+  registerToolRoutes(app, core.registry, config.requireApprovalAt);
   registerCallRoutes(app, core.calls, core.state);
   registerTraceRoutes(app, core.tracesRepository, core.callsRepository);
   registerExecutionRoutes(app, core.executions);

@@ -79,15 +79,23 @@ export interface ThawDeps {
   settlement: Settlement;
 }
 
+/** What an approver sends with an approval. */
+export interface ThawRequest {
+  current_state?: Record<string, unknown>;
+  comment?: string;
+  /** A free-text note from the original clients: recorded, never the approver. */
+  reviewed_by?: string;
+}
+
 /** What the decider saw: recorded with the decision. */
-type Seen = { approver: string; state_source: string; live_state: Record<string, unknown>; comment: string | null };
+type Seen = { approver: string; state_source: string; live_state: Record<string, unknown>; comment: string | null; reviewed_by?: string };
 
 export function createThaw(deps: ThawDeps) {
   const { transact, approvals, calls, callService, traces, registry, stateReader, outbox, notifier, settlement } = deps;
   const { settle, replacement, view, load, lost } = settlement;
 
   /** The thaw of a pending approval that has all its votes: check, then end, requeue, or run it once. */
-  async function thaw(row: Approval, approver: string, input: { current_state?: Record<string, unknown>; comment?: string }): Promise<DecisionResult> {
+  async function thaw(row: Approval, approver: string, input: ThawRequest): Promise<DecisionResult> {
     const cp = row.checkpoint;
     if (row.expires_at.getTime() <= Date.now()) return settlement.expire(row, approver);
     const live = await liveStateFor(row, input.current_state);
@@ -96,6 +104,7 @@ export function createThaw(deps: ThawDeps) {
         ? decideThaw({ checkpoint: cp, liveState: live.state })
         : { outcome: 'blocked', reason: 'the checkpoint no longer matches the action that was approved', mismatches: [] };
     const seen: Seen = { approver, state_source: live.source, live_state: live.state, comment: input.comment ?? null };
+    if (input.reviewed_by !== undefined) seen.reviewed_by = input.reviewed_by;
     if (verdict.outcome === 'requeued') return requeue(row, verdict, live.state, seen, approver);
     if (verdict.outcome !== 'execute') return endWithout(row, verdict, seen, approver);
 

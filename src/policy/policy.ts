@@ -188,7 +188,8 @@ function describeUncomparable(values: readonly UncomparableValue[]): string {
   return values.map((value) => `${value.operand} could not be compared (${describeOrderingProblem(value)})`).join(' and ');
 }
 
-function riskNeedsApproval(risk: RiskLevel, threshold: ApprovalThreshold): boolean {
+/** Whether a tool's risk alone sends its calls to a human under the server threshold. */
+export function riskNeedsApproval(risk: RiskLevel, threshold: ApprovalThreshold): boolean {
   if (threshold === 'never') return false;
   return RISK_RANK[risk] >= RISK_RANK[threshold];
 }
