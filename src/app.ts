@@ -209,7 +209,7 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
   });
   const stateReader = createStateReader(registry);
   const state = createStateService(stateReader);
-  const executions = createExecutionService(createExecutionsRepository(store.db), calls);
+  const executions = createExecutionService(createExecutionsRepository(store.db), calls, config.executionTool);
   const waiter = createApprovalWaiter(store);
   await waiter.start();
   closers.add(() => waiter.close());
