@@ -245,6 +245,19 @@ describe('original clients', () => {
       expect(cancelled.body.outcome).toBe('cancelled');
     });
 
+    it('a malformed rule or condition is refused with 400 naming the field', async () => {
+      const body = { tool: 'billing.charge', params: {}, agent_id: 'billing_agent' };
+      const badEffect = await send(built.app, 'POST', '/v1/call', { ...body, policy: { rules: [{ when: 'env == prod', effect: 'maybe' }] } });
+      expect(badEffect.status).toBe(400);
+      expect(badEffect.body.error.message).toMatch(/policy\.rules\.0\.effect/);
+      const noIntent = await send(built.app, 'POST', '/v1/call', { ...body, policy: { rules: [{ condition: 'invoice_status == overdue' }] } });
+      expect(noIntent.status).toBe(400);
+      expect(noIntent.body.error.message).toMatch(/intent/);
+      const badCondition = await send(built.app, 'POST', '/v1/call', { ...body, approval_contract: { ...domainPolicy(), condition: 'invoice_status ==' } });
+      expect(badCondition.status).toBe(400);
+      expect(badCondition.body.error.message).toMatch(/approval_contract\.condition/);
+    });
+
     it('the domain policy form with its past expires_at is refused with 400, as a rule and as a contract', async () => {
       const seed = { ...domainPolicy(), expires_at: '2026-04-30T15:00:00Z' };
       assertPast(seed.expires_at);
