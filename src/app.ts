@@ -209,7 +209,7 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
   });
   const stateReader = createStateReader(registry);
   const state = createStateService(stateReader);
-  const executions = createExecutionService(createExecutionsRepository(store.db), calls);
+  const executions = createExecutionService(createExecutionsRepository(store.db), calls, config.executionTool);
   const waiter = createApprovalWaiter(store);
   await waiter.start();
   closers.add(() => waiter.close());
@@ -307,7 +307,7 @@ async function registerRoutes(app: FastifyInstance, config: Config, store: Store
   await registerOpenApi(app);
   registerOpenApiRoute(app);
   registerHealthRoutes(app, store, core.metrics);
-  registerToolRoutes(app, core.registry);
+  registerToolRoutes(app, core.registry, config.requireApprovalAt);
   registerCallRoutes(app, core.calls, core.state);
   registerTraceRoutes(app, core.tracesRepository, core.callsRepository);
   registerExecutionRoutes(app, core.executions);

@@ -151,6 +151,7 @@ export const envSchema = z.object({
   INVOKE_AUTH_FAILURE_LIMIT: intFrom(20, 0, 100_000_000),
   INVOKE_TRUST_PROXY: trustProxy,
   INVOKE_APPROVERS: csv,
+  INVOKE_EXECUTION_TOOL: z.string().min(1).max(200).optional(),
   INVOKE_CRITICAL_APPROVALS: intFrom(2, 1, 10),
   INVOKE_APPROVAL_WAIT_MAX: duration('60s'),
   INVOKE_CALLBACK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
@@ -232,6 +233,8 @@ export type Config = Readonly<{
   trustProxy: boolean | number | readonly string[];
   /** Ids allowed to decide approvals through the API; empty: any holder of approvals:write. */
   approvers: readonly string[];
+  /** The tool `safe-tool-execution` runs when its input names none (the original's bodies name none). */
+  executionTool?: string;
   criticalApprovals: number;
   approvalWaitMaxMs: number;
   callbackSecret?: string;
@@ -294,6 +297,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     }),
     trustProxy: e.INVOKE_TRUST_PROXY,
     approvers: e.INVOKE_APPROVERS,
+    executionTool: e.INVOKE_EXECUTION_TOOL,
     criticalApprovals: e.INVOKE_CRITICAL_APPROVALS,
     approvalWaitMaxMs: e.INVOKE_APPROVAL_WAIT_MAX,
     callbackSecret: e.INVOKE_CALLBACK_SECRET,

@@ -71,7 +71,11 @@ export function registerApprovalRoutes(app: FastifyInstance, approvals: Approval
       },
       async (request) => {
         const { body } = request;
-        return approvals.approve(actorOf(request, body.approver), request.params.id, { current_state: body.current_state, comment: body.comment });
+        return approvals.approve(actorOf(request, body.approver), request.params.id, {
+          current_state: body.current_state,
+          comment: body.comment,
+          reviewed_by: body.reviewed_by,
+        });
       },
     );
     routes.post(
@@ -86,7 +90,10 @@ export function registerApprovalRoutes(app: FastifyInstance, approvals: Approval
           response: { 200: approvalDecisionAnswerSchema, ...errorResponses },
         },
       },
-      async (request) => approvals.reject(actorOf(request, request.body.approver), request.params.id, request.body.reason),
+      async (request) => {
+        const { body } = request;
+        return approvals.reject(actorOf(request, body.approver), request.params.id, body.reason ?? 'no reason given', body.reviewed_by);
+      },
     );
     routes.post(
       `${prefix}/approvals/:id/refetch`,

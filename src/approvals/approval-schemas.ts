@@ -5,15 +5,26 @@ import { openObject } from '../http/error-schema.ts';
 export const approvalListQuery = z.object({ status: z.enum(APPROVAL_STATUSES).optional(), limit: z.coerce.number().int().min(1).max(500).default(100) }).strict();
 export const approvalGetQuery = z.object({ wait: z.coerce.number().min(0).max(3600).default(0) }).strict();
 export const approvalIdParams = z.object({ id: z.string().min(1).max(100) });
+/**
+ * The original clients' free-text reviewer: kept as a note with the decision, never taken as
+ * identity (the approver is the key's `approver_id`; the original's free text was a hole).
+ */
+const reviewedBy = z.string().min(1).max(200).optional();
+
 export const approveBodySchema = z
   .object({
     approver: z.string().min(1).max(200).optional(),
     current_state: z.record(z.string(), z.unknown()).optional(),
     comment: z.string().max(2000).optional(),
+    reviewed_by: reviewedBy,
   })
   .strict();
 export type ApproveBody = z.infer<typeof approveBodySchema>;
-export const rejectBodySchema = z.object({ approver: z.string().min(1).max(200).optional(), reason: z.string().min(1).max(2000) }).strict();
+/** A reason is required, except from the original clients, which send only `reviewed_by`. */
+export const rejectBodySchema = z
+  .object({ approver: z.string().min(1).max(200).optional(), reason: z.string().min(1).max(2000).optional(), reviewed_by: reviewedBy })
+  .strict()
+  .refine((body) => body.reason !== undefined || body.reviewed_by !== undefined, { message: 'reason is required', path: ['reason'] });
 export type RejectBody = z.infer<typeof rejectBodySchema>;
 
 /** An approval as the API shows it. Open: the checkpoint's fields depend on the call. */

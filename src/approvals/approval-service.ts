@@ -14,7 +14,7 @@ import type { ApprovalWaiter } from './approval-waiter.ts';
 import type { CallbackOutbox } from './callback-outbox.ts';
 import { isSlackChannel } from './escalation.ts';
 import { createSettlement, type ApprovalView, type DecisionResult } from './settle.ts';
-import { createThaw } from './thaw.ts';
+import { createThaw, type ThawRequest } from './thaw.ts';
 
 export type { ApprovalView, DecisionResult };
 
@@ -34,6 +34,14 @@ export interface ApproverActor {
   /** The API key used, so a key cannot approve what it requested. */
   keyId?: string;
   via: 'api' | 'slack';
+}
+
+/** What an approver sends with an approval; `reviewed_by` is a note, never who approved. */
+export type ApproveInput = ThawRequest;
+
+/** The original clients' `reviewed_by`, recorded beside the approver when sent. */
+function reviewNote(reviewedBy: string | undefined): { reviewed_by?: string } {
+  return reviewedBy === undefined ? {} : { reviewed_by: reviewedBy };
 }
 
 export interface ApprovalServiceDeps {
@@ -127,13 +135,13 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
      * A rejection past the approval's expiry (by the database clock) is no rejection: the approval
      * expires as the sweep would expire it (outcome `cancelled`), exactly as an approve click does.
      */
-    async reject(actor: ApproverActor, id: string, reason: string): Promise<DecisionResult> {
+    async reject(actor: ApproverActor, id: string, reason: string, reviewedBy?: string): Promise<DecisionResult> {
       const row = await pendingOrConflict(id);
       assertMayDecide(row, actor);
       return settle(row, {
         status: 'rejected',
         outcome: 'rejected',
-        decision: { outcome: 'rejected', approver: actor.approver, reason },
+        decision: { outcome: 'rejected', approver: actor.approver, reason, ...reviewNote(reviewedBy) },
         actor: actor.approver,
         call: { status: 'rejected', fields: { reason: `rejected by ${actor.approver}: ${reason}` } },
         trace: { status: 'rejected', detail: { approval_id: row.id, approver: actor.approver, reason } },
@@ -145,12 +153,17 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     },
 
     /** One vote; the last vote a quorum needs thaws the call (thaw.ts). */
-    async approve(actor: ApproverActor, id: string, input: { current_state?: Record<string, unknown>; comment?: string }): Promise<DecisionResult> {
+    async approve(actor: ApproverActor, id: string, input: ApproveInput): Promise<DecisionResult> {
       let row = await pendingOrConflict(id);
       assertMayDecide(row, actor);
       if (row.approvals_required > 1) {
         const received = await approvals.addVote(row.id, actor.approver);
-        await approvals.recordEvent('approval_recorded', row.id, actor.approver, { received, required: row.approvals_required, comment: input.comment ?? null });
+        await approvals.recordEvent('approval_recorded', row.id, actor.approver, {
+          received,
+          required: row.approvals_required,
+          comment: input.comment ?? null,
+          ...reviewNote(input.reviewed_by),
+        });
         if (received < row.approvals_required) {
           return { outcome: 'awaiting_approvals', approvals_received: received, approval: await view(row) };
         }

@@ -1,5 +1,6 @@
 import type { CallRequest } from '../calls/call-request.ts';
 import { newId } from '../calls/fingerprint.ts';
+import { ValidationError } from '../errors.ts';
 import type { Config } from '../config.ts';
 import type { MatchedRule } from '../policy/policy.ts';
 import type { CapabilityCard } from '../tools/types.ts';
@@ -33,14 +34,22 @@ export function approvalsRequired(config: Config, card: CapabilityCard, rule: Ma
   return Math.max(1, critical, rule?.approvals_required ?? 1, request.approval_contract?.approvals_required ?? 1);
 }
 
+function assertNotPast(expiresAt: string | undefined, field: string): void {
+  if (expiresAt !== undefined && Date.parse(expiresAt) <= Date.now()) {
+    throw new ValidationError(`${field} (${expiresAt}) is already past: the approval would expire before anyone could decide it`, { field });
+  }
+}
+
 /** Builds a pending approval and its checkpoint: plain data, stored by the caller in its transaction. */
 export function buildPendingApproval(config: Config, input: FreezeInput): PendingApproval {
   const { request, card } = input;
   const contract = request.approval_contract ?? null;
   const id = newId('apr');
-  // A contract may shorten the approval's life, never stretch it past the TTL for its risk.
+  // A contract or rule may shorten the approval's life, never stretch it past the TTL for its risk.
   const riskLimit = Date.now() + config.approvalTtlMs[card.risk];
-  const expiresAt = input.expiresAt ?? new Date(Math.min(riskLimit, contract?.expires_at ? Date.parse(contract.expires_at) : riskLimit));
+  const ruleLimit = input.policyRule?.expires_at ? Date.parse(input.policyRule.expires_at) : riskLimit;
+  const contractLimit = contract?.expires_at ? Date.parse(contract.expires_at) : riskLimit;
+  const expiresAt = input.expiresAt ?? new Date(Math.min(riskLimit, ruleLimit, contractLimit));
   const digest = actionDigest(request);
   const checkpoint: Checkpoint = {
     ...actionOf(request),
@@ -99,7 +108,14 @@ export function createCallFreezer(deps: { config: Config; approvals: Pick<Approv
       // Checked on the way in only: an approval frozen under an older approver list still thaws.
       const configuredApprovers = [...config.approvers, ...(config.slack?.approverIds ?? [])];
       assertEscalationAllowed(request.approval_contract?.escalate_to, configuredApprovers, 'approval_contract.escalate_to');
-      (request.policy?.rules ?? []).forEach((rule, i) => assertEscalationAllowed(rule.escalate_to, configuredApprovers, `policy.rules[${i}].escalate_to`));
+      (request.policy?.rules ?? []).forEach((rule, i) => {
+        if ('escalate_to' in rule) assertEscalationAllowed(rule.escalate_to, configuredApprovers, `policy.rules[${i}].escalate_to`);
+      });
+    },
+    assertFreezable(request, policyRule) {
+      // An approval that would be born expired is a mistake in the request, not a card to post.
+      assertNotPast(request.approval_contract?.expires_at, 'approval_contract.expires_at');
+      if (policyRule?.source === 'request') assertNotPast(policyRule.expires_at, `policy.rules[${policyRule.index}].expires_at`);
     },
     freeze(input) {
       const pending = buildPendingApproval(config, input);

@@ -23,6 +23,8 @@ export interface ApprovalView {
   tool: string;
   agent_id: string;
   risk: string;
+  /** `risk` under the name the original clients read. */
+  risk_level: string;
   reason: string;
   created_at: string;
   expires_at: string;
@@ -105,6 +107,7 @@ export function createSettlement(deps: SettleDeps) {
       tool: row.tool,
       agent_id: row.agent_id,
       risk: row.risk,
+      risk_level: row.risk,
       reason: row.reason,
       created_at: row.created_at.toISOString(),
       expires_at: row.expires_at.toISOString(),

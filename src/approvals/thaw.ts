@@ -10,6 +10,7 @@ import { AppError, UnprocessableError } from '../errors.ts';
 import type { ToolRegistry } from '../tools/tool-registry.ts';
 import type { StateRefetch } from '../tools/types.ts';
 import type { TracesRepository } from '../traces/traces-repository.ts';
+import { compileExpression, type ExpressionContext } from '../policy/expression.ts';
 import type { Approval } from './approval.ts';
 import type { ApprovalNotifier } from './approval-notifier.ts';
 import type { ApprovalsRepository } from './approvals-repository.ts';
@@ -35,7 +36,7 @@ export type ThawVerdict =
   | { outcome: 'cancelled'; reason: string }
   | { outcome: 'blocked'; reason: string; mismatches: EntityMismatch[] }
   | { outcome: 'requeued'; reason: string; drift: DriftReport }
-  | { outcome: 'replan_required'; reason: string; drift: DriftReport }
+  | { outcome: 'replan_required'; reason: string; drift: DriftReport | null }
   | { outcome: 'execute'; drift: DriftReport | null };
 
 export interface ThawInput {
@@ -44,18 +45,25 @@ export interface ThawInput {
 }
 
 export function decideThaw({ checkpoint, liveState }: ThawInput): ThawVerdict {
-  const allowed = checkpoint.policy_rule?.allowed_action;
-  if (allowed !== undefined && allowed !== checkpoint.action) {
-    return {
-      outcome: 'cancelled',
-      reason: `the rule allows the action ${JSON.stringify(allowed)}, but the frozen call's action is ${JSON.stringify(checkpoint.action)}`,
-    };
+  for (const [who, allowed] of [
+    ['rule', checkpoint.policy_rule?.allowed_action],
+    ['contract', checkpoint.contract?.allowed_action],
+  ] as const) {
+    if (allowed !== undefined && allowed !== checkpoint.action) {
+      return {
+        outcome: 'cancelled',
+        reason: `the ${who} allows the action ${JSON.stringify(allowed)}, but the frozen call's action is ${JSON.stringify(checkpoint.action)}`,
+      };
+    }
   }
 
   if (checkpoint.entity_resolution) {
     const entity = checkEntityResolution(checkpoint.entity_resolution, checkpoint.params, checkpoint.variables, liveState);
     if (!entity.ok) return { outcome: 'blocked', reason: entity.reason, mismatches: entity.mismatches };
   }
+
+  const failed = failedDomainCondition(checkpoint, liveState);
+  if (failed !== null) return { outcome: 'replan_required', reason: `the condition ${JSON.stringify(failed)} does not hold on live state`, drift: null };
 
   const contract = checkpoint.contract;
   if (!contract || Object.keys(contract.conditions).length === 0) return { outcome: 'execute', drift: null };
@@ -64,6 +72,28 @@ export function decideThaw({ checkpoint, liveState }: ThawInput): ThawVerdict {
   const fields = drift.fields.filter((f) => !f.satisfied || (contract.threshold === 'strict' && f.changed)).map((f) => f.field);
   const reason = `live state drifted since the freeze (${contract.threshold}): ${fields.join(', ')}`;
   return contract.on_mismatch === 'replan' ? { outcome: 'replan_required', reason, drift } : { outcome: 'requeued', reason, drift };
+}
+
+/**
+ * The first domain-policy condition (the rule's, then the contract's) that is not true on live
+ * state, or null. Live state's fields are names in the expression, beside the call's own
+ * (`action`, `params`, ...); a value that cannot be compared counts as not true.
+ */
+function failedDomainCondition(checkpoint: Checkpoint, liveState: Record<string, unknown>): string | null {
+  const context: ExpressionContext = {
+    ...liveState,
+    action: checkpoint.action ?? undefined,
+    tool: checkpoint.tool,
+    agent_id: checkpoint.agent_id,
+    env: checkpoint.env ?? undefined,
+    workflow: checkpoint.workflow ?? undefined,
+    params: checkpoint.params,
+    variables: checkpoint.variables,
+  };
+  for (const condition of [checkpoint.policy_rule?.condition, checkpoint.contract?.condition]) {
+    if (condition !== undefined && compileExpression(condition).evaluate(context).value !== true) return condition;
+  }
+  return null;
 }
 
 export interface ThawDeps {
@@ -79,15 +109,23 @@ export interface ThawDeps {
   settlement: Settlement;
 }
 
+/** What an approver sends with an approval. */
+export interface ThawRequest {
+  current_state?: Record<string, unknown>;
+  comment?: string;
+  /** A free-text note from the original clients: recorded, never the approver. */
+  reviewed_by?: string;
+}
+
 /** What the decider saw: recorded with the decision. */
-type Seen = { approver: string; state_source: string; live_state: Record<string, unknown>; comment: string | null };
+type Seen = { approver: string; state_source: string; live_state: Record<string, unknown>; comment: string | null; reviewed_by?: string };
 
 export function createThaw(deps: ThawDeps) {
   const { transact, approvals, calls, callService, traces, registry, stateReader, outbox, notifier, settlement } = deps;
   const { settle, replacement, view, load, lost } = settlement;
 
   /** The thaw of a pending approval that has all its votes: check, then end, requeue, or run it once. */
-  async function thaw(row: Approval, approver: string, input: { current_state?: Record<string, unknown>; comment?: string }): Promise<DecisionResult> {
+  async function thaw(row: Approval, approver: string, input: ThawRequest): Promise<DecisionResult> {
     const cp = row.checkpoint;
     if (row.expires_at.getTime() <= Date.now()) return settlement.expire(row, approver);
     const live = await liveStateFor(row, input.current_state);
@@ -96,6 +134,7 @@ export function createThaw(deps: ThawDeps) {
         ? decideThaw({ checkpoint: cp, liveState: live.state })
         : { outcome: 'blocked', reason: 'the checkpoint no longer matches the action that was approved', mismatches: [] };
     const seen: Seen = { approver, state_source: live.source, live_state: live.state, comment: input.comment ?? null };
+    if (input.reviewed_by !== undefined) seen.reviewed_by = input.reviewed_by;
     if (verdict.outcome === 'requeued') return requeue(row, verdict, live.state, seen, approver);
     if (verdict.outcome !== 'execute') return endWithout(row, verdict, seen, approver);
 

@@ -33,5 +33,10 @@ export interface FrozenCall {
 export interface CallFreezer {
   /** On the way in: escalation targets the server does not list are refused (400). */
   assertRequestable(request: CallRequest): void;
+  /**
+   * Before a new call freezes (not on a replay, not on an escalation after a run): an
+   * `expires_at` already past, on the contract or the request rule that froze it, is refused (400).
+   */
+  assertFreezable(request: CallRequest, policyRule: MatchedRule | null): void;
   freeze(input: FreezeRequest): FrozenCall;
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ValidationError } from '../errors.ts';
-import { policyRuleSchema } from '../policy/policy.ts';
+import { MAX_EXPRESSION_LENGTH } from '../policy/expression.ts';
+import { requestRuleSchema } from '../policy/policy.ts';
 import { stateRefetchSchema } from '../tools/schemas.ts';
 
 const shortText = z.string().min(1).max(200);
@@ -39,6 +40,10 @@ export const approvalContractSchema = z
   .object({
     intent: shortText,
     conditions: record.default({}),
+    /** The domain policy form: an expression checked on live state at thaw (false: re-plan). */
+    condition: z.string().min(1).max(MAX_EXPRESSION_LENGTH).optional(),
+    /** The domain policy form: the only action the approval may run (another is cancelled at thaw). */
+    allowed_action: shortText.optional(),
     threshold: z.enum(['strict', 'conditions']).default('strict'),
     expires_at: z.string().datetime({ offset: true }).optional(),
     state_refetch: stateRefetchSchema.optional(),
@@ -64,7 +69,7 @@ export const callRequestSchema = z
     entity_resolution: entityResolutionSchema.optional(),
     failure_policy: failurePolicySchema.optional(),
     policy: z
-      .object({ rules: z.array(policyRuleSchema).max(100).default([]) })
+      .object({ rules: z.array(requestRuleSchema).max(100).default([]) })
       .strict()
       .optional(),
     execution_state: z

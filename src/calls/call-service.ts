@@ -4,11 +4,12 @@ import type { Config } from '../config.ts';
 import type { Transact } from '../db/transact.ts';
 import { ConflictError, UnprocessableError, ValidationError } from '../errors.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import { evaluatePolicy, type PolicyDecision, type PolicyRule } from '../policy/policy.ts';
+import { asPolicyRule, evaluatePolicy, type PolicyDecision, type PolicyRule } from '../policy/policy.ts';
 import type { StoredTool } from '../tools/tools-repository.ts';
 import type { ToolRegistry } from '../tools/tool-registry.ts';
 import type { CapabilityCard, StateRefetch } from '../tools/types.ts';
 import { assertValidConditions } from '../policy/conditions.ts';
+import { assertValidExpression } from '../policy/expression.ts';
 import { TraceRecorder, type TraceEvent } from '../traces/trace-recorder.ts';
 import type { TracesRepository } from '../traces/traces-repository.ts';
 import { resolveIdempotencyKey, type CallRequest } from './call-request.ts';
@@ -130,7 +131,7 @@ export function createCallService(deps: CallServiceDeps) {
     const policyFor = (card: CapabilityCard) =>
       evaluatePolicy({
         serverRules,
-        requestRules: request.policy?.rules ?? [],
+        requestRules: (request.policy?.rules ?? []).map(asPolicyRule),
         context: {
           action: request.action,
           tool: card.key,
@@ -161,6 +162,10 @@ export function createCallService(deps: CallServiceDeps) {
     const contract = request.approval_contract;
     if (contract?.state_refetch) await stateReader.resolveReadTool(identity, contract.state_refetch, context, 'approval_contract.state_refetch');
     if (contract) assertValidConditions(contract.conditions, 'approval_contract.conditions');
+    if (contract?.condition) assertValidExpression(contract.condition, 'approval_contract.condition');
+    (request.policy?.rules ?? []).forEach((rule, i) => {
+      if (rule.condition) assertValidExpression(rule.condition, `policy.rules[${i}].condition`);
+    });
     if (request.callback_url) deps.assertCallbackUrl(request.callback_url, 'callback_url');
     if (contract?.callback_url) deps.assertCallbackUrl(contract.callback_url, 'approval_contract.callback_url');
 
@@ -300,6 +305,7 @@ export function createCallService(deps: CallServiceDeps) {
     const finish = (status: CallStatus, fields: Partial<CallAnswer> = {}) => finishAnswer(callId, request, trace, status, fields);
     if (verdict.kind === 'blocked') return { answer: finish('blocked', verdict.fields) };
     if (verdict.kind === 'freeze') {
+      freezer.assertFreezable(request, prepared.policy.effect === 'require_approval' ? (prepared.policy.rule ?? null) : null);
       const frozen = await freeze(prepared, identity, callId, trace, verdict.reason);
       return { answer: finish('pending_approval', { reason: verdict.reason, approval: frozen.summary, uncomparable: verdict.uncomparable }), approval: frozen };
     }

@@ -10,6 +10,8 @@ export const executionRequestSchema = z
     input: z
       .object({
         tool: z.string().min(1).max(200).optional(),
+        /** The original product's field for the tool to run. */
+        action: z.string().min(1).max(200).optional(),
         params: z.record(z.string(), z.unknown()).default({}),
       })
       .passthrough(),
@@ -24,6 +26,7 @@ export const executionViewSchema = openObject({
   status: z.string(),
   idempotency_key: z.string(),
   final_outcome: z.string().nullable(),
+  call_status: z.string().nullable(),
   call_id: z.string().nullable(),
   created_at: z.string(),
 });

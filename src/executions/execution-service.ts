@@ -30,7 +30,10 @@ export interface ExecutionView {
   agent_id: string;
   status: string;
   idempotency_key: string;
+  /** In the original product's words (`completed`, ...), as its clients read it. */
   final_outcome: string | null;
+  /** What the call's answer said (`executed`, `outcome_reconciled`, ...). */
+  call_status: string | null;
   call_id: string | null;
   created_at: string;
   trace?: Array<{ step: string; status: string; at: string }>;
@@ -40,8 +43,10 @@ export interface ExecutionView {
 /**
  * Packaged workflows. `safe-tool-execution` is one call under the full controls; its
  * idempotency key is the call's, namespaced, so a repeated key replays the same execution.
+ * The tool is `input.tool`, else `input.action` (the original product's name for it), else the
+ * server's `INVOKE_EXECUTION_TOOL` (the original's examples send only `input.params`).
  */
-export function createExecutionService(executions: ExecutionsRepository, calls: CallService) {
+export function createExecutionService(executions: ExecutionsRepository, calls: CallService, defaultTool?: string) {
   function view(row: Execution): ExecutionView {
     return {
       execution_id: row.id,
@@ -49,7 +54,8 @@ export function createExecutionService(executions: ExecutionsRepository, calls: 
       agent_id: row.agent_id,
       status: row.status,
       idempotency_key: row.idempotency_key,
-      final_outcome: row.final_outcome,
+      final_outcome: row.final_outcome === null ? null : EXECUTION_STATUS[row.final_outcome],
+      call_status: row.final_outcome,
       call_id: row.call_id,
       created_at: row.created_at.toISOString(),
     };
@@ -59,8 +65,13 @@ export function createExecutionService(executions: ExecutionsRepository, calls: 
     async create(identity: KeyIdentity, request: ExecutionRequest, headerKey: string | undefined) {
       const key = resolveIdempotencyKey(undefined, headerKey);
       if (key === undefined) throw new ValidationError('POST /v1/executions needs an Idempotency-Key header', { field: 'Idempotency-Key' });
-      const { tool, params, ...rest } = request.input;
-      if (!tool) throw new ValidationError('input.tool is required: the tool safe-tool-execution runs', { field: 'body.input.tool' });
+      const { tool: named, params, ...rest } = request.input;
+      const tool = named ?? request.input.action ?? defaultTool;
+      if (!tool) {
+        throw new ValidationError('input.tool (or input.action) is required: the tool safe-tool-execution runs; this server sets no INVOKE_EXECUTION_TOOL', {
+          field: 'body.input.tool',
+        });
+      }
       // The input is an open object passed on as a call: checked as one here, as /v1/call checks its body.
       const result = await calls.call(
         identity,

@@ -126,6 +126,16 @@ export function compileExpression(source: string): CompiledExpression {
   return compiled;
 }
 
+/** Throws ValidationError, naming `label` (the request field), when `source` is no valid expression. */
+export function assertValidExpression(source: string, label: string): void {
+  try {
+    compileExpression(source);
+  } catch (error) {
+    if (error instanceof ValidationError) throw new ValidationError(`${label}: ${error.message}`, { field: label, ...(error.details as object) });
+    throw error;
+  }
+}
+
 /**
  * Resolves a name the way policies read it: top-level context fields first, then (for
  * convenience) `params.<name>`, then `variables.<name>`.

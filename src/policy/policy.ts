@@ -28,9 +28,41 @@ export const policyRuleSchema = z
     approvals_required: z.number().int().min(1).max(10).optional(),
     on_expire: z.enum(['cancel', 'escalate']).optional(),
     escalate_to: z.union([z.array(z.string().min(1)), z.string().min(1)]).optional(),
+    /** Checked on live state when the approval thaws: false cancels the run and asks the agent to re-plan. */
+    condition: z.string().min(1).max(MAX_EXPRESSION_LENGTH).optional(),
+    /** The approval this rule asks for lasts at most until then. */
+    expires_at: z.string().datetime({ offset: true }).optional(),
   })
   .strict();
 export type PolicyRule = z.infer<typeof policyRuleSchema>;
+
+/**
+ * A rule sent with a call: a policy rule, or the original product's "domain policy"
+ * `{intent, condition, allowed_action, expires_at}` (no `when`, no `effect`), which freezes the
+ * call it comes with; at thaw the condition is checked on live state, the call's action against
+ * `allowed_action`, and the approval expires at `expires_at`. One schema (not a union), so a
+ * malformed rule's errors name its fields.
+ */
+export const requestRuleSchema = policyRuleSchema
+  .extend({ when: policyRuleSchema.shape.when.optional(), effect: policyRuleSchema.shape.effect.optional() })
+  .strict()
+  .superRefine((rule, ctx) => {
+    if (rule.when !== undefined) {
+      if (rule.effect === undefined) ctx.addIssue({ code: 'custom', path: ['effect'], message: 'effect is required with when' });
+      return;
+    }
+    if (rule.condition === undefined) ctx.addIssue({ code: 'custom', path: ['when'], message: 'when is required (or condition, for a domain policy)' });
+    if (rule.intent === undefined) ctx.addIssue({ code: 'custom', path: ['intent'], message: 'a domain policy (a rule with a condition and no when) needs an intent' });
+    if (rule.effect !== undefined) ctx.addIssue({ code: 'custom', path: ['effect'], message: 'a domain policy requires approval; it takes no effect' });
+  });
+export type RequestRule = z.infer<typeof requestRuleSchema>;
+
+/** A request rule as policy evaluates it: a domain policy matches its call and requires approval. */
+export function asPolicyRule(rule: RequestRule): PolicyRule {
+  const { when, effect, ...rest } = rule;
+  if (when !== undefined && effect !== undefined) return { ...rest, when, effect };
+  return { ...rest, when: 'true', effect: 'require_approval', reason: rule.reason ?? `domain policy ${rule.intent ?? ''}: approval required` };
+}
 
 export const policyFileSchema = z.object({ rules: z.array(policyRuleSchema) }).strict();
 export type PolicyFile = z.infer<typeof policyFileSchema>;
@@ -188,7 +220,8 @@ function describeUncomparable(values: readonly UncomparableValue[]): string {
   return values.map((value) => `${value.operand} could not be compared (${describeOrderingProblem(value)})`).join(' and ');
 }
 
-function riskNeedsApproval(risk: RiskLevel, threshold: ApprovalThreshold): boolean {
+/** Whether a tool's risk alone sends its calls to a human under the server threshold. */
+export function riskNeedsApproval(risk: RiskLevel, threshold: ApprovalThreshold): boolean {
   if (threshold === 'never') return false;
   return RISK_RANK[risk] >= RISK_RANK[threshold];
 }

@@ -4,8 +4,11 @@ import type { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { errorResponses } from '../http/error-schema.ts';
 import { zodValidatorCompiler } from '../http/validation.ts';
+import { riskNeedsApproval } from '../policy/policy.ts';
+import type { ApprovalThreshold } from '../vocabulary.ts';
 import type { ToolRegistry } from './tool-registry.ts';
-import { discoverAnswerSchema, discoverQuery, providerAnswerSchema, providerRegistrationSchema, providerSchemaFor, toolListAnswerSchema } from './tool-schemas.ts';
+import type { CapabilityCard } from './types.ts';
+import { discoverAnswerSchema, discoverQuery, toolListQuery, providerAnswerSchema, providerRegistrationSchema, providerSchemaFor, toolListAnswerSchema } from './tool-schemas.ts';
 
 /**
  * A registration body is checked against the MCP or the HTTP schema, picked by `mcp_url`, so
@@ -17,16 +20,35 @@ function providerBodyCompiler(route: FastifyRouteSchemaDef<unknown>): FastifyVal
   return (data) => zodValidatorCompiler({ ...route, schema: providerSchemaFor(data) })(data);
 }
 
-export function registerToolRoutes(app: FastifyInstance, registry: ToolRegistry): void {
+/**
+ * A card with the fields the original product's clients read, as aliases: `id` (the key),
+ * `risk_level` (the risk), `approval_required` (whether its risk alone needs a human under the
+ * server threshold; policy rules may still ask for one) and `configured` (every listed tool is
+ * registered and callable).
+ */
+function cardForClients<C extends CapabilityCard>(card: C, threshold: ApprovalThreshold) {
+  return { ...card, id: card.key, risk_level: card.risk, approval_required: riskNeedsApproval(card.risk, threshold), configured: true };
+}
+
+export function registerToolRoutes(app: FastifyInstance, registry: ToolRegistry, requireApprovalAt: ApprovalThreshold): void {
   const routes = app.withTypeProvider<ZodTypeProvider>();
   for (const url of ['/v1/tools', '/tools']) {
     routes.get(
       url,
       {
         config: { scope: 'tools:read' },
-        schema: { hide: url !== '/v1/tools', summary: 'Capability cards of every tool', response: { 200: toolListAnswerSchema, ...errorResponses } },
+        schema: {
+          hide: url !== '/v1/tools',
+          summary: 'Capability cards of every tool; `q` keeps those that match (as /discover ranks them)',
+          querystring: toolListQuery,
+          response: { 200: toolListAnswerSchema, ...errorResponses },
+        },
       },
-      async () => ({ tools: await registry.listCards() }),
+      async (request) => {
+        const { q } = request.query;
+        const cards = q === undefined || q.trim() === '' ? await registry.listCards() : await registry.discover(q);
+        return { tools: cards.map((card) => cardForClients(card, requireApprovalAt)) };
+      },
     );
   }
   routes.get(
@@ -34,7 +56,7 @@ export function registerToolRoutes(app: FastifyInstance, registry: ToolRegistry)
     { config: { scope: 'tools:read' }, schema: { summary: 'Find tools by what they do', querystring: discoverQuery, response: { 200: discoverAnswerSchema, ...errorResponses } } },
     async (request) => {
       const { q, limit } = request.query;
-      return { query: q, tools: (await registry.discover(q)).slice(0, limit) };
+      return { query: q, tools: (await registry.discover(q)).slice(0, limit).map((card) => cardForClients(card, requireApprovalAt)) };
     },
   );
   routes.post(

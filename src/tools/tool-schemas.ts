@@ -4,6 +4,8 @@ import { httpProviderSchema, mcpProviderSchema } from './schemas.ts';
 
 export { httpProviderSchema, mcpProviderSchema };
 
+/** The original CLI lists tools with `?q=`. */
+export const toolListQuery = z.object({ q: z.string().max(500).optional() });
 export const discoverQuery = z.object({ q: z.string().max(500).default(''), limit: z.coerce.number().int().min(1).max(200).default(20) });
 
 /** A registration is MCP when it names an `mcp_url`, HTTP otherwise (checked in that order). */

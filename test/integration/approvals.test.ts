@@ -70,6 +70,10 @@ describe('approvals', () => {
   });
 
   const reminders = () => tools.count('POST', '/remind');
+  /** A contract expiry still ahead (one already past is refused on the way in). */
+  const soon = () => new Date(Date.now() + 60_000).toISOString();
+  /** Time passes: the approval's expiry is now behind us, by the database clock. */
+  const expireNow = (id: string) => sql`update approvals set expires_at = now() - interval '1 second' where id = ${id}`.execute(built.store.db);
   const contract = (extra: Record<string, unknown> = {}) => ({
     intent: 'send_invoice_reminder',
     conditions: { invoice_status: 'overdue', balance: '> 0' },
@@ -142,14 +146,16 @@ describe('approvals', () => {
 
   it('cancels an expired approval: nothing runs', async () => {
     const before = reminders();
-    const frozen = await freeze({ approval_contract: contract({ expires_at: new Date(Date.now() - 1000).toISOString() }) });
+    const frozen = await freeze({ approval_contract: contract({ expires_at: soon() }) });
+    await expireNow(frozen.approval.id);
     const res = await approve(frozen.approval.id, ALICE);
     expect(res.body).toMatchObject({ outcome: 'cancelled', reason: 'expired', approval: { status: 'expired' }, call: { status: 'cancelled' } });
     expect(reminders()).toBe(before);
   });
 
   it('expires, rather than rejects, an approval past its expiry: the same answer an approve click gets', async () => {
-    const frozen = await freeze({ approval_contract: contract({ expires_at: new Date(Date.now() - 1000).toISOString() }) });
+    const frozen = await freeze({ approval_contract: contract({ expires_at: soon() }) });
+    await expireNow(frozen.approval.id);
     const res = await send(built.app, 'POST', `/approvals/${frozen.approval.id}/reject`, { reason: 'too late anyway' }, { 'x-api-key': ALICE });
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ outcome: 'cancelled', reason: 'expired', approval: { status: 'expired' }, call: { status: 'cancelled' } });
@@ -368,7 +374,8 @@ describe('approvals', () => {
   });
 
   it('escalates on expiry to the approvers named in escalate_to', async () => {
-    const frozen = await freeze({ approval_contract: contract({ expires_at: new Date(Date.now() - 1000).toISOString(), on_expire: 'escalate', escalate_to: ['carol'] }) });
+    const frozen = await freeze({ approval_contract: contract({ expires_at: soon(), on_expire: 'escalate', escalate_to: ['carol'] }) });
+    await expireNow(frozen.approval.id);
     const res = await approve(frozen.approval.id, ALICE);
     expect(res.body.outcome).toBe('escalated');
     expect(res.body.approval.status).toBe('escalated');

@@ -83,7 +83,7 @@ describe('traces and executions', () => {
     expect(first.status).toBe(201);
     expect(first.body).toMatchObject({
       success: true,
-      execution: { workflow_id: 'safe-tool-execution', status: 'completed', idempotency_key: 'exec-1', final_outcome: 'executed' },
+      execution: { workflow_id: 'safe-tool-execution', status: 'completed', idempotency_key: 'exec-1', final_outcome: 'completed', call_status: 'executed' },
     });
     expect(first.body.execution.execution_id).toMatch(/^exec_/);
     const again = await send(built.app, 'POST', '/v1/executions', body, { 'idempotency-key': 'exec-1' });
