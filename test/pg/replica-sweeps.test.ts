@@ -84,8 +84,10 @@ describe('two replicas sweeping the same rows on a real Postgres server', () => 
 
   it('concurrent passes on both replicas expire, requeue and recover each row exactly once', async () => {
     const started = Date.now();
-    // Approvals already past their expiry, each with a callback for the agent.
-    const past = new Date(Date.now() - 60_000).toISOString();
+    // Approvals that will be past their expiry (a past expires_at is refused at the door, so they
+    // are frozen with a near one and moved into the past by the database clock), each with a
+    // callback for the agent.
+    const soon = new Date(Date.now() + 60_000).toISOString();
     const expiring = await Promise.all(
       Array.from({ length: EXPIRED }, (_, i) =>
         send(replicas[i % 2]!.app, 'POST', '/v1/call', {
@@ -93,12 +95,17 @@ describe('two replicas sweeping the same rows on a real Postgres server', () => 
           params: { invoice_id: `exp_${i}` },
           agent_id: 'agent-1',
           idempotency_key: `expire-${i}`,
-          approval_contract: { intent: 'send_invoice_reminder', expires_at: past, callback_url: `${hooks.url}/hook` },
+          approval_contract: { intent: 'send_invoice_reminder', expires_at: soon, callback_url: `${hooks.url}/hook` },
         }),
       ),
     );
     for (const res of expiring) expect(res.status, JSON.stringify(res.body)).toBe(202);
     const expiringIds = expiring.map((r) => r.body.approval.id as string);
+    await replicas[0]!.store.db
+      .updateTable('approvals')
+      .set({ expires_at: sql`now() - interval '1 minute'` })
+      .where('id', 'in', expiringIds)
+      .execute();
 
     // Pending approvals whose live state drifts (strict threshold) after the freeze.
     const drifting = await Promise.all(
