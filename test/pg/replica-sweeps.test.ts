@@ -101,7 +101,7 @@ describe('two replicas sweeping the same rows on a real Postgres server', () => 
     );
     for (const res of expiring) expect(res.status, JSON.stringify(res.body)).toBe(202);
     const expiringIds = expiring.map((r) => r.body.approval.id as string);
-    await replicas[0]!.store.db
+    await replicas[0].store.db
       .updateTable('approvals')
       .set({ expires_at: sql`now() - interval '1 minute'` })
       .where('id', 'in', expiringIds)
