@@ -7,7 +7,8 @@ import type { Transact } from '../db/transact.ts';
 import { AppError, ForbiddenError } from '../errors.ts';
 import type { ToolRegistry } from '../tools/tool-registry.ts';
 import type { TracesRepository } from '../traces/traces-repository.ts';
-import { FINAL_APPROVAL_STATUSES, type Approval, type ApprovalStatus } from './approval.ts';
+import { FINAL_APPROVAL_STATUSES } from '../vocabulary.ts';
+import type { Approval, ApprovalStatus } from './approval.ts';
 import type { ApprovalNotifier } from './approval-notifier.ts';
 import type { ApprovalsRepository } from './approvals-repository.ts';
 import type { ApprovalWaiter } from './approval-waiter.ts';
@@ -112,10 +113,10 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     async get(id: string, waitMs = 0): Promise<ApprovalView> {
       let row = await load(id);
       const wait = Math.min(waitMs, config.approvalWaitMaxMs);
-      if (wait > 0 && !FINAL_APPROVAL_STATUSES.has(row.status)) {
+      if (wait > 0 && !FINAL_APPROVAL_STATUSES.includes(row.status)) {
         await waiter.waitUntil(id, wait, async () => {
           row = await load(id);
-          return FINAL_APPROVAL_STATUSES.has(row.status);
+          return FINAL_APPROVAL_STATUSES.includes(row.status);
         });
       }
       return view(row);

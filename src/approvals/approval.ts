@@ -1,12 +1,10 @@
 import type { RiskLevel } from '../tools/types.ts';
 import type { Checkpoint } from './checkpoint.ts';
 
-/** Every status an approval takes: `pending`, then `approved` while its call runs, then one final status. */
-export const APPROVAL_STATUSES = ['pending', 'approved', 'executed', 'failed', 'rejected', 'expired', 'cancelled', 'blocked', 'invalidated', 'escalated'] as const;
-export type ApprovalStatus = (typeof APPROVAL_STATUSES)[number];
+import type { ApprovalStatus } from '../vocabulary.ts';
 
-/** Statuses after which nothing changes (a waiting agent stops waiting). */
-export const FINAL_APPROVAL_STATUSES: ReadonlySet<ApprovalStatus> = new Set(['executed', 'failed', 'rejected', 'expired', 'cancelled', 'blocked', 'invalidated', 'escalated']);
+// The statuses are words of the vocabulary; re-exported where approvals are typed.
+export { APPROVAL_STATUSES, type ApprovalStatus } from '../vocabulary.ts';
 
 /** A pending approval as the freeze builds it, before it is stored. */
 export interface NewApproval {

@@ -26,6 +26,21 @@ type Db = Kysely<Database> | Transaction<Database>;
 
 /** Approvals change state only through conditional updates of a pending row. */
 export function createApprovalsRepository(db: Kysely<Database>) {
+  /** Audit rows of many approvals in one statement. */
+  async function recordEvents(trx: Db, events: Array<{ kind: string; approvalId: string; actor: string; detail: Record<string, unknown> | null }>): Promise<void> {
+    if (events.length === 0) return;
+    await trx
+      .insertInto('approval_events')
+      .values(events.map((e) => ({ approval_id: e.approvalId, kind: e.kind, actor: e.actor, detail: e.detail ? jsonb(e.detail) : null })))
+      .execute();
+  }
+
+  /** Wakes the agents waiting on these approvals, on every replica (LISTEN/NOTIFY), when the transaction commits. */
+  async function notifyDecidedMany(trx: Db, approvalIds: string[]): Promise<void> {
+    if (approvalIds.length === 0) return;
+    await sql`select pg_notify('invoke_approvals', id) from unnest(${approvalIds}::text[]) as id`.execute(trx);
+  }
+
   async function voteCount(id: string, trx: Db = db): Promise<number> {
     const row = await trx
       .selectFrom('approval_votes')
@@ -202,10 +217,7 @@ export function createApprovalsRepository(db: Kysely<Database>) {
     },
 
     async recordEvent(kind: string, approvalId: string, actor: string, detail: Record<string, unknown> | null, trx: Db = db): Promise<void> {
-      await trx
-        .insertInto('approval_events')
-        .values({ approval_id: approvalId, kind, actor, detail: detail ? jsonb(detail) : null })
-        .execute();
+      await recordEvents(trx, [{ kind, approvalId, actor, detail }]);
     },
 
     async eventsFor(approvalId: string) {
@@ -241,24 +253,12 @@ export function createApprovalsRepository(db: Kysely<Database>) {
       return rows.map(toApproval);
     },
 
-    /** Audit rows of many approvals in one statement. */
-    async recordEvents(trx: Transaction<Database>, events: Array<{ kind: string; approvalId: string; actor: string; detail: Record<string, unknown> | null }>): Promise<void> {
-      if (events.length === 0) return;
-      await trx
-        .insertInto('approval_events')
-        .values(events.map((e) => ({ approval_id: e.approvalId, kind: e.kind, actor: e.actor, detail: e.detail ? jsonb(e.detail) : null })))
-        .execute();
-    },
+    recordEvents,
+    notifyDecidedMany,
 
-    /** Wakes the agents waiting on many approvals at once. */
-    async notifyDecidedMany(trx: Transaction<Database>, approvalIds: string[]): Promise<void> {
-      if (approvalIds.length === 0) return;
-      await sql`select pg_notify('invoke_approvals', id) from unnest(${approvalIds}::text[]) as id`.execute(trx);
-    },
-
-    /** Wakes long-polling agents on every replica (LISTEN/NOTIFY), delivered when the transaction commits. */
+    /** Wakes the agents long-polling one approval. */
     async notifyDecided(trx: Db, approvalId: string): Promise<void> {
-      await sql`select pg_notify('invoke_approvals', ${approvalId})`.execute(trx);
+      await notifyDecidedMany(trx, [approvalId]);
     },
   };
 }

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { json, startToolServer } from '../helpers/tool-server.ts';
 import { createTestDatabase } from './databases.ts';
-import { http, killHard, runSweepCli, spawnReplica, stopProcess, type Answer, type Replica, type SweepRun } from './replica-process.ts';
+import { http, killHard, runSweepCli, spawnReplica, stopProcess, waitFor, type Answer, type Replica, type SweepRun } from './replica-process.ts';
 
 /**
  * A process killed with SIGKILL mid-call, and a new one recovering the call by reconciliation
@@ -26,14 +26,6 @@ const READ_TIMEOUT_MS = 500;
 const CALL_LEASE_MS = 1_000;
 
 const children = new Set<ChildProcess>();
-
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('a replica killed with SIGKILL mid-call, recovered by another one on a real Postgres server', () => {
   /** Charges the payments "API" processed, in order: the side effects this test counts. */

@@ -6,15 +6,7 @@ import { openStore, type Store } from '../../src/db/store.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
 import { createTestDatabase } from './databases.ts';
 import { startPostgres, type RunningPostgres } from './postgres-server.ts';
-import { http, spawnReplica, stopProcess, type Replica } from './replica-process.ts';
-
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+import { http, spawnReplica, stopProcess, waitFor, type Replica } from './replica-process.ts';
 
 /**
  * Connections the store holds, killed under it one at a time with `pg_terminate_backend` (what

@@ -141,3 +141,12 @@ export async function http(port: number, method: 'GET' | 'POST', url: string, ke
   }
   return { status: response.status, headers: response.headers, body: parsed };
 }
+
+/** Polls `check` until it holds, failing with `what` after `timeoutMs`. */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
