@@ -10,6 +10,7 @@ import { createApiKeysRepository } from './auth/api-keys-repository.ts';
 import { ensureBootstrapKey, loadKeyring, type Keyring } from './auth/keyring.ts';
 import { registerCallRoutes } from './calls/call-routes.ts';
 import { createCallService, type CallService } from './calls/call-service.ts';
+import type { CallAnswer } from './calls/call-types.ts';
 import { createCallsRepository } from './calls/calls-repository.ts';
 import { createStateReader } from './calls/state-reader.ts';
 import { createStateService } from './calls/state-service.ts';
@@ -30,6 +31,8 @@ import { loggerOptions, OneLineRequestLog } from './http/logging.ts';
 import { registerOpenApi, registerOpenApiRoute } from './http/openapi.ts';
 import { zodValidatorCompiler } from './http/validation.ts';
 import { registerAddressLimits, registerKeyLimit, registerRateLimitStore } from './http/rate-limits.ts';
+import { registerMcpRoutes } from './mcp/mcp-routes.ts';
+import { createMcpGateway, type McpGateway } from './mcp/mcp-server.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { loadPolicyFile, type PolicyRule } from './policy/policy.ts';
 import { createFetchUrlTool } from './tools/fetch-url.ts';
@@ -46,6 +49,7 @@ import { createSweepService, SWEEP_ACTOR, type SweepService } from './sweeps/swe
 import { createCallFreezer } from './approvals/freeze.ts';
 import { createInvokeCommand } from './slack/invoke-command.ts';
 import { createSlackApp, createSlackClient } from './slack/slack-app.ts';
+import { slackMessageLink } from './slack/mrkdwn.ts';
 import { createSlackNotifier } from './slack/slack-notifier.ts';
 import { createSlackOutbox, type SlackOutbox } from './slack/slack-outbox.ts';
 
@@ -297,6 +301,25 @@ function createSlackStep(config: Config, deps: AppDeps, store: Store, core: Serv
   });
 }
 
+/** The MCP door: the call and approval services, the stored answers, and the approval cards' Slack links. */
+function createMcpStep(config: Config, core: Services, log: FastifyBaseLogger): McpGateway {
+  return createMcpGateway({
+    config,
+    registry: core.registry,
+    calls: core.calls,
+    approvals: core.approvalService,
+    callRecord: async (callId) => {
+      const detail = (await core.callsRepository.findCallDetails([callId])).get(callId);
+      return detail ? { api_key_id: detail.api_key_id, answer: detail.answer as CallAnswer | null } : null;
+    },
+    cardLink: async (approvalId) => {
+      const card = await core.approvalsRepository.slackCardOf(approvalId);
+      return card?.slack_channel && card.slack_ts ? slackMessageLink(card.slack_channel, card.slack_ts) : null;
+    },
+    log: { warn: (obj, msg) => log.warn(obj, msg) },
+  });
+}
+
 /** Hooks (limits, input guard, auth) in the order they must run, the document, then the routes. */
 async function registerRoutes(app: FastifyInstance, config: Config, store: Store, keyring: Keyring, core: Services): Promise<void> {
   await registerRateLimitStore(app);
@@ -312,6 +335,7 @@ async function registerRoutes(app: FastifyInstance, config: Config, store: Store
   registerTraceRoutes(app, core.tracesRepository, core.callsRepository);
   registerExecutionRoutes(app, core.executions);
   registerApprovalRoutes(app, core.approvalService);
+  registerMcpRoutes(app, createMcpStep(config, core, app.log));
 }
 
 /**

@@ -154,6 +154,7 @@ export const envSchema = z.object({
   INVOKE_EXECUTION_TOOL: z.string().min(1).max(200).optional(),
   INVOKE_CRITICAL_APPROVALS: intFrom(2, 1, 10),
   INVOKE_APPROVAL_WAIT_MAX: duration('60s'),
+  INVOKE_MCP_APPROVAL_WAIT_SECONDS: intFrom(60, 0, 3600),
   INVOKE_CALLBACK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
   INVOKE_CALLBACK_ALLOWLIST: csv,
   INVOKE_OUTBOX_INTERVAL_MS: intFrom(2_000, 0, 3_600_000),
@@ -237,6 +238,8 @@ export type Config = Readonly<{
   executionTool?: string;
   criticalApprovals: number;
   approvalWaitMaxMs: number;
+  /** How long an MCP `tools/call` waits for a pending approval's decision before answering that it waits. */
+  mcpApprovalWaitMs: number;
   callbackSecret?: string;
   callbackAllowHosts: readonly string[];
   /** How often this process delivers due outbox rows; 0 leaves it to the sweeps. */
@@ -300,6 +303,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     executionTool: e.INVOKE_EXECUTION_TOOL,
     criticalApprovals: e.INVOKE_CRITICAL_APPROVALS,
     approvalWaitMaxMs: e.INVOKE_APPROVAL_WAIT_MAX,
+    mcpApprovalWaitMs: e.INVOKE_MCP_APPROVAL_WAIT_SECONDS * 1000,
     callbackSecret: e.INVOKE_CALLBACK_SECRET,
     callbackAllowHosts: e.INVOKE_CALLBACK_ALLOWLIST,
     outboxIntervalMs: e.INVOKE_OUTBOX_INTERVAL_MS,

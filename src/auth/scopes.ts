@@ -33,6 +33,17 @@ export interface ScopedTool {
   side_effects: boolean;
 }
 
+/**
+ * Whether the key may use this tool at all: what `authorizeToolUse` checks before the call's
+ * context (agent, env, ...), which only a call names. Used to list a key's tools.
+ */
+export function mayUseTool(identity: KeyIdentity, card: ScopedTool): boolean {
+  if (!hasScope(identity, 'tools:call')) return false;
+  const limits = identity.limits;
+  if (identity.fullAccess || !limits) return true;
+  return toolAllowed(limits.allowed_tools, card.key) && !(limits.read_only && card.side_effects);
+}
+
 export function authorizeToolUse(identity: KeyIdentity, card: ScopedTool, context: CallContext, purpose = 'call'): void {
   requireScope(identity, 'tools:call');
   const limits = identity.limits;

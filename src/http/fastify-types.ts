@@ -9,6 +9,8 @@ declare module 'fastify' {
     unlimited?: boolean;
     /** The scope a key needs for this route; checked before the handler runs. */
     scope?: Scope;
+    /** Routes that also take the key as `Authorization: Bearer <key>` (MCP clients send it that way). */
+    bearer?: boolean;
   }
   interface FastifyRequest {
     identity: KeyIdentity;

@@ -10,6 +10,11 @@ import { invokeMcpTool, listMcpTools, mcpAnnotationsToCard, McpListingError } fr
 import { assertProviderUrlAllowed, isSsrfBlockedError, type ResolveAll } from './ssrf-guard.ts';
 
 const BUILTIN_PROVIDER = 'fetch';
+/** Provider names whose tool keys Invoke itself uses: the built-ins, and the MCP gateway's own tools (`invoke.approval_status`). */
+const RESERVED_PROVIDERS: ReadonlyMap<string, string> = new Map([
+  [BUILTIN_PROVIDER, 'built-in tools'],
+  ['invoke', "the MCP gateway's own tools"],
+]);
 
 /** A provider URL pointing at a link-local or cloud metadata address (or a name for one). */
 export class ForbiddenAddressError extends AppError {
@@ -164,9 +169,8 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
     async registerProvider(body: unknown): Promise<{ provider: string; kind: 'http' | 'mcp'; tools: CapabilityCard[] }> {
       const isMcp = typeof body === 'object' && body !== null && 'mcp_url' in body;
       const registration = isMcp ? parseInput(mcpProviderSchema, body) : parseInput(httpProviderSchema, body);
-      if (registration.name === BUILTIN_PROVIDER) {
-        throw new ValidationError(`The provider name "${BUILTIN_PROVIDER}" is reserved for built-in tools`);
-      }
+      const reservedFor = RESERVED_PROVIDERS.get(registration.name);
+      if (reservedFor) throw new ValidationError(`The provider name "${registration.name}" is reserved for ${reservedFor}`);
       if ('mcp_url' in registration) await assertProviderAddress('mcp_url', registration.mcp_url);
       else await assertProviderAddress('base_url', registration.base_url);
       const tools = 'mcp_url' in registration ? await mcpTools(registration) : httpTools(registration);
