@@ -243,6 +243,33 @@ describe('MCP gateway (/mcp)', () => {
     }
   });
 
+  it('counts /mcp requests against the key rate limit like any other route', async () => {
+    const limited = await buildTestApp({ INVOKE_API_KEY_SCOPES: SCOPES, INVOKE_RATE_LIMIT_PER_KEY: '2' }, built.store);
+    try {
+      const list = () =>
+        limited.app.inject({
+          method: 'POST',
+          url: '/mcp',
+          headers: {
+            authorization: `Bearer ${AGENT_KEY}`,
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+            'mcp-protocol-version': '2025-06-18',
+          },
+          payload: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+        });
+      const first = await list();
+      expect(first.statusCode).toBe(200);
+      expect(first.json().result.tools.map((t: { name: string }) => t.name)).toContain('shop.lookup');
+      expect((await list()).statusCode).toBe(200);
+      const refused = await list();
+      expect(refused.statusCode).toBe(429);
+      expect(refused.json()).toMatchObject({ error: { code: 'rate_limited', details: { limit: 'api_key' } } });
+    } finally {
+      await limited.app.close();
+    }
+  });
+
   it('reserves the provider name invoke for the gateway tools', async () => {
     const registered = await send(built.app, 'POST', '/v1/providers', { name: 'invoke', base_url: server.url, tools: [{ name: 'approval_status', path: '/x' }] });
     expect(registered.status).toBe(400);
