@@ -5,6 +5,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startSlackEmulator } from '../../demo/slack-emulator.ts';
 import type { BuiltApp } from '../../src/app.ts';
 import { ADMIN_KEY, buildTestApp, send } from '../helpers/app.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
@@ -274,5 +275,49 @@ describe('MCP gateway (/mcp)', () => {
     const registered = await send(built.app, 'POST', '/v1/providers', { name: 'invoke', base_url: server.url, tools: [{ name: 'approval_status', path: '/x' }] });
     expect(registered.status).toBe(400);
     expect(registered.body.error.message).toContain('reserved');
+  });
+});
+
+describe('MCP gateway with Slack', () => {
+  let built: BuiltApp;
+  let slack: Awaited<ReturnType<typeof startSlackEmulator>>;
+  let tools: Awaited<ReturnType<typeof startToolServer>>;
+  let url: string;
+
+  beforeAll(async () => {
+    slack = await startSlackEmulator();
+    tools = await startToolServer({ 'POST /wire': (_req, res) => json(res, 200, { wired: true }) });
+    built = await buildTestApp({
+      SLACK_BOT_TOKEN: 'xoxb-test',
+      SLACK_SIGNING_SECRET: 'mcp-test-signing-secret',
+      SLACK_APPROVAL_CHANNEL: 'C0APPROVALS',
+      SLACK_APPROVER_IDS: 'U0ALICE',
+      SLACK_API_URL: slack.url,
+      INVOKE_API_KEY_SCOPES: SCOPES,
+      INVOKE_MCP_APPROVAL_WAIT_SECONDS: '2',
+    });
+    url = await built.app.listen({ port: 0, host: '127.0.0.1' });
+    const registered = await send(built.app, 'POST', '/v1/providers', { name: 'bank', base_url: tools.url, tools: [{ name: 'wire', path: '/wire', risk: 'critical' }] });
+    expect(registered.status).toBe(201);
+  });
+  afterAll(async () => {
+    await built.app.close();
+    await tools.close();
+    await slack.close();
+  });
+
+  it('answers a call still waiting with the link to its approval card in Slack', async () => {
+    const client = new Client({ name: 'mcp-gateway-test', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${url}/mcp`), { requestInit: { headers: { 'x-api-key': AGENT_KEY } } }));
+    try {
+      const pending = (await client.callTool({ name: 'bank.wire', arguments: { amount: 100 } })) as Result;
+      const card = slack.messages.find((m) => m.channel === 'C0APPROVALS' && !m.thread_ts);
+      expect(card).toBeDefined();
+      const link = `https://slack.com/archives/C0APPROVALS/p${card!.ts.replace('.', '')}`;
+      expect(pending.structuredContent).toMatchObject({ status: 'pending_approval', waiting_for_approval: { slack: true, card_url: link } });
+      expect((pending.content[0] as { text: string }).text).toContain(`in Slack: ${link}`);
+    } finally {
+      await client.close();
+    }
   });
 });
