@@ -2,10 +2,10 @@ import { defineConfig } from 'vitest/config';
 
 /**
  * `import ... from 'invoke'` (the package referencing itself) resolves through package.json
- * `exports`: the `source` condition picks the TypeScript source, as tsc (`customConditions`) and
- * `tsx --conditions=source` do; without it Node gets the built `dist`.
+ * `exports`: the `invoke-source` condition picks the TypeScript source, as tsc (`customConditions`) and
+ * `tsx --conditions=invoke-source` do; without it Node gets the built `dist`.
  */
-const SOURCE_FIRST = ['source', 'module', 'node', 'development|production'];
+const SOURCE_FIRST = ['invoke-source', 'module', 'node', 'development|production'];
 
 export default defineConfig({
   resolve: { conditions: SOURCE_FIRST },
