@@ -3,6 +3,7 @@
 // tsx, so `npx invoke` works without a build and never runs a stale dist; an installed package
 // without src/ runs the build.
 import { existsSync } from 'node:fs';
+import { URL } from 'node:url';
 
 const source = new URL('../src/cli/main.ts', import.meta.url);
 if (existsSync(source)) {

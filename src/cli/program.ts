@@ -9,8 +9,8 @@ import { pretty, table } from './render.ts';
 
 /** Where the CLI reads and writes: the process in `main.ts`, captured buffers in tests. */
 export interface CliIo {
-  out(text: string): void;
-  err(text: string): void;
+  out(this: void, text: string): void;
+  err(this: void, text: string): void;
   env: Record<string, string | undefined>;
   /** The transport for the SDK; default the global fetch. */
   fetch?: FetchLike;
