@@ -255,7 +255,7 @@ export class Invoke {
       get: (id: string, options: { waitSeconds?: number; signal?: AbortSignal } = {}) => get(id, options.waitSeconds ?? 0, options.signal),
       wait,
       /** Approve as the key's approver: Invoke revalidates live state, then runs the frozen call. */
-      approve: (id: string, input: ApproveInput = {}): Promise<{ outcome?: string; approval: Approval; call?: DecidedAnswer | CallAnswer }> =>
+      approve: (id: string, input: ApproveInput = {}): Promise<{ outcome?: string; approval: Approval; call?: CallAnswer }> =>
         this.#post(`/v1/approvals/${encodeURIComponent(id)}/approve`, input, 'unprocessed'),
       reject: (id: string, reason: string): Promise<{ outcome?: string; approval: Approval; call?: CallAnswer }> =>
         this.#post(`/v1/approvals/${encodeURIComponent(id)}/reject`, { reason }, 'unprocessed'),
