@@ -8,6 +8,7 @@ export { healthAnswerSchema, healthUnavailableSchema } from './http/health-route
 export {
   callRequestSchema,
   callAnswerSchema,
+  approvalSummarySchema,
   traceEventSchema,
   verifyRequestSchema,
   verifyAnswerSchema,

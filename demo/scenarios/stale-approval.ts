@@ -109,7 +109,8 @@ export const staleApproval: Scenario = {
   },
 };
 
-async function clickApprove(ctx: Ctx, approvalId: string, ts: string) {
+/** The approver clicks Approve on the card: a signed Slack interactivity request, as Slack sends it. */
+export async function clickApprove(ctx: Pick<Ctx, 'env'>, approvalId: string, ts: string) {
   const payload = {
     type: 'block_actions',
     user: { id: APPROVER, username: 'approver', team_id: 'T0INVOKE' },

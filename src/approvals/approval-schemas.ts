@@ -28,7 +28,21 @@ export const rejectBodySchema = z
 export type RejectBody = z.infer<typeof rejectBodySchema>;
 
 /** An approval as the API shows it. Open: the checkpoint's fields depend on the call. */
-export const approvalViewSchema = openObject({ id: z.string(), status: z.string() });
+export const approvalViewSchema = openObject({
+  id: z.string(),
+  call_id: z.string(),
+  status: z.enum(APPROVAL_STATUSES),
+  tool: z.string(),
+  agent_id: z.string(),
+  risk: z.string(),
+  reason: z.string(),
+  created_at: z.string(),
+  expires_at: z.string(),
+  decided_at: z.string().nullable(),
+  decision: z.unknown(),
+  approvals_required: z.number(),
+  previous_approval_id: z.string().nullable(),
+});
 export const approvalListAnswerSchema = z.object({ approvals: z.array(approvalViewSchema) });
 export const approvalAnswerSchema = z.object({ approval: approvalViewSchema });
 export const approvalAuditAnswerSchema = z.object({

@@ -11,6 +11,18 @@ const record = z.record(z.string(), z.unknown());
 /** One step of a call's trace. Open: each step carries its own detail fields. */
 export const traceEventSchema = openObject({ step: z.string(), status: z.string(), at: z.string() });
 
+/** The pending approval a frozen (202) answer carries; the agent waits on its `id`. */
+export const approvalSummarySchema = openObject({
+  id: z.string(),
+  status: z.string(),
+  reason: z.string(),
+  risk: z.string(),
+  expires_at: z.string(),
+  approvals_required: z.number(),
+  frozen_state: record.nullable(),
+  previous_approval_id: z.string().optional(),
+});
+
 /**
  * What `/v1/call` answers (200 decided, 202 waiting for a human). Open: `result` is whatever
  * the tool returned, and outcome-specific fields (approval, reconciliation, fallback...) come
@@ -25,6 +37,10 @@ export const callAnswerSchema = openObject({
   result: z.unknown().optional(),
   error: z.string().optional(),
   reason: z.string().optional(),
+  approval: approvalSummarySchema.optional(),
+  mismatches: z.array(z.unknown()).optional(),
+  reconciliation: record.optional(),
+  fallback: z.object({ tool: z.string(), used: z.boolean() }).optional(),
   trace: z.array(traceEventSchema),
 });
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { openObject } from '../http/error-schema.ts';
+import { RISK_LEVELS } from '../vocabulary.ts';
 import { httpProviderSchema, mcpProviderSchema } from './schemas.ts';
 
 export { httpProviderSchema, mcpProviderSchema };
@@ -17,7 +18,16 @@ export function providerSchemaFor(body: unknown): typeof mcpProviderSchema | typ
 }
 
 /** A tool's capability card. Open: cards grow fields as tools describe themselves better. */
-export const capabilityCardSchema = openObject({ key: z.string() });
+export const capabilityCardSchema = openObject({
+  key: z.string(),
+  provider: z.string(),
+  name: z.string(),
+  description: z.string(),
+  input_schema: z.record(z.string(), z.unknown()),
+  risk: z.enum(RISK_LEVELS),
+  side_effects: z.boolean(),
+  idempotent: z.boolean(),
+});
 export const toolListAnswerSchema = z.object({ tools: z.array(capabilityCardSchema) });
 export const discoverAnswerSchema = z.object({ query: z.string(), tools: z.array(capabilityCardSchema) });
 export const providerAnswerSchema = z.object({ provider: z.string(), kind: z.enum(['http', 'mcp']), tools: z.array(capabilityCardSchema) });

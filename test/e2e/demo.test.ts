@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { formatTable, runDemo, type DemoResult, type ScenarioResult } from '../../demo/run-demo.ts';
+import { runSdkAgentDemo } from '../../demo/sdk-agent.ts';
 
 /**
  * The blast-radius demo end to end, in-process: the mock tools, the Slack emulator and Invoke on
@@ -80,4 +81,18 @@ describe('the blast-radius demo', () => {
     expect(table).toMatch(/charges recorded by the payments API\s+2\s+1\s+outcome_reconciled/);
     expect(table).toMatch(/issues created in the tracker\s+2\s+1\s+executed/);
   });
+});
+
+/** The second demo: an agent on the SDK, one call waiting for a Slack approval. */
+describe('the SDK agent demo', () => {
+  it('looks up, then waits on one call while the approver clicks Approve in Slack; the reminder is sent once', async () => {
+    const result = await runSdkAgentDemo();
+    expect(result.lookup.status).toBe('executed');
+    expect(result.reminder.status).toBe('executed');
+    expect(result.reminder.result).toEqual({ invoice_id: 'inv_2001', reminder_sent: true });
+    expect(result.reminders).toBe(1);
+    expect(result.card).toMatch(/^Approval executed: payments\.send_reminder.*decided by <@U0APPROVER>/);
+    expect(result.log).toContain(`Slack: card for ${result.approvalId} in the channel; the approver clicks Approve`);
+    expect(result.log).toContain('Slack thread: :white_check_mark: *Executed* after approval by <@U0APPROVER>.');
+  }, 60_000);
 });
