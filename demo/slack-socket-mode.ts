@@ -21,7 +21,7 @@ export interface SocketAck {
 }
 
 export interface SocketModeEmulator {
-  /** Connections that received `hello` and are still open. */
+  /** Connections that are open and answered the ping sent after `hello` (so the client has read it). */
   readonly openConnections: number;
   /** How many connections were ever opened (reconnects count). */
   readonly connectionsOpened: number;
@@ -98,8 +98,13 @@ export function createSocketModeServer(identity: { teamId: string; appId: string
 
   function onConnection(ws: WebSocket): void {
     connectionsOpened += 1;
-    open.push(ws);
     ws.on('message', onMessage);
+    // The server sees the upgrade before the client does: a connection counts as open once the
+    // client answers the ping that follows `hello`, so it has read `hello` and can take envelopes.
+    ws.once('pong', () => {
+      open.push(ws);
+      notifyConnections();
+    });
     ws.on('close', () => {
       const at = open.indexOf(ws);
       if (at >= 0) open.splice(at, 1);
@@ -111,13 +116,12 @@ export function createSocketModeServer(identity: { teamId: string; appId: string
     ws.send(
       JSON.stringify({
         type: 'hello',
-        num_connections: open.length,
+        num_connections: open.length + 1,
         debug_info: { host: HOST, build_number: 1, approximate_connection_time: 18_060 },
         connection_info: { app_id: identity.appId },
       }),
     );
     ws.ping();
-    notifyConnections();
   }
 
   function liveConnection(): WebSocket | undefined {

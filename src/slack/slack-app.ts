@@ -1,4 +1,4 @@
-import { App, LogLevel, type BlockAction, type ButtonAction, type RespondFn } from '@slack/bolt';
+import { App, LogLevel, SocketModeReceiver, type BlockAction, type ButtonAction, type RespondFn } from '@slack/bolt';
 import { WebClient } from '@slack/web-api';
 import type { FastifyInstance } from 'fastify';
 import { SelfApprovalError, type ApprovalService, type ApproverActor } from '../approvals/approval-service.ts';
@@ -84,6 +84,20 @@ function createSlackAccess(client: WebClient, config: SlackConfig) {
 }
 
 /**
+ * Socket Mode's receiver, built here rather than by Bolt so the connection's Web API client gets
+ * only `slackApiUrl`. Bolt would hand it the handlers' client options, and their `retries: 0`
+ * makes one failed `apps.connections.open` (a network blip at start or at a reconnect) end the
+ * connection for good; left unset, the Socket Mode client keeps its own retry policy.
+ */
+function createSocketModeReceiver(appToken: string, slackApiUrl: string | undefined): SocketModeReceiver {
+  return new SocketModeReceiver({
+    appToken,
+    logLevel: LogLevel.ERROR,
+    installerOptions: { clientOptions: slackApiUrl ? { slackApiUrl } : {} },
+  });
+}
+
+/**
  * The Bolt app: Approve / Reject (with a reason modal) / Refetch on approval cards, and the
  * `/invoke` command. Listeners are thin: check who clicked, call the approval service (the same
  * one the API uses), and tell the clicker ephemerally when nothing happens.
@@ -92,15 +106,15 @@ export function createSlackApp(deps: SlackAppDeps) {
   const { config, approvals, notifier, log } = deps;
   const client = createSlackClient(config);
   const access = createSlackAccess(client, config);
-  const socketMode = Boolean(config.appToken);
-  const receiver = socketMode
+  const socketReceiver = config.appToken ? createSocketModeReceiver(config.appToken, config.apiUrl) : undefined;
+  const httpReceiver = socketReceiver
     ? undefined
     : new FastifyBoltReceiver({ signingSecret: config.signingSecret!, onError: (error) => log.error({ err: error }, 'slack handler failed') });
   const bolt = new App({
     // No token verification at start (Bolt would call auth.test and crash the process when Slack
     // is unreachable): the bot token is simply handed to every listener.
     authorize: async () => ({ botToken: config.botToken }),
-    ...(receiver ? { receiver } : { socketMode: true, appToken: config.appToken, signingSecret: config.signingSecret }),
+    receiver: socketReceiver ?? httpReceiver,
     clientOptions: { slackApiUrl: config.apiUrl, retryConfig: { retries: 0 }, rejectRateLimitedCalls: true },
     logLevel: LogLevel.ERROR,
   });
@@ -237,14 +251,15 @@ export function createSlackApp(deps: SlackAppDeps) {
     client,
     /** HTTP mode: mounts `POST /slack/events`. Socket Mode: nothing to mount. */
     register(fastify: FastifyInstance): void {
-      receiver?.register(fastify);
+      httpReceiver?.register(fastify);
     },
     /** Socket Mode connects in the background: Slack being down never blocks or fails the start. */
     async start(): Promise<void> {
-      if (socketMode) bolt.start().catch((error: unknown) => log.error({ err: error }, 'Slack Socket Mode connection failed'));
+      if (socketReceiver) bolt.start().catch((error: unknown) => log.error({ err: error }, 'Slack Socket Mode connection failed'));
     },
+    /** Closes the Socket Mode connection and waits for it (Bolt's own stop does not wait). */
     async stop(): Promise<void> {
-      if (socketMode) await bolt.stop();
+      if (socketReceiver) await socketReceiver.client.disconnect();
     },
   };
 }
