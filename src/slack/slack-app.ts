@@ -14,7 +14,9 @@ import {
   ephemeralText,
   rejectReasonModal,
 } from './blocks.ts';
+import { createAppHome } from './app-home.ts';
 import type { SlackMessage } from './card-types.ts';
+import { createDecidableApprovals } from './decidable-approvals.ts';
 import { FastifyBoltReceiver } from './fastify-receiver.ts';
 import type { CommandCaller } from './invoke-command.ts';
 import type { SlackNotifier } from './slack-notifier.ts';
@@ -106,6 +108,7 @@ export function createSlackApp(deps: SlackAppDeps) {
   const { config, approvals, notifier, log } = deps;
   const client = createSlackClient(config);
   const access = createSlackAccess(client, config);
+  const home = createAppHome({ client, decidable: createDecidableApprovals({ approvals, isApprover: access.mayDecide }), log });
   const socketReceiver = config.appToken ? createSocketModeReceiver(config.appToken, config.apiUrl) : undefined;
   const httpReceiver = socketReceiver
     ? undefined
@@ -169,6 +172,9 @@ export function createSlackApp(deps: SlackAppDeps) {
 
   const slackActor = (user: string): ApproverActor => ({ approver: user, via: 'slack' });
 
+  /** A click on a card shown in the App Home tab rather than in a channel. */
+  const clickedInHome = (body: BlockAction<ButtonAction>): boolean => body.view?.type === 'home';
+
   bolt.action<BlockAction<ButtonAction>>(APPROVE_ACTION_ID, async ({ ack, body, action, respond }) => {
     await ack();
     const id = action.value ?? '';
@@ -180,6 +186,8 @@ export function createSlackApp(deps: SlackAppDeps) {
         await tell(`Your approval is recorded (${result.approvals_received} of ${result.approval.approvals_required}); it runs once enough approvers agree.`);
       }
     });
+    // The decider's Home tab drops what they just decided (the channel card is updated by the outbox).
+    await home.publish(body.user.id);
   });
 
   bolt.action<BlockAction<ButtonAction>>(REJECT_ACTION_ID, async ({ ack, body, action, respond, client: boltClient }) => {
@@ -207,8 +215,11 @@ export function createSlackApp(deps: SlackAppDeps) {
     if (!(await access.mayDecide(body.user.id))) return tell(NOT_AN_APPROVER);
     try {
       const live = await approvals.refetch(id);
-      if (live.approval.status === 'pending') await notifier.refetched(live.approval.id, { state_source: live.state_source, drift: live.drift });
+      const shown = { state_source: live.state_source, drift: live.drift };
+      if (live.approval.status === 'pending') await notifier.refetched(live.approval.id, shown);
       else await tell(`This approval is already ${live.approval.status}.`);
+      // Clicked in the Home tab: the live state shows on that card there too.
+      if (clickedInHome(body)) await home.publish(body.user.id, { approvalId: id, live: shown });
     } catch (error) {
       await tell(error instanceof AppError ? error.message : 'Could not read live state.');
     } finally {
@@ -228,6 +239,13 @@ export function createSlackApp(deps: SlackAppDeps) {
     const tell = tellerFor({ user, approvalId: view.private_metadata });
     if (!(await access.mayDecide(user))) return tell(NOT_AN_APPROVER);
     await decide(tell, () => approvals.reject(slackActor(user), view.private_metadata, reason));
+    await home.publish(user);
+  });
+
+  bolt.event('app_home_opened', async ({ event }) => {
+    // The event also fires for the Messages tab, which Invoke does not use.
+    if (event.tab !== 'home') return;
+    await home.publish(event.user);
   });
 
   bolt.command('/invoke', async ({ ack, command, respond }) => {
