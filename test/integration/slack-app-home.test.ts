@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSlackEmulator, type SlackEmulator } from '../../demo/slack-emulator.ts';
 import { buildApp, type BuiltApp } from '../../src/app.ts';
 import { HOME_MAX_BLOCKS, HOME_MAX_CARDS } from '../../src/slack/app-home.ts';
-import { APPROVE_ACTION_ID, REFETCH_ACTION_ID, REJECT_ACTION_ID } from '../../src/slack/blocks.ts';
+import { APPROVE_ACTION_ID, REFETCH_ACTION_ID, REJECT_ACTION_ID, REJECT_REASON_ACTION_ID, REJECT_REASON_BLOCK_ID } from '../../src/slack/blocks.ts';
 import { send, testConfig } from '../helpers/app.ts';
 import { SLACK_TRANSPORTS, slackDriver, type SlackDriver } from '../helpers/slack-transport.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
@@ -176,6 +176,29 @@ describe.each(SLACK_TRANSPORTS)('Slack App Home over %s', (transport) => {
       return slack.callsTo('chat.update').find((c) => c.args['ts'] === card.slack_ts && c.args['channel'] === CHANNEL);
     });
     expect(JSON.stringify(update.args['blocks'])).not.toContain(APPROVE_ACTION_ID);
+    const republished = await waitFor(() => slack.homes.slice(published).find((h) => h.user_id === DAVE));
+    expect(homeOf(republished.view).shownIds).not.toContain(id);
+  });
+
+  httpOnly('Reject in the Home tab opens the reason modal; once submitted, the call is rejected and the tab republished', async () => {
+    const id = await freeze({}, 'inv_reject');
+    await clickInHome(REJECT_ACTION_ID, id, DAVE);
+    const opened = await waitFor(() => slack.callsTo('views.open').find((c) => (c.args['view'] as { private_metadata?: string }).private_metadata === id));
+    const modal = opened.args['view'] as { callback_id: string };
+    const published = slack.homes.length;
+    const submitted = await driver.interaction({
+      type: 'view_submission',
+      user: { id: DAVE },
+      team: { id: 'T1' },
+      view: {
+        id: 'VMODAL',
+        callback_id: modal.callback_id,
+        private_metadata: id,
+        state: { values: { [REJECT_REASON_BLOCK_ID]: { [REJECT_REASON_ACTION_ID]: { type: 'plain_text_input', value: 'paid already' } } } },
+      },
+    });
+    expect(submitted.acked).toBe(true);
+    await waitFor(async () => (await statusOf(id)) === 'rejected');
     const republished = await waitFor(() => slack.homes.slice(published).find((h) => h.user_id === DAVE));
     expect(homeOf(republished.view).shownIds).not.toContain(id);
   });
