@@ -1,4 +1,4 @@
-import { App, LogLevel, SocketModeReceiver, type BlockAction, type ButtonAction, type RespondFn } from '@slack/bolt';
+import { App, LogLevel, SocketModeReceiver, type BlockAction, type ButtonAction, type Logger, type RespondFn } from '@slack/bolt';
 import { WebClient } from '@slack/web-api';
 import type { FastifyInstance } from 'fastify';
 import { SelfApprovalError, type ApprovalService, type ApproverActor } from '../approvals/approval-service.ts';
@@ -91,12 +91,27 @@ function createSlackAccess(client: WebClient, config: SlackConfig) {
  * makes one failed `apps.connections.open` (a network blip at start or at a reconnect) end the
  * connection for good; left unset, the Socket Mode client keeps its own retry policy.
  */
-function createSocketModeReceiver(appToken: string, slackApiUrl: string | undefined): SocketModeReceiver {
+function createSocketModeReceiver(appToken: string, slackApiUrl: string | undefined, log: SlackAppDeps['log']): SocketModeReceiver {
   return new SocketModeReceiver({
     appToken,
-    logLevel: LogLevel.ERROR,
+    logger: socketModeLogger(log),
     installerOptions: { clientOptions: slackApiUrl ? { slackApiUrl } : {} },
   });
+}
+
+/** The connection's own messages (reconnects, missed pings, failed opens) in the app's log, not on the console. */
+function socketModeLogger(log: SlackAppDeps['log']): Logger {
+  const line = (parts: unknown[]) => parts.map(String).join(' ');
+  return {
+    debug: (...parts: unknown[]) => log.debug({ component: 'slack-socket-mode' }, line(parts)),
+    info: (...parts: unknown[]) => log.debug({ component: 'slack-socket-mode' }, line(parts)),
+    warn: (...parts: unknown[]) => log.warn({ component: 'slack-socket-mode' }, line(parts)),
+    error: (...parts: unknown[]) => log.error({ component: 'slack-socket-mode' }, line(parts)),
+    // Debug lines are built only when asked for; warnings and errors always reach the log.
+    getLevel: () => LogLevel.WARN,
+    setLevel: () => undefined,
+    setName: () => undefined,
+  };
 }
 
 /**
@@ -109,7 +124,7 @@ export function createSlackApp(deps: SlackAppDeps) {
   const client = createSlackClient(config);
   const access = createSlackAccess(client, config);
   const home = createAppHome({ client, decidable: createDecidableApprovals({ approvals, isApprover: access.mayDecide }), log });
-  const socketReceiver = config.appToken ? createSocketModeReceiver(config.appToken, config.apiUrl) : undefined;
+  const socketReceiver = config.appToken ? createSocketModeReceiver(config.appToken, config.apiUrl, log) : undefined;
   const httpReceiver = socketReceiver
     ? undefined
     : new FastifyBoltReceiver({ signingSecret: config.signingSecret!, onError: (error) => log.error({ err: error }, 'slack handler failed') });

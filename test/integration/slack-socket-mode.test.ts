@@ -48,17 +48,54 @@ describe('Slack Socket Mode connection', () => {
     expect(slack.socket.openConnections).toBe(0);
   });
 
-  it('retries apps.connections.open when the first attempt is cut off, instead of never connecting', async () => {
+  it('retries apps.connections.open when the first attempt is cut off, instead of never connecting, and logs why', async () => {
     slack.reset();
     slack.failNext('apps.connections.open', { drop: true });
-    const built = await buildApp(socketModeConfig(slack), { store, logger: false });
+    const logs: Array<{ level: number; component?: string; msg?: string }> = [];
+    const built = await buildApp(socketModeConfig(slack), { store, logger: { level: 'warn', stream: { write: (line: string) => void logs.push(JSON.parse(line)) } } });
     try {
       await slack.socket.waitForConnection({ timeoutMs: 8000 });
       const attempts = slack.callsTo('apps.connections.open');
       expect(attempts.length).toBe(2);
       expect(attempts[0]!.fault).toEqual({ drop: true });
+      // In the app's log (JSON, redacted), not on the console.
+      expect(logs.find((line) => line.component === 'slack-socket-mode' && line.level === 40)?.msg).toMatch(/request failed/);
+    } finally {
+      await built.app.close();
+    }
+  });
+
+  // About 5 s: the client waits its ping timeout before reconnecting. Slack sends `disconnect`
+  // whenever it recycles a connection, so this is the path every long-running app takes.
+  it("reconnects after Slack's disconnect message and keeps answering", async () => {
+    const built = await buildApp(socketModeConfig(slack), { store, logger: false });
+    try {
+      await slack.socket.waitForConnection();
+      const opened = slack.socket.connectionsOpened;
+      slack.socket.disconnectAll('refresh_requested');
+      await until(() => slack.socket.connectionsOpened > opened && slack.socket.openConnections === 1, 10_000);
+      expect(slack.socket.connectionsOpened).toBe(opened + 1);
+      const ack = await slack.socket.pushSlashCommand({
+        command: '/invoke',
+        text: 'help',
+        user_id: 'UALICE',
+        channel_id: CHANNEL,
+        team_id: 'T1',
+        response_url: slack.responseUrl('after-reconnect'),
+        trigger_id: 't',
+      });
+      expect(ack.type).toBe('slash_commands');
+      await until(() => slack.responses.some((r) => r.id === 'after-reconnect'));
     } finally {
       await built.app.close();
     }
   });
 });
+
+async function until(probe: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!probe()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
