@@ -1,10 +1,13 @@
 // A local stand-in for Slack's Web API, for tests and the demo (Slack cannot be reached from
 // here). It answers the methods Invoke uses, keeps a minimal picture of the channels, records
 // every call, and can fail on demand so retries can be exercised. Point `@slack/web-api`
-// (or Bolt's `clientOptions`) at it with `slackApiUrl: emulator.url`.
+// (or Bolt's `clientOptions`) at it with `slackApiUrl: emulator.url`. Socket Mode (an `xapp-`
+// token) connects through `apps.connections.open` to the emulator's own port: see
+// slack-socket-mode.ts, reached as `emulator.socket`.
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createSocketModeServer, type SocketModeEmulator } from './slack-socket-mode.ts';
 
 export interface RecordedCall {
   method: string;
@@ -45,13 +48,22 @@ export interface OpenedView {
   view: Record<string, unknown>;
 }
 
+/** A Home tab published with `views.publish`. */
+export interface PublishedHome {
+  id: string;
+  user_id: string;
+  view: Record<string, unknown>;
+  at: number;
+}
+
 export interface RecordedResponse {
   id: string;
   body: unknown;
   at: number;
 }
 
-export type SlackFault = { status: 429; retryAfter: number } | { status: 500 | 502 | 503 | 504 } | { error: string };
+/** `drop`: the connection is cut before any answer (a network failure, not an HTTP error). */
+export type SlackFault = { status: 429; retryAfter: number } | { status: 500 | 502 | 503 | 504 } | { error: string } | { drop: true };
 
 export interface SlackEmulatorOptions {
   port?: number;
@@ -62,13 +74,19 @@ export interface SlackEmulatorOptions {
 export interface SlackEmulator {
   /** Base for `slackApiUrl`, ending in `/api/`. */
   readonly url: string;
-  readonly identity: { teamId: string; userId: string; botId: string };
+  readonly identity: { teamId: string; userId: string; botId: string; appId: string };
   readonly calls: readonly RecordedCall[];
   readonly messages: readonly EmulatedMessage[];
   readonly ephemerals: readonly EphemeralMessage[];
   readonly views: readonly OpenedView[];
+  /** Every `views.publish`, in order; `homeOf` gives a user's current Home tab. */
+  readonly homes: readonly PublishedHome[];
   readonly responses: readonly RecordedResponse[];
   callsTo(method: string): RecordedCall[];
+  /** The Home tab last published for `userId`, if any. */
+  homeOf(userId: string): PublishedHome | undefined;
+  /** Socket Mode: envelopes to the app and its acks. */
+  readonly socket: SocketModeEmulator;
   /** Answer the next `times` calls to `method` with this fault instead of running it. */
   failNext(method: string, fault: SlackFault, times?: number): void;
   /** An absolute `response_url` on the emulator; POSTs to it land in `responses`. */
@@ -81,11 +99,14 @@ export interface SlackEmulator {
 type Args = Record<string, unknown>;
 type Answer = { ok: true; [key: string]: unknown } | { ok: false; error: string };
 
-const IDENTITY = { teamId: 'T0INVOKE', userId: 'U0INVOKEBOT', botId: 'B0INVOKEBOT' } as const;
+const IDENTITY = { teamId: 'T0INVOKE', userId: 'U0INVOKEBOT', botId: 'B0INVOKEBOT', appId: 'A0INVOKE' } as const;
 const WORKSPACE_URL = 'https://invoke-emulator.slack.com/';
 // Fields the Web API client sends JSON-encoded inside a form body.
 const JSON_FIELDS = ['blocks', 'attachments', 'view', 'metadata'];
 const MAX_BLOCKS = 50;
+const MAX_VIEW_BLOCKS = 100;
+/** The one method an app-level token may call; every other method wants a bot token. */
+const APP_TOKEN_METHODS = new Set(['apps.connections.open']);
 
 const fail = (error: string): Answer => ({ ok: false, error });
 const text = (args: Args, key: string): string | undefined => {
@@ -98,10 +119,14 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
   const messages: EmulatedMessage[] = [];
   const ephemerals: EphemeralMessage[] = [];
   const views: OpenedView[] = [];
+  const homes: PublishedHome[] = [];
   const responses: RecordedResponse[] = [];
   const usedTriggers = new Set<string>();
   const faults = new Map<string, SlackFault[]>();
   const userGroups = options.userGroups ?? {};
+  /** `http://127.0.0.1:<port>`, known once the server listens. */
+  let base = '';
+  const socket = createSocketModeServer(IDENTITY, () => base);
 
   let sequence = 0;
   // Slack timestamps: seconds and six digits, unique and increasing.
@@ -212,6 +237,25 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
       return { ok: true, view: { id: opened.id, team_id: IDENTITY.teamId, ...opened.view } };
     },
 
+    'views.publish': (args) => {
+      const user = text(args, 'user_id');
+      const view = args.view as { type?: unknown; blocks?: unknown } | undefined;
+      if (!user) return fail('invalid_arguments');
+      if (typeof view !== 'object' || view === null || view.type !== 'home') return fail('invalid_arguments');
+      if (!Array.isArray(view.blocks)) return fail('invalid_blocks_format');
+      if (view.blocks.length > MAX_VIEW_BLOCKS) return fail('invalid_blocks');
+      const published: PublishedHome = {
+        id: homes.find((h) => h.user_id === user)?.id ?? `VH${String(homes.length + 1).padStart(7, '0')}`,
+        user_id: user,
+        view,
+        at: Date.now(),
+      };
+      homes.push(published);
+      return { ok: true, view: { id: published.id, team_id: IDENTITY.teamId, ...published.view } };
+    },
+
+    'apps.connections.open': () => ({ ok: true, url: socket.connectionUrl() }),
+
     'conversations.info': (args) => {
       const channel = text(args, 'channel');
       if (!channel) return fail('channel_not_found');
@@ -250,6 +294,9 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
       .then((raw) => route(req, res, raw))
       .catch(() => answer(res, 400, fail('invalid_request')));
   });
+  server.on('upgrade', (req, stream, head) => {
+    if (!socket.upgrade(req, stream, head)) stream.destroy();
+  });
 
   const route = (req: IncomingMessage, res: ServerResponse, raw: string) => {
     const path = new URL(req.url ?? '/', 'http://emulator').pathname;
@@ -273,6 +320,7 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
     const fault = faults.get(apiMethod)?.shift();
     if (fault) {
       call.fault = fault;
+      if ('drop' in fault) return res.destroy();
       if ('error' in fault) return answer(res, 200, fail(fault.error));
       if (fault.status === 429) {
         return answer(res, 429, fail('ratelimited'), { 'Retry-After': String(fault.retryAfter) });
@@ -282,6 +330,8 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
     const handler = methods[apiMethod];
     if (!handler) return answer(res, 200, fail('unknown_method'));
     if (!call.token) return answer(res, 200, fail('not_authed'));
+    // As in Slack: an app-level token opens connections and nothing else, a bot token cannot open one.
+    if (call.token.startsWith('xapp-') !== APP_TOKEN_METHODS.has(apiMethod)) return answer(res, 200, fail('not_allowed_token_type'));
     return answer(res, 200, handler(args));
   };
 
@@ -289,7 +339,7 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
     server.once('error', reject);
     server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
   });
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   return {
     url: `${base}/api/`,
@@ -298,19 +348,24 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
     messages,
     ephemerals,
     views,
+    homes,
     responses,
+    socket,
     callsTo: (method) => calls.filter((call) => call.method === method),
+    homeOf: (userId) => homes.filter((h) => h.user_id === userId).at(-1),
     failNext: (method, fault, times = 1) => {
       faults.set(method, [...(faults.get(method) ?? []), ...Array.from({ length: times }, () => fault)]);
     },
     responseUrl: (id) => `${base}/response/${encodeURIComponent(id)}`,
     reset: () => {
-      for (const list of [calls, messages, ephemerals, views, responses]) list.length = 0;
+      for (const list of [calls, messages, ephemerals, views, homes, responses]) list.length = 0;
+      socket.reset();
       usedTriggers.clear();
       faults.clear();
     },
     close: () =>
       new Promise<void>((resolve) => {
+        socket.close();
         server.closeAllConnections();
         server.close(() => resolve());
       }),

@@ -1,4 +1,4 @@
-import { App, LogLevel, type BlockAction, type ButtonAction, type RespondFn } from '@slack/bolt';
+import { App, LogLevel, SocketModeReceiver, type BlockAction, type ButtonAction, type Logger, type RespondFn } from '@slack/bolt';
 import { WebClient } from '@slack/web-api';
 import type { FastifyInstance } from 'fastify';
 import { SelfApprovalError, type ApprovalService, type ApproverActor } from '../approvals/approval-service.ts';
@@ -14,7 +14,9 @@ import {
   ephemeralText,
   rejectReasonModal,
 } from './blocks.ts';
+import { createAppHome } from './app-home.ts';
 import type { SlackMessage } from './card-types.ts';
+import { createDecidableApprovals } from './decidable-approvals.ts';
 import { FastifyBoltReceiver } from './fastify-receiver.ts';
 import type { CommandCaller } from './invoke-command.ts';
 import type { SlackNotifier } from './slack-notifier.ts';
@@ -84,6 +86,35 @@ function createSlackAccess(client: WebClient, config: SlackConfig) {
 }
 
 /**
+ * Socket Mode's receiver, built here rather than by Bolt so the connection's Web API client gets
+ * only `slackApiUrl`. Bolt would hand it the handlers' client options, and their `retries: 0`
+ * makes one failed `apps.connections.open` (a network blip at start or at a reconnect) end the
+ * connection for good; left unset, the Socket Mode client keeps its own retry policy.
+ */
+function createSocketModeReceiver(appToken: string, slackApiUrl: string | undefined, log: SlackAppDeps['log']): SocketModeReceiver {
+  return new SocketModeReceiver({
+    appToken,
+    logger: socketModeLogger(log),
+    installerOptions: { clientOptions: slackApiUrl ? { slackApiUrl } : {} },
+  });
+}
+
+/** The connection's own messages (reconnects, missed pings, failed opens) in the app's log, not on the console. */
+function socketModeLogger(log: SlackAppDeps['log']): Logger {
+  const line = (parts: unknown[]) => parts.map(String).join(' ');
+  return {
+    debug: (...parts: unknown[]) => log.debug({ component: 'slack-socket-mode' }, line(parts)),
+    info: (...parts: unknown[]) => log.debug({ component: 'slack-socket-mode' }, line(parts)),
+    warn: (...parts: unknown[]) => log.warn({ component: 'slack-socket-mode' }, line(parts)),
+    error: (...parts: unknown[]) => log.error({ component: 'slack-socket-mode' }, line(parts)),
+    // Debug lines are built only when asked for; warnings and errors always reach the log.
+    getLevel: () => LogLevel.WARN,
+    setLevel: () => undefined,
+    setName: () => undefined,
+  };
+}
+
+/**
  * The Bolt app: Approve / Reject (with a reason modal) / Refetch on approval cards, and the
  * `/invoke` command. Listeners are thin: check who clicked, call the approval service (the same
  * one the API uses), and tell the clicker ephemerally when nothing happens.
@@ -92,15 +123,16 @@ export function createSlackApp(deps: SlackAppDeps) {
   const { config, approvals, notifier, log } = deps;
   const client = createSlackClient(config);
   const access = createSlackAccess(client, config);
-  const socketMode = Boolean(config.appToken);
-  const receiver = socketMode
+  const home = createAppHome({ client, decidable: createDecidableApprovals({ approvals, isApprover: access.mayDecide }), log });
+  const socketReceiver = config.appToken ? createSocketModeReceiver(config.appToken, config.apiUrl, log) : undefined;
+  const httpReceiver = socketReceiver
     ? undefined
     : new FastifyBoltReceiver({ signingSecret: config.signingSecret!, onError: (error) => log.error({ err: error }, 'slack handler failed') });
   const bolt = new App({
     // No token verification at start (Bolt would call auth.test and crash the process when Slack
     // is unreachable): the bot token is simply handed to every listener.
     authorize: async () => ({ botToken: config.botToken }),
-    ...(receiver ? { receiver } : { socketMode: true, appToken: config.appToken, signingSecret: config.signingSecret }),
+    receiver: socketReceiver ?? httpReceiver,
     clientOptions: { slackApiUrl: config.apiUrl, retryConfig: { retries: 0 }, rejectRateLimitedCalls: true },
     logLevel: LogLevel.ERROR,
   });
@@ -155,6 +187,9 @@ export function createSlackApp(deps: SlackAppDeps) {
 
   const slackActor = (user: string): ApproverActor => ({ approver: user, via: 'slack' });
 
+  /** A click on a card shown in the App Home tab rather than in a channel. */
+  const clickedInHome = (body: BlockAction<ButtonAction>): boolean => body.view?.type === 'home';
+
   bolt.action<BlockAction<ButtonAction>>(APPROVE_ACTION_ID, async ({ ack, body, action, respond }) => {
     await ack();
     const id = action.value ?? '';
@@ -166,6 +201,8 @@ export function createSlackApp(deps: SlackAppDeps) {
         await tell(`Your approval is recorded (${result.approvals_received} of ${result.approval.approvals_required}); it runs once enough approvers agree.`);
       }
     });
+    // The decider's Home tab drops what they just decided (the channel card is updated by the outbox).
+    await home.publish(body.user.id);
   });
 
   bolt.action<BlockAction<ButtonAction>>(REJECT_ACTION_ID, async ({ ack, body, action, respond, client: boltClient }) => {
@@ -193,8 +230,11 @@ export function createSlackApp(deps: SlackAppDeps) {
     if (!(await access.mayDecide(body.user.id))) return tell(NOT_AN_APPROVER);
     try {
       const live = await approvals.refetch(id);
-      if (live.approval.status === 'pending') await notifier.refetched(live.approval.id, { state_source: live.state_source, drift: live.drift });
+      const shown = { state_source: live.state_source, drift: live.drift };
+      if (live.approval.status === 'pending') await notifier.refetched(live.approval.id, shown);
       else await tell(`This approval is already ${live.approval.status}.`);
+      // Clicked in the Home tab: the live state shows on that card there too.
+      if (clickedInHome(body)) await home.publish(body.user.id, { approvalId: id, live: shown });
     } catch (error) {
       await tell(error instanceof AppError ? error.message : 'Could not read live state.');
     } finally {
@@ -214,6 +254,13 @@ export function createSlackApp(deps: SlackAppDeps) {
     const tell = tellerFor({ user, approvalId: view.private_metadata });
     if (!(await access.mayDecide(user))) return tell(NOT_AN_APPROVER);
     await decide(tell, () => approvals.reject(slackActor(user), view.private_metadata, reason));
+    await home.publish(user);
+  });
+
+  bolt.event('app_home_opened', async ({ event }) => {
+    // The event also fires for the Messages tab, which Invoke does not use.
+    if (event.tab !== 'home') return;
+    await home.publish(event.user);
   });
 
   bolt.command('/invoke', async ({ ack, command, respond }) => {
@@ -237,14 +284,15 @@ export function createSlackApp(deps: SlackAppDeps) {
     client,
     /** HTTP mode: mounts `POST /slack/events`. Socket Mode: nothing to mount. */
     register(fastify: FastifyInstance): void {
-      receiver?.register(fastify);
+      httpReceiver?.register(fastify);
     },
     /** Socket Mode connects in the background: Slack being down never blocks or fails the start. */
     async start(): Promise<void> {
-      if (socketMode) bolt.start().catch((error: unknown) => log.error({ err: error }, 'Slack Socket Mode connection failed'));
+      if (socketReceiver) bolt.start().catch((error: unknown) => log.error({ err: error }, 'Slack Socket Mode connection failed'));
     },
+    /** Closes the Socket Mode connection and waits for it (Bolt's own stop does not wait). */
     async stop(): Promise<void> {
-      if (socketMode) await bolt.stop();
+      if (socketReceiver) await socketReceiver.client.disconnect();
     },
   };
 }

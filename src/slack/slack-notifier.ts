@@ -20,7 +20,7 @@ interface ApprovalFacts {
   expires_at: Date | string;
   approvals_required: number;
   previous_approval_id: string | null;
-  checkpoint: Checkpoint;
+  checkpoint: Pick<Checkpoint, 'params' | 'contract' | 'policy_rule' | 'entity_resolution' | 'frozen_state'>;
 }
 
 /** The card's facts, from an approval row (or one about to be inserted). */

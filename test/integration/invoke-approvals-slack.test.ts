@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSlackEmulator } from '../../demo/slack-emulator.ts';
 import { buildApp, type BuiltApp } from '../../src/app.ts';
-import { signSlackRequest } from '../../src/slack/verify-request.ts';
 import { send, testConfig } from '../helpers/app.ts';
+import { SLACK_TRANSPORTS, slackDriver, type SlackDriver } from '../helpers/slack-transport.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
 
-const SIGNING_SECRET = 'test-signing-secret';
 const CHANNEL = 'C0APPROVALS';
 /** An approver whose agent key requests calls: the requester's person of those calls. */
 const ALICE = 'UALICE';
@@ -38,11 +37,15 @@ function entryOf(shown: string, approvalId: string): string {
 }
 
 /**
- * `/invoke approvals [mine]` as Slack sends it (signed requests to /slack/events, user groups
- * resolved through the emulated Web API): pending calls of one tool told apart by intent, reason
- * and params; `mine` lists what the caller may decide, by the same rule as an Approve click.
+ * `/invoke approvals [mine]` as Slack sends it (signed requests to /slack/events or Socket Mode
+ * envelopes, user groups resolved through the emulated Web API): pending calls of one tool told
+ * apart by intent, reason and params; `mine` lists what the caller may decide, by the same rule as
+ * an Approve click. The first three run over both transports, the rest over HTTP.
  */
-describe('/invoke approvals through Slack', () => {
+describe.each(SLACK_TRANSPORTS)('/invoke approvals through Slack over %s', (transport) => {
+  const core = it;
+  const httpOnly = it.runIf(transport === 'http');
+  let driver: SlackDriver;
   let built: BuiltApp;
   let slack: Awaited<ReturnType<typeof startSlackEmulator>>;
   let tools: Awaited<ReturnType<typeof startToolServer>>;
@@ -51,11 +54,12 @@ describe('/invoke approvals through Slack', () => {
 
   beforeAll(async () => {
     slack = await startSlackEmulator({ userGroups: { S0LEADS: [CAROL] } });
+    driver = slackDriver(transport, slack);
     tools = await startToolServer({ 'POST /remind': (_req, res) => json(res, 200, { sent: true }), 'POST /wire': (_req, res) => json(res, 200, { wired: true }) });
     built = await buildApp(
       testConfig({
         SLACK_BOT_TOKEN: 'xoxb-test',
-        SLACK_SIGNING_SECRET: SIGNING_SECRET,
+        ...driver.env,
         SLACK_APPROVAL_CHANNEL: CHANNEL,
         SLACK_APPROVER_IDS: `${ALICE},${DAVE},S0LEADS`,
         SLACK_TRACE_VIEWER_IDS: VIEWER,
@@ -65,6 +69,7 @@ describe('/invoke approvals through Slack', () => {
       }),
       { logger: false },
     );
+    await driver.attach(built.app);
     await send(built.app, 'POST', '/v1/providers', {
       name: 'billing',
       base_url: tools.url,
@@ -105,7 +110,7 @@ describe('/invoke approvals through Slack', () => {
 
   async function command(text: string, user: string): Promise<{ body: Record<string, unknown>; shown: string }> {
     const responseId = `c${++responses}`;
-    const body = new URLSearchParams({
+    const res = await driver.command({
       token: 'legacy',
       team_id: 'T1',
       channel_id: CHANNEL,
@@ -114,14 +119,8 @@ describe('/invoke approvals through Slack', () => {
       text,
       response_url: slack.responseUrl(responseId),
       trigger_id: 't',
-    }).toString();
-    const res = await built.app.inject({
-      method: 'POST',
-      url: '/slack/events',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', ...signSlackRequest(SIGNING_SECRET, body, Math.floor(Date.now() / 1000)) },
-      payload: body,
     });
-    expect(res.statusCode).toBe(200);
+    expect(res.acked).toBe(true);
     const deadline = Date.now() + 5000;
     for (;;) {
       const response = slack.responses.find((r) => r.id === responseId);
@@ -140,7 +139,7 @@ describe('/invoke approvals through Slack', () => {
       .filter(([, id]) => shown.includes(`\`${id}\``))
       .map(([name]) => name);
 
-  it("tells two pending calls of one tool apart by intent, reason and params, within Slack's limits", async () => {
+  core("tells two pending calls of one tool apart by intent, reason and params, within Slack's limits", async () => {
     const { body, shown } = await command('approvals', VIEWER);
     expect(shown).toContain('*Pending approvals*: 3, oldest first');
     const first = entryOf(shown, ids.alices);
@@ -160,13 +159,13 @@ describe('/invoke approvals through Slack', () => {
     expect(JSON.stringify(body.blocks).length).toBeLessThan(13_000);
   });
 
-  it('lists for an approver everything pending they may decide', async () => {
+  core('lists for an approver everything pending they may decide', async () => {
     const { shown } = await command('approvals mine', DAVE);
     expect(shown).toContain('*Pending approvals you may decide*: 3, oldest first');
     expect(listed(shown)).toEqual(['alices', 'reminder', 'wire']);
   });
 
-  it("leaves out of the requester's own list the call their key requested", async () => {
+  httpOnly("leaves out of the requester's own list the call their key requested", async () => {
     const { shown } = await command('approvals mine', ALICE);
     expect(shown).toContain('*Pending approvals you may decide*: 2, oldest first');
     expect(listed(shown)).toEqual(['reminder', 'wire']);
@@ -174,18 +173,18 @@ describe('/invoke approvals through Slack', () => {
     expect(listed((await command('approvals', ALICE)).shown)).toEqual(['alices', 'reminder', 'wire']);
   });
 
-  it('counts an approver through a user group as an approver', async () => {
+  core('counts an approver through a user group as an approver', async () => {
     expect(listed((await command('approvals mine', CAROL)).shown)).toEqual(['alices', 'reminder', 'wire']);
   });
 
-  it('tells a trace viewer there is nothing they may decide, and refuses a stranger', async () => {
+  httpOnly('tells a trace viewer there is nothing they may decide, and refuses a stranger', async () => {
     const viewer = await command('approvals mine', VIEWER);
     expect(viewer.shown).toContain('You are not an Invoke approver, so there is nothing you may decide.');
     expect(listed(viewer.shown)).toEqual([]);
     expect((await command('approvals mine', BOB)).body.text).toMatch(/not allowed to query Invoke/);
   });
 
-  it('leaves out what the caller already approved, while the quorum waits for others', async () => {
+  httpOnly('leaves out what the caller already approved, while the quorum waits for others', async () => {
     const res = await send(built.app, 'POST', '/v1/call', {
       tool: 'billing.send_reminder',
       params: { invoice_id: 'inv_9' },
@@ -201,7 +200,7 @@ describe('/invoke approvals through Slack', () => {
   });
 
   // Last: it adds many approvals the lists above would count.
-  it("keeps a long list within Slack's limits, saying how many are not shown", async () => {
+  httpOnly("keeps a long list within Slack's limits, saying how many are not shown", async () => {
     for (let i = 0; i < 30; i++) {
       const res = await send(built.app, 'POST', '/v1/call', {
         tool: 'billing.send_reminder',

@@ -6,9 +6,9 @@ import { signSlackRequest } from '../../src/slack/verify-request.ts';
 import { startSlackEmulator } from '../../demo/slack-emulator.ts';
 import { buildApp } from '../../src/app.ts';
 import { buildTestApp, send, testConfig } from '../helpers/app.ts';
+import { SIGNING_SECRET, SLACK_TRANSPORTS, slackDriver, type SlackDriver } from '../helpers/slack-transport.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
 
-const SIGNING_SECRET = 'test-signing-secret';
 const CHANNEL = 'C0APPROVALS';
 const ALICE = 'UALICE';
 const BOB = 'UBOB';
@@ -28,10 +28,16 @@ async function waitFor<T>(probe: () => Promise<T | undefined | null | false>, ms
 }
 
 /**
- * The Slack app, driven the way Slack drives it: signed HTTP requests to /slack/events. Its Web
- * API calls go to a local emulator that records them.
+ * The Slack app, driven the way Slack drives it: signed HTTP requests to /slack/events, or
+ * envelopes over Socket Mode. Its Web API calls go to a local emulator that records them. The core
+ * flows (approve, reject, refetch, /invoke) run over both transports; the rest over HTTP only.
  */
-describe('Slack app', () => {
+describe.each(SLACK_TRANSPORTS)('Slack app over %s', (transport) => {
+  /** Runs over both transports. */
+  const core = it;
+  /** Transport-independent (or HTTP-specific): run once, over HTTP. */
+  const httpOnly = it.runIf(transport === 'http');
+  let driver: SlackDriver;
   let built: BuiltApp;
   let slack: Awaited<ReturnType<typeof startSlackEmulator>>;
   let tools: Awaited<ReturnType<typeof startToolServer>>;
@@ -44,6 +50,7 @@ describe('Slack app', () => {
 
   beforeAll(async () => {
     slack = await startSlackEmulator({ userGroups: { S0LEADS: [CAROL] } });
+    driver = slackDriver(transport, slack);
     tools = await startToolServer({
       'POST /remind': (_req, res) => json(res, 200, { sent: true, channel: 'email' }),
       'GET /invoices/*': (_req, res) => json(res, 200, invoice),
@@ -51,7 +58,7 @@ describe('Slack app', () => {
     built = await buildApp(
       testConfig({
         SLACK_BOT_TOKEN: 'xoxb-test',
-        SLACK_SIGNING_SECRET: SIGNING_SECRET,
+        ...driver.env,
         SLACK_APPROVAL_CHANNEL: CHANNEL,
         SLACK_APPROVER_IDS: `${ALICE},S0LEADS`,
         SLACK_TRACE_VIEWER_IDS: VIEWER,
@@ -61,6 +68,7 @@ describe('Slack app', () => {
       }),
       { logger: { level: 'debug', stream: { write: (line: string) => void logs.push(JSON.parse(line)) } }, clock: () => Date.now() + clockAheadMs },
     );
+    await driver.attach(built.app);
     await send(built.app, 'POST', '/v1/providers', {
       name: 'billing',
       base_url: tools.url,
@@ -123,9 +131,7 @@ describe('Slack app', () => {
     return { status: response.statusCode, body: response.body, elapsed: Date.now() - started };
   }
 
-  function interaction(payload: Record<string, unknown>) {
-    return slackRequest(new URLSearchParams({ payload: JSON.stringify(payload) }).toString(), 'application/x-www-form-urlencoded');
-  }
+  const interaction = (payload: Record<string, unknown>) => driver.interaction(payload);
 
   /** A button click on a card; `from: 'home'` is a click in App Home: no channel, no response_url. */
   function click(actionId: string, approvalId: string, user: string, ts: string, from: 'card' | 'card without response_url' | 'home' = 'card') {
@@ -164,7 +170,7 @@ describe('Slack app', () => {
     return (await built.store.db.selectFrom('approvals').select('status').where('id', '=', id).executeTakeFirstOrThrow()).status;
   }
 
-  it('posts an approval card on freeze, with buttons carrying the approval id', async () => {
+  httpOnly('posts an approval card on freeze, with buttons carrying the approval id', async () => {
     const { id, ts } = await freezeAndPost();
     const post = slack.callsTo('chat.postMessage').find((c) => c.args['channel'] === CHANNEL && JSON.stringify(c.args['blocks']).includes(id))!;
     expect(post.token).toBe('xoxb-test');
@@ -177,12 +183,12 @@ describe('Slack app', () => {
     expect(ts).toBeTruthy();
   });
 
-  it('approves on a click: acks at once, runs once, updates the card and replies in its thread', async () => {
+  core('approves on a click: acks at once, runs once, updates the card and replies in its thread', async () => {
     const before = tools.count('POST', '/remind');
     const { id, callId, ts } = await freezeAndPost();
     const { request } = click(APPROVE_ACTION_ID, id, ALICE, ts);
     const res = await request;
-    expect(res.status).toBe(200);
+    expect(res.acked).toBe(true);
     expect(res.elapsed).toBeLessThan(3000);
     await waitFor(async () => (await statusOf(id)) === 'executed');
     expect(tools.count('POST', '/remind')).toBe(before + 1);
@@ -196,18 +202,18 @@ describe('Slack app', () => {
     expect(answer.body.status).toBe('executed');
   });
 
-  it('lets members of an approver user group decide', async () => {
+  httpOnly('lets members of an approver user group decide', async () => {
     const { id, ts } = await freezeAndPost();
     await click(APPROVE_ACTION_ID, id, CAROL, ts).request;
     await waitFor(async () => (await statusOf(id)) === 'executed');
     expect(slack.callsTo('usergroups.users.list').some((c) => c.args['usergroup'] === 'S0LEADS')).toBe(true);
   });
 
-  it('tells an unauthorised clicker ephemerally and leaves the card alone', async () => {
+  core('tells an unauthorised clicker ephemerally and leaves the card alone', async () => {
     const { id, ts } = await freezeAndPost();
     const updatesBefore = slack.callsTo('chat.update').length;
     const { request, responseId } = click(APPROVE_ACTION_ID, id, BOB, ts);
-    expect((await request).status).toBe(200);
+    expect((await request).acked).toBe(true);
     const response = await waitFor(async () => slack.responses.find((r) => r.id === responseId));
     expect(response.body).toMatchObject({ response_type: 'ephemeral' });
     expect(JSON.stringify(response.body)).toMatch(/not allowed/);
@@ -216,13 +222,13 @@ describe('Slack app', () => {
     expect(slack.callsTo('chat.update')).toHaveLength(updatesBefore);
   });
 
-  it('refuses the person who requested the call: Approve, Reject and the reason modal; the card stays, nothing runs', async () => {
+  httpOnly('refuses the person who requested the call: Approve, Reject and the reason modal; the card stays, nothing runs', async () => {
     const before = tools.count('POST', '/remind');
     const { id, ts } = await freezeAndPost({ key: ALICE_AGENT_KEY });
     const updatesBefore = slack.callsTo('chat.update').length;
 
     const approveClick = click(APPROVE_ACTION_ID, id, ALICE, ts);
-    expect((await approveClick.request).status).toBe(200);
+    expect((await approveClick.request).acked).toBe(true);
     const approveAnswer = await waitFor(async () => slack.responses.find((r) => r.id === approveClick.responseId));
     expect(approveAnswer.body).toMatchObject({ response_type: 'ephemeral' });
     expect(JSON.stringify(approveAnswer.body)).toMatch(/You requested this call/);
@@ -234,7 +240,7 @@ describe('Slack app', () => {
     expect(slack.callsTo('views.open').some((c) => (c.args['view'] as { private_metadata?: string }).private_metadata === id)).toBe(false);
 
     // A reason modal submitted anyway (opened before, or forged) decides nothing either.
-    expect((await submitRejectModal(id, ALICE, 'mine, never mind')).status).toBe(200);
+    expect((await submitRejectModal(id, ALICE, 'mine, never mind')).acked).toBe(true);
     const told = await waitFor(async () => slack.callsTo('chat.postEphemeral').find((c) => c.args['user'] === ALICE && /You requested this call/.test(String(c.args['text']))));
     expect(told.args['channel']).toBe(CHANNEL);
 
@@ -254,10 +260,10 @@ describe('Slack app', () => {
     const ephemeralTo = (user: string, text: RegExp) =>
       waitFor(async () => slack.callsTo('chat.postEphemeral').find((c) => c.args['user'] === user && text.test(String(c.args['text']))));
 
-    it('still records the decision and answers the clicker with an ephemeral in the channel', async () => {
+    httpOnly('still records the decision and answers the clicker with an ephemeral in the channel', async () => {
       const { id, ts } = await freezeAndPost({ contract: { approvals_required: 2 } });
       const logged = logs.length;
-      expect((await click(APPROVE_ACTION_ID, id, ALICE, ts, 'card without response_url').request).status).toBe(200);
+      expect((await click(APPROVE_ACTION_ID, id, ALICE, ts, 'card without response_url').request).acked).toBe(true);
       const told = await ephemeralTo(ALICE, /Your approval is recorded \(1 of 2\)/);
       expect(told.args['channel']).toBe(CHANNEL);
       const votes = await built.store.db.selectFrom('approval_votes').select('approver').where('approval_id', '=', id).execute();
@@ -265,7 +271,7 @@ describe('Slack app', () => {
       expect(errorsLogged(logged)).toEqual([]);
     });
 
-    it('from App Home (no channel either): answers in the card channel, refuses without an error', async () => {
+    httpOnly('from App Home (no channel either): answers in the card channel, refuses without an error', async () => {
       const { id, ts } = await freezeAndPost();
       const logged = logs.length;
       await click(APPROVE_ACTION_ID, id, BOB, ts, 'home').request;
@@ -278,7 +284,7 @@ describe('Slack app', () => {
       expect(errorsLogged(logged)).toEqual([]);
     });
 
-    it('with no channel to answer in (the card is not posted yet), skips the answer with a debug line', async () => {
+    httpOnly('with no channel to answer in (the card is not posted yet), skips the answer with a debug line', async () => {
       const res = await send(built.app, 'POST', '/v1/call', {
         tool: 'billing.send_reminder',
         params: { invoice_id: 'inv_2' },
@@ -294,7 +300,7 @@ describe('Slack app', () => {
     });
   });
 
-  it('refuses forged, stale and future signatures with 401, and runs nothing', async () => {
+  httpOnly('refuses forged, stale and future signatures with 401, and runs nothing', async () => {
     const { id, ts } = await freezeAndPost();
     const body = new URLSearchParams({
       payload: JSON.stringify({ type: 'block_actions', user: { id: ALICE }, actions: [{ action_id: APPROVE_ACTION_ID, value: id }], container: { message_ts: ts } }),
@@ -309,7 +315,7 @@ describe('Slack app', () => {
     expect(await statusOf(id)).toBe('pending');
   });
 
-  it('a double click (or a replayed request) decides once; the second clicker hears the status', async () => {
+  httpOnly('a double click (or a replayed request) decides once; the second clicker hears the status', async () => {
     const before = tools.count('POST', '/remind');
     const { id, ts } = await freezeAndPost();
     const first = click(APPROVE_ACTION_ID, id, ALICE, ts);
@@ -323,10 +329,10 @@ describe('Slack app', () => {
     expect(tools.count('POST', '/remind')).toBe(before + 1);
   });
 
-  it('rejects through a modal that asks for the reason', async () => {
+  core('rejects through a modal that asks for the reason', async () => {
     const { id, ts } = await freezeAndPost();
     const { request } = click(REJECT_ACTION_ID, id, ALICE, ts);
-    expect((await request).status).toBe(200);
+    expect((await request).acked).toBe(true);
     const opened = await waitFor(async () => slack.callsTo('views.open').find((c) => (c.args['view'] as { private_metadata?: string }).private_metadata === id));
     const view = opened.args['view'] as { callback_id: string };
     expect(view.callback_id).toBe(REJECT_MODAL_CALLBACK_ID);
@@ -344,15 +350,15 @@ describe('Slack app', () => {
         },
       });
     const empty = await submit('   ');
-    expect(JSON.parse(empty.body)).toMatchObject({ response_action: 'errors', errors: { reason: expect.any(String) } });
+    expect(empty.response).toMatchObject({ response_action: 'errors', errors: { reason: expect.any(String) } });
     expect(await statusOf(id)).toBe('pending');
-    expect((await submit('Customer paid by phone')).status).toBe(200);
+    expect((await submit('Customer paid by phone')).acked).toBe(true);
     await waitFor(async () => (await statusOf(id)) === 'rejected');
     const reply = await delivered('chat.postMessage', (args) => args['thread_ts'] === ts);
     expect(JSON.stringify(reply.args)).toContain('Customer paid by phone');
   });
 
-  it('refetch updates the card with the current drift and decides nothing', async () => {
+  core('refetch updates the card with the current drift and decides nothing', async () => {
     const { id, ts } = await freezeAndPost();
     invoice = { ...invoice, balance: 40 };
     await click(REFETCH_ACTION_ID, id, ALICE, ts).request;
@@ -370,7 +376,7 @@ describe('Slack app', () => {
     expect(await statusOf(id)).toBe('pending');
   });
 
-  it('requeues on drift: the fresh card goes into the same thread, showing what changed', async () => {
+  httpOnly('requeues on drift: the fresh card goes into the same thread, showing what changed', async () => {
     const { id, ts } = await freezeAndPost();
     invoice = { ...invoice, balance: 40 };
     await click(APPROVE_ACTION_ID, id, ALICE, ts).request;
@@ -385,7 +391,7 @@ describe('Slack app', () => {
     expect(fresh.slack_thread_ts).toBe(ts);
   });
 
-  it('retries a post from the outbox after a 429 (at Retry-After) and after a 500', async () => {
+  httpOnly('retries a post from the outbox after a 429 (at Retry-After) and after a 500', async () => {
     // Earlier tests' posts are out of the way, so the injected faults hit this card.
     await built.store.db.updateTable('outbox').set({ status: 'delivered' }).where('status', '=', 'pending').execute();
     const res = await send(built.app, 'POST', '/v1/call', {
@@ -436,7 +442,7 @@ describe('Slack app', () => {
   describe('/invoke', () => {
     async function command(text: string, user = ALICE) {
       const responseId = `c${++responses}`;
-      const body = new URLSearchParams({
+      const res = await driver.command({
         token: 'legacy',
         team_id: 'T1',
         channel_id: CHANNEL,
@@ -445,15 +451,14 @@ describe('Slack app', () => {
         text,
         response_url: slack.responseUrl(responseId),
         trigger_id: 't',
-      }).toString();
-      const res = await slackRequest(body, 'application/x-www-form-urlencoded');
-      expect(res.status).toBe(200);
+      });
+      expect(res.acked).toBe(true);
       expect(res.elapsed).toBeLessThan(3000);
       const response = await waitFor(async () => slack.responses.find((r) => r.id === responseId));
       return { ...response, text: JSON.stringify(response.body) };
     }
 
-    it('answers every subcommand ephemerally', async () => {
+    core('answers every subcommand ephemerally', async () => {
       const { id, callId } = await freezeAndPost();
       const help = await command('help');
       expect(help.body).toMatchObject({ response_type: 'ephemeral' });
@@ -469,12 +474,12 @@ describe('Slack app', () => {
       expect((await command('traces', VIEWER)).body).toMatchObject({ response_type: 'ephemeral' });
     });
 
-    it('refuses users who are neither approvers nor trace viewers', async () => {
+    core('refuses users who are neither approvers nor trace viewers', async () => {
       expect((await command('traces', BOB)).text).toMatch(/not allowed/);
     });
   });
 
-  it('starts and serves while Slack is unreachable; the card waits in the outbox', async () => {
+  httpOnly('starts and serves while Slack is unreachable; the card waits in the outbox', async () => {
     const offline = await buildTestApp(
       {
         SLACK_BOT_TOKEN: 'xoxb-test',
@@ -507,7 +512,7 @@ describe('Slack app', () => {
     }
   });
 
-  it('posts the card right after the commit that froze the call, without waiting for the timer', async () => {
+  httpOnly('posts the card right after the commit that froze the call, without waiting for the timer', async () => {
     const prompt = await buildTestApp(
       {
         SLACK_BOT_TOKEN: 'xoxb-test',
@@ -542,7 +547,7 @@ describe('Slack app', () => {
     }
   });
 
-  it('answers url_verification and refuses a body it cannot read', async () => {
+  httpOnly('answers url_verification and refuses a body it cannot read', async () => {
     const res = await slackRequest(JSON.stringify({ type: 'url_verification', challenge: 'abc' }), 'application/json');
     expect(JSON.parse(res.body)).toEqual({ challenge: 'abc' });
     expect((await slackRequest('{not json', 'application/json')).status).toBe(400);
