@@ -141,7 +141,6 @@ export function createApprovalEditing(deps: ApprovalEditingDeps) {
     fresh.row.checkpoint.edited = edit.provenance;
     fresh.row.checkpoint.editable = cp.editable;
     const { provenance } = edit;
-    const notice = `params edited by ${editor}; the count of approvals starts again on the edited call`;
     const result = await settlement.settle(row, {
       status: 'invalidated',
       outcome: 'edited',
@@ -160,7 +159,8 @@ export function createApprovalEditing(deps: ApprovalEditingDeps) {
         },
       },
       final: false,
-      notice,
+      // The thread reply says it, with the diff; the card shows the edit section.
+      notice: null,
       edited: provenance,
       replacement: { pending: fresh },
       unexpiredOnly: true,
