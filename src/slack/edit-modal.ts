@@ -91,11 +91,13 @@ function fieldKind(property: Record<string, unknown>): Omit<ParamField, 'name' |
 export function flatFields(schema: Record<string, unknown>, params: Record<string, unknown>): ParamField[] | null {
   const properties = schema['properties'];
   if ((schema['type'] ?? 'object') !== 'object' || properties === null || typeof properties !== 'object' || Array.isArray(properties)) return null;
-  const entries = Object.entries(properties as Record<string, unknown>);
+  const required = Array.isArray(schema['required']) ? (schema['required'] as unknown[]) : [];
+  // Stored schemas (jsonb) do not keep their key order: required params first, as listed, then by name.
+  const rank = (name: string) => (required.includes(name) ? required.indexOf(name) : required.length);
+  const entries = Object.entries(properties as Record<string, unknown>).sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b));
   if (entries.length === 0 || entries.length > MAX_FIELDS) return null;
   // A param the schema does not list would have no field: its value would be lost.
   if (Object.keys(params).some((key) => !Object.hasOwn(properties, key))) return null;
-  const required = Array.isArray(schema['required']) ? (schema['required'] as unknown[]) : [];
   const fields: ParamField[] = [];
   for (const [name, property] of entries) {
     if (name.length > NAME_MAX || property === null || typeof property !== 'object') return null;
