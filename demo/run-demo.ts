@@ -1,4 +1,4 @@
-// The blast-radius demo: six production failure modes, each run twice, by a naive agent loop
+// The blast-radius demo: seven production failure modes, each run twice, by a naive agent loop
 // calling the tool directly and by the same loop calling it through Invoke. Everything runs on
 // 127.0.0.1 with ports chosen by the OS: the mock tools (demo/mocks), the Slack Web API emulator,
 // and Invoke itself (in-process, on a throwaway in-memory store). Side effects are counted at the
@@ -7,7 +7,7 @@
 //   npx tsx demo/run-demo.ts        (or demo/run_demo.sh; FLAKY_FAIL_FIRST_N=3 to change the flaky tool)
 //
 // The parts, by job: results.ts (what a run produces), agent.ts (the agent's HTTP loop),
-// environment.ts (what the demo starts), scenarios/ (the six scenarios), report.ts (the table);
+// environment.ts (what the demo starts), scenarios/ (the seven scenarios), report.ts (the table);
 // this file runs the scenarios in order and is the CLI.
 import { pathToFileURL } from 'node:url';
 import { resetMocks, startEnvironment, type Stopper } from './environment.ts';

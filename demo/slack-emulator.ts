@@ -46,6 +46,10 @@ export interface OpenedView {
   id: string;
   trigger_id: string;
   view: Record<string, unknown>;
+  /** How many times `views.update` replaced it. */
+  updates: number;
+  /** The hash `views.update` may name to refuse a stale update. */
+  hash: string;
 }
 
 /** A Home tab published with `views.publish`. */
@@ -232,9 +236,27 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
         id: `V${String(views.length + 1).padStart(8, '0')}`,
         trigger_id: triggerId,
         view: view as Record<string, unknown>,
+        updates: 0,
+        hash: 'h0',
       };
       views.push(opened);
-      return { ok: true, view: { id: opened.id, team_id: IDENTITY.teamId, ...opened.view } };
+      return { ok: true, view: { id: opened.id, team_id: IDENTITY.teamId, hash: opened.hash, ...opened.view } };
+    },
+
+    'views.update': (args) => {
+      const view = args.view;
+      if (typeof view !== 'object' || view === null) return fail('invalid_arguments');
+      const viewId = text(args, 'view_id');
+      const externalId = text(args, 'external_id');
+      const opened = views.find((v) => (viewId !== undefined && v.id === viewId) || (externalId !== undefined && v.view['external_id'] === externalId));
+      if (!opened) return fail('not_found');
+      // As in Slack, an update replaces the whole view; `hash` guards against a stale one.
+      const hash = text(args, 'hash');
+      if (hash !== undefined && hash !== opened.hash) return fail('hash_conflict');
+      opened.view = view as Record<string, unknown>;
+      opened.updates += 1;
+      opened.hash = `h${opened.updates}`;
+      return { ok: true, view: { id: opened.id, team_id: IDENTITY.teamId, hash: opened.hash, ...opened.view } };
     },
 
     'views.publish': (args) => {

@@ -1,4 +1,5 @@
 import type { CallAnswer } from '../calls/call-types.ts';
+import type { ParamEdit } from '../calls/param-edit.ts';
 import type { DriftReport } from '../calls/state-verify.ts';
 import type { Trx } from '../db/transact.ts';
 import type { Approval, ApprovalStatus, NewApproval } from './approval.ts';
@@ -19,6 +20,10 @@ export interface ApprovalDecided {
   answer?: CallAnswer;
   drift?: DriftReport | null;
   newApprovalId?: string | null;
+  /** The approver edited the params before approving. */
+  edited?: ParamEdit | null;
+  /** The approver's comment on an approval. */
+  comment?: string | null;
 }
 
 /**

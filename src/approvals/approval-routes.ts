@@ -63,7 +63,7 @@ export function registerApprovalRoutes(app: FastifyInstance, approvals: Approval
         config: write,
         schema: {
           hide,
-          summary: 'Approve: revalidates live state, then runs the frozen call',
+          summary: 'Approve: revalidates live state, then runs the frozen call (or, with `params`, the edited call, checked again)',
           params: approvalIdParams,
           body: approveBodySchema,
           response: { 200: approvalDecisionAnswerSchema, ...errorResponses },
@@ -74,6 +74,7 @@ export function registerApprovalRoutes(app: FastifyInstance, approvals: Approval
         return approvals.approve(actorOf(request, body.approver), request.params.id, {
           current_state: body.current_state,
           comment: body.comment,
+          params: body.params,
           reviewed_by: body.reviewed_by,
         });
       },

@@ -16,6 +16,8 @@ export const approveBodySchema = z
     approver: z.string().min(1).max(200).optional(),
     current_state: z.record(z.string(), z.unknown()).optional(),
     comment: z.string().max(2000).optional(),
+    /** Edited params: validated against the tool's schema and checked again by policy before they run. */
+    params: z.record(z.string(), z.unknown()).optional(),
     reviewed_by: reviewedBy,
   })
   .strict();

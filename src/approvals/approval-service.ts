@@ -15,6 +15,7 @@ import type { ApprovalWaiter } from './approval-waiter.ts';
 import type { CallbackOutbox } from './callback-outbox.ts';
 import { isSlackChannel } from './escalation.ts';
 import { createSettlement, type ApprovalView, type DecisionResult } from './settle.ts';
+import { createApprovalEditing, type EditForm } from './edit.ts';
 import { createThaw, type ThawRequest } from './thaw.ts';
 
 export type { ApprovalView, DecisionResult };
@@ -38,7 +39,10 @@ export interface ApproverActor {
 }
 
 /** What an approver sends with an approval; `reviewed_by` is a note, never who approved. */
-export type ApproveInput = ThawRequest;
+export interface ApproveInput extends ThawRequest {
+  /** Edited params (edit.ts): checked, then run instead of the frozen ones. */
+  params?: Record<string, unknown>;
+}
 
 /** The original clients' `reviewed_by`, recorded beside the approver when sent. */
 function reviewNote(reviewedBy: string | undefined): { reviewed_by?: string } {
@@ -65,6 +69,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
   const settlement = createSettlement(deps);
   const thaw = createThaw({ ...deps, settlement });
   const { view, load, alreadyDecided, requesterPersonOf, settle } = settlement;
+  const editing = createApprovalEditing({ ...deps, settlement });
 
   function assertMayDecide(row: Approval, actor: ApproverActor): void {
     const requester = requesterPersonOf(row);
@@ -153,10 +158,33 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       });
     },
 
-    /** One vote; the last vote a quorum needs thaws the call (thaw.ts). */
+    /**
+     * What an edit form shows, for someone who may decide this pending approval: whether its
+     * params may be edited, the tool's schema and the pending params.
+     */
+    async editForm(actor: ApproverActor, id: string): Promise<EditForm & { approval: ApprovalView }> {
+      const row = await pendingOrConflict(id);
+      assertMayDecide(row, actor);
+      return { ...(await editing.form(row)), approval: await view(row) };
+    },
+
+    /** Checks edited params as `approve` would, deciding nothing (a modal shows the problems before it closes). */
+    async checkEdit(actor: ApproverActor, id: string, params: Record<string, unknown>): Promise<void> {
+      const row = await pendingOrConflict(id);
+      assertMayDecide(row, actor);
+      await editing.prepare(row, actor.approver, params);
+    },
+
+    /**
+     * One vote; the last vote a quorum needs thaws the call (thaw.ts). With edited `params`
+     * (edit.ts), the edited call is checked again and runs instead; under a quorum the edit
+     * restarts the count on a fresh approval.
+     */
     async approve(actor: ApproverActor, id: string, input: ApproveInput): Promise<DecisionResult> {
       let row = await pendingOrConflict(id);
       assertMayDecide(row, actor);
+      const edit = input.params === undefined ? null : await editing.prepare(row, actor.approver, input.params);
+      if (edit && editing.restartsQuorum(row, edit)) return editing.restartQuorum(row, actor.approver, edit, input.comment ?? null);
       if (row.approvals_required > 1) {
         const received = await approvals.addVote(row.id, actor.approver);
         await approvals.recordEvent('approval_recorded', row.id, actor.approver, {
@@ -170,7 +198,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
         }
         row = await pendingOrConflict(id);
       }
-      return thaw.thaw(row, actor.approver, input);
+      return thaw.thaw(row, actor.approver, input, edit);
     },
 
     /** Used by sweeps: expire one pending approval past its expiry. */

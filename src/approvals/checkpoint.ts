@@ -1,5 +1,6 @@
 import type { ApprovalContract, CallRequest } from '../calls/call-request.ts';
 import { canonicalJson, sha256Hex } from '../calls/fingerprint.ts';
+import type { ParamEdit } from '../calls/param-edit.ts';
 import type { MatchedRule } from '../policy/policy.ts';
 
 /** The frozen snapshot of a call awaiting approval: everything a human and the thaw need. */
@@ -23,6 +24,10 @@ export interface Checkpoint {
   callback_url: string | null;
   request: CallRequest;
   action_digest: string;
+  /** False when the card or the contract opted out of edits (absent on older checkpoints: editable). */
+  editable?: boolean;
+  /** Set on an approval created by an edit (quorum restarted): `request` already holds the edited params. */
+  edited?: ParamEdit | null;
 }
 
 /** The exact action an approval is bound to. */

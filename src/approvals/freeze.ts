@@ -65,6 +65,7 @@ export function buildPendingApproval(config: Config, input: FreezeInput): Pendin
     callback_url: contract?.callback_url ?? request.callback_url ?? null,
     request,
     action_digest: digest,
+    editable: card.editable !== false && contract?.editable !== false,
   };
   const required = approvalsRequired(config, card, input.policyRule, request);
   return {

@@ -3,6 +3,7 @@ import { finishLaterAnswer } from '../calls/call-service.ts';
 import { httpStatusFor, type ApprovalSummary, type CallAnswer, type CallStatus } from '../calls/call-types.ts';
 import type { CallsRepository } from '../calls/calls-repository.ts';
 import type { DriftReport } from '../calls/state-verify.ts';
+import type { ParamEdit } from '../calls/param-edit.ts';
 import type { Config } from '../config.ts';
 import type { Transact, Trx } from '../db/transact.ts';
 import { AppError, ConflictError, NotFoundError } from '../errors.ts';
@@ -33,6 +34,8 @@ export interface ApprovalView {
   approvals_required: number;
   approvals: Array<{ approver: string; at: string }>;
   previous_approval_id: string | null;
+  /** Set when the params were edited: on the decision of an approved edit, or on an approval an edit created. */
+  edited?: ParamEdit;
   checkpoint: Pick<
     Checkpoint,
     'params' | 'action' | 'env' | 'workflow' | 'resource' | 'contract' | 'policy_rule' | 'entity_resolution' | 'frozen_state' | 'failure' | 'variables' | 'tool_outputs'
@@ -66,6 +69,8 @@ export interface Decision {
   /** The reason on the Slack card and thread. */
   notice: string | null;
   drift?: DriftReport | null;
+  /** Params an approver edited (shown on the card and in the thread). */
+  edited?: ParamEdit | null;
   /** An approval that replaces this one (requeue, escalation), created in the same transaction. */
   replacement?: { pending: PendingApproval; drift?: DriftReport | null };
   /**
@@ -86,6 +91,13 @@ export interface SettleDeps {
   registry: ToolRegistry;
   outbox: CallbackOutbox;
   notifier: ApprovalNotifier;
+}
+
+/** The edit an approval carries: decided with edited params, or created by an edit. */
+function editedOf(row: Approval): { edited?: ParamEdit } {
+  const decided = (row.decision as { edited?: ParamEdit } | null)?.edited;
+  const edited = decided ?? row.checkpoint.edited ?? undefined;
+  return edited ? { edited } : {};
 }
 
 const SETTLED_EXPIRED = { outcome: 'cancelled', reason: 'expired' } as const;
@@ -116,6 +128,7 @@ export function createSettlement(deps: SettleDeps) {
       approvals_required: row.approvals_required,
       approvals: votes.map((v) => ({ approver: v.approver, at: v.at.toISOString() })),
       previous_approval_id: row.previous_approval_id,
+      ...editedOf(row),
       checkpoint: {
         params: cp.params,
         action: cp.action,
@@ -179,6 +192,7 @@ export function createSettlement(deps: SettleDeps) {
         answer,
         drift: d.drift ?? null,
         newApprovalId: replacement?.id ?? null,
+        edited: d.edited ?? null,
       });
       if (replacement) await notifier.created(trx, { approval: replacement, replaces: row.id, drift: d.replacement?.drift ?? null });
       await approvals.notifyDecided(trx, row.id);

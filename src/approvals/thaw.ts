@@ -10,12 +10,15 @@ import { AppError, UnprocessableError } from '../errors.ts';
 import type { ToolRegistry } from '../tools/tool-registry.ts';
 import type { StateRefetch } from '../tools/types.ts';
 import type { TracesRepository } from '../traces/traces-repository.ts';
+import type { TraceEvent } from '../traces/trace-recorder.ts';
+import type { ParamEdit } from '../calls/param-edit.ts';
 import { compileExpression, type ExpressionContext } from '../policy/expression.ts';
 import type { Approval } from './approval.ts';
 import type { ApprovalNotifier } from './approval-notifier.ts';
 import type { ApprovalsRepository } from './approvals-repository.ts';
 import type { CallbackOutbox } from './callback-outbox.ts';
 import { actionDigest, type Checkpoint } from './checkpoint.ts';
+import type { PreparedEdit } from './edit.ts';
 import type { DecisionResult, Settlement } from './settle.ts';
 
 /*
@@ -118,23 +121,38 @@ export interface ThawRequest {
 }
 
 /** What the decider saw: recorded with the decision. */
-type Seen = { approver: string; state_source: string; live_state: Record<string, unknown>; comment: string | null; reviewed_by?: string };
+type Seen = { approver: string; state_source: string; live_state: Record<string, unknown>; comment: string | null; reviewed_by?: string; edited?: ParamEdit };
+
+/** The trace of an edit made with this approval (an edit that restarted a quorum was traced then). */
+function editEvents(row: Approval, edited: ParamEdit | undefined, at: string): TraceEvent[] {
+  if (!edited || row.checkpoint.edited) return [];
+  const { by, diff, original_digest, action_digest } = edited;
+  return [{ step: 'params_edited', status: 'completed', at, detail: { approval_id: row.id, by, diff, original_digest, action_digest } }];
+}
 
 export function createThaw(deps: ThawDeps) {
   const { transact, approvals, calls, callService, traces, registry, stateReader, outbox, notifier, settlement } = deps;
   const { settle, replacement, view, load, lost } = settlement;
 
-  /** The thaw of a pending approval that has all its votes: check, then end, requeue, or run it once. */
-  async function thaw(row: Approval, approver: string, input: ThawRequest): Promise<DecisionResult> {
-    const cp = row.checkpoint;
+  /**
+   * The thaw of a pending approval that has all its votes: check, then end, requeue, or run it
+   * once. With `edit` (edit.ts), the edited checkpoint is what is checked and run; the frozen
+   * one must still match its digest.
+   */
+  async function thaw(row: Approval, approver: string, input: ThawRequest, edit: PreparedEdit | null = null): Promise<DecisionResult> {
+    const target: Approval = edit ? { ...row, checkpoint: edit.checkpoint } : row;
+    const cp = target.checkpoint;
     if (row.expires_at.getTime() <= Date.now()) return settlement.expire(row, approver);
-    const live = await liveStateFor(row, input.current_state);
+    const live = await liveStateFor(target, input.current_state);
     const verdict: ThawVerdict =
-      actionDigest(cp.request) === row.action_digest
+      actionDigest(row.checkpoint.request) === row.action_digest
         ? decideThaw({ checkpoint: cp, liveState: live.state })
         : { outcome: 'blocked', reason: 'the checkpoint no longer matches the action that was approved', mismatches: [] };
     const seen: Seen = { approver, state_source: live.source, live_state: live.state, comment: input.comment ?? null };
     if (input.reviewed_by !== undefined) seen.reviewed_by = input.reviewed_by;
+    // An edit now, or the one that created this approval (a restarted quorum).
+    const edited = edit?.provenance ?? row.checkpoint.edited ?? undefined;
+    if (edited) seen.edited = edited;
     if (verdict.outcome === 'requeued') return requeue(row, verdict, live.state, seen, approver);
     if (verdict.outcome !== 'execute') return endWithout(row, verdict, seen, approver);
 
@@ -219,10 +237,11 @@ export function createThaw(deps: ThawDeps) {
       await approvals.recordEvent('approved', row.id, seen.approver, { drift, ...seen }, trx);
       // In flight with a lease in the same commit: if this process dies from here on, the
       // recovery sweep finds the call and finishes the approval.
-      await calls.markInFlight(row.call_id, runnable.leaseMs, trx);
+      await calls.markInFlight(row.call_id, runnable.leaseMs, trx, seen.edited ? runnable.prepared.request : undefined);
+      const at = new Date().toISOString();
       await traces.appendEvents(
         row.call_id,
-        [{ step: 'approval_decided', status: 'approved', at: new Date().toISOString(), detail: { approval_id: row.id, approver: seen.approver } }],
+        [...editEvents(row, seen.edited, at), { step: 'approval_decided', status: 'approved', at, detail: { approval_id: row.id, approver: seen.approver } }],
         trx,
       );
       return true;
@@ -231,7 +250,10 @@ export function createThaw(deps: ThawDeps) {
 
   /** Runs the claimed call once; its answer and the approval's outcome commit together. */
   async function run(row: Approval, runnable: ApprovedCall, detail: Record<string, unknown>, actor: string): Promise<CallAnswer> {
-    const { answer, events } = await callService.runApproved(runnable, row.call_id, row.id);
+    const ran = await callService.runApproved(runnable, row.call_id, row.id);
+    const { events } = ran;
+    const edited = detail['edited'] as ParamEdit | undefined;
+    const answer: CallAnswer = edited ? { ...ran.answer, edited } : ran.answer;
     await transact(async (trx) => {
       await traces.appendEvents(row.call_id, events, trx);
       await recordApprovedOutcome(trx, row, answer, actor, detail);
@@ -259,6 +281,8 @@ export function createThaw(deps: ThawDeps) {
       reason: ran.reason ?? ran.error ?? null,
       answer: ran,
       drift: (detail['drift'] as DriftReport | null) ?? null,
+      edited: (detail['edited'] as ParamEdit | undefined) ?? null,
+      comment: (detail['comment'] as string | null | undefined) ?? null,
     });
     await approvals.notifyDecided(trx, row.id);
   }

@@ -52,6 +52,8 @@ export const approvalContractSchema = z
     on_expire: z.enum(['cancel', 'escalate']).optional(),
     escalate_to: z.union([z.string(), z.array(z.string())]).optional(),
     callback_url: z.string().url().max(2000).optional(),
+    /** False: the approver may approve or reject, not edit the params first. */
+    editable: z.boolean().optional(),
   })
   .strict();
 export type ApprovalContract = z.infer<typeof approvalContractSchema>;

@@ -1,5 +1,6 @@
 import type { PolicyUncomparable } from '../policy/policy.ts';
 import type { TraceEvent } from '../traces/trace-recorder.ts';
+import type { ParamEdit } from './param-edit.ts';
 
 export { CALL_STATUSES, type CallStatus } from '../vocabulary.ts';
 import type { CallStatus } from '../vocabulary.ts';
@@ -32,6 +33,8 @@ export interface CallAnswer {
   approval?: ApprovalSummary;
   reconciliation?: Record<string, unknown>;
   fallback?: { tool: string; used: boolean };
+  /** Set when an approver edited the params before approving: what ran is `edited.params`. */
+  edited?: ParamEdit;
   trace: TraceEvent[];
 }
 

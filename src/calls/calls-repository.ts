@@ -5,6 +5,7 @@ import { createWriteBatcher } from '../db/write-batcher.ts';
 import type { TraceEvent } from '../traces/trace-recorder.ts';
 import { insertTraceEvents, OPEN_CALL_STATUSES, toCallSummary, type CallDetail } from '../traces/traces-repository.ts';
 import type { CallAnswer, CallStatus } from './call-types.ts';
+import type { CallRequest } from './call-request.ts';
 
 export interface NewCall {
   id: string;
@@ -432,10 +433,11 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
     },
 
     /** A frozen call about to run after approval: in flight again, with a lease, for the recovery sweep. */
-    async markInFlight(callId: string, leaseMs: number, trx: Db = db): Promise<void> {
+    /** `request`: the call as it will run, when an approver edited it (recovery reconciles that one). */
+    async markInFlight(callId: string, leaseMs: number, trx: Db = db, request?: CallRequest): Promise<void> {
       await trx
         .updateTable('calls')
-        .set({ status: 'in_flight', lease_expires_at: sql<Date>`now() + ${`${leaseMs} milliseconds`}::interval` })
+        .set({ status: 'in_flight', lease_expires_at: sql<Date>`now() + ${`${leaseMs} milliseconds`}::interval`, ...(request ? { request: jsonb(request) } : {}) })
         .where('id', '=', callId)
         .execute();
     },

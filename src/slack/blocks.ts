@@ -1,3 +1,4 @@
+import type { ParamChange, ParamEdit } from '../calls/param-edit.ts';
 import type { DriftField, DriftReport } from '../calls/state-verify.ts';
 import { FINAL_APPROVAL_STATUSES } from '../vocabulary.ts';
 import type { ApprovalCardInput, DecidedCardInput, SlackMessage } from './card-types.ts';
@@ -14,9 +15,31 @@ type Block = Record<string, unknown>;
 export const APPROVE_ACTION_ID = 'approval_approve';
 export const REJECT_ACTION_ID = 'approval_reject';
 export const REFETCH_ACTION_ID = 'approval_refetch';
+/** Opens the approve modal with the params as fields (edit-modal.ts). */
+export const EDIT_ACTION_ID = 'approval_edit';
+/** Opens the approve modal with a comment only (cards whose params may not be edited). */
+export const COMMENT_ACTION_ID = 'approval_comment';
 export const REJECT_MODAL_CALLBACK_ID = 'approval_reject_modal';
 export const REJECT_REASON_BLOCK_ID = 'reason';
 export const REJECT_REASON_ACTION_ID = 'reason_input';
+export const REJECT_PRESET_BLOCK_ID = 'reason_preset';
+export const REJECT_PRESET_ACTION_ID = 'reason_preset_select';
+
+/** The reasons an approver most often gives, offered as a pick before the free text. */
+export const REJECT_PRESETS = [
+  { value: 'wrong_parameters', label: 'Wrong parameters' },
+  { value: 'not_authorised', label: 'Not authorised' },
+  { value: 'needs_context', label: 'Needs more context' },
+  { value: 'duplicate', label: 'Duplicate' },
+] as const;
+
+/** The reason a reject modal gives: the preset's label, the free text, or both; null for neither. */
+export function rejectReasonOf(preset: string | null | undefined, text: string | null | undefined): string | null {
+  const label = REJECT_PRESETS.find((p) => p.value === preset)?.label;
+  const free = text?.trim() ?? '';
+  if (label && free) return `${label}: ${free}`;
+  return label ?? (free || null);
+}
 
 /** Smallest budget a shrinkable section is cut to when the whole message is too large. */
 const MIN_PART_BUDGET = 300;
@@ -104,12 +127,13 @@ function blockSize(blocks: Block[]): number {
 /** Text budgets of the sections that can grow with user data, shrunk in this order if needed. */
 interface Budgets {
   params: number;
+  edits: number;
   conditions: number;
   drift: number;
   live: number;
   reason: number;
 }
-const SHRINK_ORDER: Array<keyof Budgets> = ['params', 'conditions', 'drift', 'live', 'reason'];
+const SHRINK_ORDER: Array<keyof Budgets> = ['params', 'edits', 'conditions', 'drift', 'live', 'reason'];
 
 /**
  * Builds with full budgets, then, while the blocks' JSON is over the total limit, shrinks the
@@ -117,7 +141,7 @@ const SHRINK_ORDER: Array<keyof Budgets> = ['params', 'conditions', 'drift', 'li
  */
 function fitTotal(build: (budgets: Budgets) => Block[]): Block[] {
   const full = SLACK_LIMITS.sectionText;
-  let budgets: Budgets = { params: full, conditions: full, drift: full, live: full, reason: full };
+  let budgets: Budgets = { params: full, edits: full, conditions: full, drift: full, live: full, reason: full };
   let blocks = build(budgets);
   for (const part of SHRINK_ORDER) {
     // JSON escaping (quotes, newlines) makes the size shrink less than the budget: a few rounds.
@@ -163,7 +187,7 @@ function driftedFields(drift: DriftReport | null | undefined): DriftField[] {
 }
 
 /** The facts every version of the card shows: header, fields, reason, params, conditions, drift. */
-function factBlocks(input: ApprovalCardInput, bid: (suffix: string) => string, budgets: Budgets): Block[] {
+function factBlocks(input: ApprovalCardInput, bid: (suffix: string) => string, budgets: Budgets, editHeading = 'Params edited by'): Block[] {
   const blocks: Block[] = [
     { type: 'header', block_id: bid('head'), text: plainText(escapeMrkdwn(input.intent, SLACK_LIMITS.headerText)) },
     { type: 'section', block_id: bid('facts'), fields: factFields(input) },
@@ -172,8 +196,11 @@ function factBlocks(input: ApprovalCardInput, bid: (suffix: string) => string, b
   const whyHeading = '*Why it needs approval*\n';
   blocks.push(section(bid('why'), whyHeading + escapeMrkdwn(input.reason, budgets.reason - whyHeading.length)));
 
-  const paramsHeading = '*Params*\n';
-  blocks.push(section(bid('params'), paramsHeading + codeBlock(displayJson(input.params, 2), budgets.params - paramsHeading.length)));
+  // Edited params are what runs: the card shows them, and the diff from the agent's below.
+  const edited = input.edited ?? null;
+  const paramsHeading = edited ? '*Params* (as edited)\n' : '*Params*\n';
+  blocks.push(section(bid('params'), paramsHeading + codeBlock(displayJson(edited ? edited.params : input.params, 2), budgets.params - paramsHeading.length)));
+  if (edited) blocks.push(section(bid('edits'), fitLines(`:pencil2: *${editHeading}* ${actor(edited.by)}`, editLines(edited.diff), budgets.edits)));
 
   if (input.conditions.length > 0) {
     const lines = input.conditions.map(
@@ -196,6 +223,20 @@ function factBlocks(input: ApprovalCardInput, bid: (suffix: string) => string, b
     });
   }
   return blocks;
+}
+
+/** One edited field: "`amount`: `120` → `80`", "`notify`: added `true`", "`note`: removed (was `x`)". */
+function editLine(change: ParamChange): string {
+  const path = inlineCode(change.path, 200);
+  const value = (v: unknown) => inlineCode(displayJson(v), INLINE_VALUE_MAX);
+  if (change.change === 'added') return `• ${path}: added ${value(change.new)}`;
+  if (change.change === 'removed') return `• ${path}: removed (was ${value(change.old)})`;
+  return `• ${path}: ${value(change.old)} → ${value(change.new)}`;
+}
+
+/** The diff of an edit as card lines; an edit back to the agent's params says so. */
+export function editLines(diff: ParamChange[]): string[] {
+  return diff.length === 0 ? ["_no change from the agent's params_"] : diff.map(editLine);
 }
 
 function actionsBlock(input: ApprovalCardInput, bid: (suffix: string) => string): Block {
@@ -224,6 +265,10 @@ function actionsBlock(input: ApprovalCardInput, bid: (suffix: string) => string)
       // No confirm on reject: the modal asking for the reason is the second step.
       { type: 'button', action_id: REJECT_ACTION_ID, text: plainText('Reject'), style: 'danger', value: input.approval_id },
       { type: 'button', action_id: REFETCH_ACTION_ID, text: plainText('Refetch state'), value: input.approval_id },
+      // Opens a modal: the params as fields (or a comment only, when they may not be edited).
+      input.editable === false
+        ? { type: 'button', action_id: COMMENT_ACTION_ID, text: plainText('Approve with comment'), value: input.approval_id }
+        : { type: 'button', action_id: EDIT_ACTION_ID, text: plainText('Edit & approve'), value: input.approval_id },
     ],
   };
 }
@@ -248,7 +293,9 @@ export function decidedCard(input: DecidedCardInput): SlackMessage {
     `${outcomeEmoji(input.outcome, input.status)} *${escapeMrkdwn(humanize(input.outcome), 100)}*` +
     ` · ${escapeMrkdwn(input.status, 100)} by ${who}, ${slackDate(input.decided_at)}`;
   const blocks = fitTotal((budgets) => {
-    const out = [...factBlocks(input, bid, budgets), section(bid('status'), status)];
+    // An approval that ran edited params was approved with edits; one an edit replaced was only edited.
+    const editHeading = input.outcome === 'edited' ? 'Params edited by' : 'Approved with edits by';
+    const out = [...factBlocks(input, bid, budgets, editHeading), section(bid('status'), status)];
     if (input.detail) out.push(section(bid('detail'), escapeMrkdwn(input.detail, budgets.live)));
     return out;
   });
@@ -286,6 +333,10 @@ export interface ThreadReplyOutcome {
   reason?: string | null;
   result_summary?: string | null;
   new_approval_id?: string | null;
+  /** The approver edited the params: the reply lists the diff. */
+  edited?: ParamEdit | null;
+  /** The approver's comment on approving. */
+  comment?: string | null;
 }
 
 /** A user's reason as a block quote; our own ">" is markup, theirs is escaped. */
@@ -307,7 +358,10 @@ export function threadReply(outcome: ThreadReplyOutcome): SlackMessage {
   let headline: string;
   switch (outcome.outcome) {
     case 'executed':
-      headline = `${emoji} *Executed* after approval by ${who}.`;
+      headline = outcome.edited ? `${emoji} *Executed* with params edited by ${actor(outcome.edited.by)}, approved by ${who}.` : `${emoji} *Executed* after approval by ${who}.`;
+      break;
+    case 'edited':
+      headline = `:pencil2: *Params edited* by ${who}; the count of approvals starts again on the edited call${next}.`;
       break;
     case 'rejected':
       headline = `${emoji} *Rejected* by ${who}${reason ? ':' : ' (no reason given).'}`;
@@ -340,6 +394,8 @@ export function threadReply(outcome: ThreadReplyOutcome): SlackMessage {
 
   let body = headline;
   const room = (): number => SLACK_LIMITS.sectionText - body.length - 1;
+  if (outcome.edited) body += `\n${fitLines('*Edits*', editLines(outcome.edited.diff), Math.min(1200, room()))}`;
+  if (outcome.comment) body += `\n_Comment:_\n${quoted(outcome.comment, Math.min(1000, room()))}`;
   if (reason && outcome.outcome !== 'executed') body += `\n${quoted(reason, Math.min(2000, room()))}`;
   if (summary && (outcome.outcome === 'executed' || outcome.outcome === 'failed')) {
     body += `\n${codeBlock(summary, room())}`;
@@ -362,16 +418,28 @@ export function rejectReasonModal(approvalId: string, intent: string): Record<st
     submit: plainText('Reject'),
     close: plainText('Cancel'),
     blocks: [
-      { type: 'section', text: mrkdwn(`Rejecting: *${escapeMrkdwn(intent, 500)}*\nThe agent and the thread see your reason.`) },
+      { type: 'section', text: mrkdwn(`Rejecting: *${escapeMrkdwn(intent, 500)}*\nThe agent and the thread see your reason: pick one, write one, or both.`) },
+      {
+        type: 'input',
+        block_id: REJECT_PRESET_BLOCK_ID,
+        optional: true,
+        label: plainText('Reason'),
+        element: {
+          type: 'static_select',
+          action_id: REJECT_PRESET_ACTION_ID,
+          placeholder: plainText('Pick a reason'),
+          options: REJECT_PRESETS.map((p) => ({ text: plainText(p.label), value: p.value })),
+        },
+      },
       {
         type: 'input',
         block_id: REJECT_REASON_BLOCK_ID,
-        label: plainText('Reason'),
+        optional: true,
+        label: plainText('Details'),
         element: {
           type: 'plain_text_input',
           action_id: REJECT_REASON_ACTION_ID,
           multiline: true,
-          min_length: 1,
           max_length: 2000,
         },
       },

@@ -1,3 +1,4 @@
+import type { ParamEdit } from '../calls/param-edit.ts';
 import type { DriftReport } from '../calls/state-verify.ts';
 import type { RiskLevel } from '../vocabulary.ts';
 
@@ -23,6 +24,10 @@ export interface ApprovalCardInput {
   drift?: DriftReport | null;
   /** Set when this approval replaces another (requeue or escalation). */
   previous_approval_id?: string | null;
+  /** False: no "Edit & approve" button (the card or the contract opted out); absent means editable. */
+  editable?: boolean;
+  /** Params an approver edited: the card shows them and the diff from the agent's. */
+  edited?: ParamEdit | null;
 }
 
 /** How a card looks once decided (buttons gone). */

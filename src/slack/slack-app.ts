@@ -3,20 +3,35 @@ import { WebClient } from '@slack/web-api';
 import type { FastifyInstance } from 'fastify';
 import { SelfApprovalError, type ApprovalService, type ApproverActor } from '../approvals/approval-service.ts';
 import type { SlackConfig } from '../config.ts';
-import { AppError, ConflictError } from '../errors.ts';
+import { AppError, ConflictError, ValidationError } from '../errors.ts';
 import {
+  COMMENT_ACTION_ID,
+  EDIT_ACTION_ID,
   APPROVE_ACTION_ID,
   REFETCH_ACTION_ID,
   REJECT_ACTION_ID,
   REJECT_MODAL_CALLBACK_ID,
+  REJECT_PRESET_ACTION_ID,
+  REJECT_PRESET_BLOCK_ID,
   REJECT_REASON_ACTION_ID,
   REJECT_REASON_BLOCK_ID,
   ephemeralText,
+  rejectReasonOf,
   rejectReasonModal,
 } from './blocks.ts';
 import { createAppHome } from './app-home.ts';
 import type { SlackMessage } from './card-types.ts';
 import { createDecidableApprovals } from './decidable-approvals.ts';
+import {
+  EDIT_MODAL_CALLBACK_ID,
+  PARAM_BLOCK_PREFIX,
+  editApproveModal,
+  editModalMetadata,
+  modalErrorFor,
+  modalErrorsFor,
+  readEditSubmission,
+  type EditSubmission,
+} from './edit-modal.ts';
 import { FastifyBoltReceiver } from './fastify-receiver.ts';
 import type { CommandCaller } from './invoke-command.ts';
 import type { SlackNotifier } from './slack-notifier.ts';
@@ -24,6 +39,8 @@ import type { SlackNotifier } from './slack-notifier.ts';
 const GROUP_CACHE_MS = 5 * 60_000;
 
 const NOT_AN_APPROVER = 'You are not allowed to decide Invoke approvals.';
+const TOO_LARGE_TO_EDIT =
+  'These params are too large to edit in Slack: approve them as they are, or send the edited params through the API (`POST /v1/approvals/:id/approve` with `params`).';
 const SELF_APPROVAL = 'You requested this call, so you cannot decide on it; another approver must.';
 
 /** Tells the clicker, and only them, one line of text. */
@@ -242,10 +259,82 @@ export function createSlackApp(deps: SlackAppDeps) {
     }
   });
 
+  // "Edit & approve" and "Approve with comment" open the same modal; only the first shows the params.
+  for (const actionId of [EDIT_ACTION_ID, COMMENT_ACTION_ID]) {
+    bolt.action<BlockAction<ButtonAction>>(actionId, async ({ ack, body, action, respond, client: boltClient }) => {
+      await ack();
+      const id = action.value ?? '';
+      const tell = clickTeller(body, respond, id);
+      if (!(await access.mayDecide(body.user.id))) return tell(NOT_AN_APPROVER);
+      // Refused before the modal, as for Reject: the same approver checks as Approve.
+      const form = await approvals.editForm(slackActor(body.user.id), id).catch(async (error: unknown) => {
+        await tell(refusalText(error) ?? 'Invoke could not open that approval; try again shortly.');
+        return null;
+      });
+      if (!form) return;
+      const { approval } = form;
+      const view = editApproveModal({
+        approvalId: approval.id,
+        intent: approval.checkpoint.contract?.intent ?? approval.checkpoint.policy_rule?.intent ?? approval.tool,
+        tool: approval.tool,
+        editable: form.editable && actionId === EDIT_ACTION_ID,
+        inputSchema: form.input_schema,
+        params: form.params,
+      });
+      if (!view) return tell(TOO_LARGE_TO_EDIT);
+      await boltClient.views.open({ trigger_id: body.trigger_id, view: view as never });
+    });
+  }
+
+  /**
+   * The approve modal's submit: problems with the edited params (schema, policy, entity, who may
+   * decide) are shown in the modal, which stays open; otherwise it closes and the approval runs
+   * through the same `approve` as the API.
+   */
+  bolt.view(EDIT_MODAL_CALLBACK_ID, async ({ ack, body, view }) => {
+    const meta = editModalMetadata(view.private_metadata);
+    if (!meta) return void (await ack());
+    const user = body.user.id;
+    const actor = slackActor(user);
+    const fieldNames = Object.keys(view.state.values)
+      .filter((blockId) => blockId.startsWith(PARAM_BLOCK_PREFIX))
+      .map((blockId) => blockId.slice(PARAM_BLOCK_PREFIX.length));
+    const refuse = (message: string) => ack({ response_action: 'errors', errors: modalErrorFor(meta.mode, fieldNames, message) });
+    if (!(await access.mayDecide(user))) return refuse(NOT_AN_APPROVER);
+    let submission: EditSubmission;
+    try {
+      const form = await approvals.editForm(actor, meta.approval_id);
+      submission = readEditSubmission(meta.mode, view.state.values, form.params);
+      if (!submission.ok) return ack({ response_action: 'errors', errors: submission.errors });
+      if (submission.params) await approvals.checkEdit(actor, meta.approval_id, submission.params);
+    } catch (error) {
+      const problems = error instanceof ValidationError ? (error.details as { problems?: Array<{ path: string; message: string }> } | undefined)?.problems : undefined;
+      if (problems) return ack({ response_action: 'errors', errors: modalErrorsFor(meta.mode, problems, fieldNames) });
+      const refusal = refusalText(error);
+      if (refusal === null) log.error({ err: error }, 'approve modal check failed');
+      return refuse(refusal ?? 'Invoke could not check that; try again shortly.');
+    }
+    await ack();
+    const tell = tellerFor({ user, approvalId: meta.approval_id });
+    const { params, comment } = submission;
+    await decide(tell, async () => {
+      const result = await approvals.approve(actor, meta.approval_id, { params, comment });
+      if (result.outcome === 'edited') {
+        await tell(`Your edit restarted the count: the edited call needs ${result.new_approval?.approvals_required ?? 2} approvals, yours is the first.`);
+      } else if (result.outcome === 'awaiting_approvals') {
+        await tell(`Your approval is recorded (${result.approvals_received} of ${result.approval.approvals_required}); it runs once enough approvers agree.`);
+      }
+    });
+  });
+
   bolt.view(REJECT_MODAL_CALLBACK_ID, async ({ ack, body, view }) => {
-    const reason = view.state.values[REJECT_REASON_BLOCK_ID]?.[REJECT_REASON_ACTION_ID]?.value?.trim() ?? '';
+    const values = view.state.values;
+    const reason = rejectReasonOf(
+      values[REJECT_PRESET_BLOCK_ID]?.[REJECT_PRESET_ACTION_ID]?.selected_option?.value,
+      values[REJECT_REASON_BLOCK_ID]?.[REJECT_REASON_ACTION_ID]?.value,
+    );
     if (!reason) {
-      await ack({ response_action: 'errors', errors: { [REJECT_REASON_BLOCK_ID]: 'Say why this is rejected.' } });
+      await ack({ response_action: 'errors', errors: { [REJECT_REASON_BLOCK_ID]: 'Pick a reason or say why this is rejected.' } });
       return;
     }
     await ack();

@@ -20,7 +20,7 @@ interface ApprovalFacts {
   expires_at: Date | string;
   approvals_required: number;
   previous_approval_id: string | null;
-  checkpoint: Pick<Checkpoint, 'params' | 'contract' | 'policy_rule' | 'entity_resolution' | 'frozen_state'>;
+  checkpoint: Pick<Checkpoint, 'params' | 'contract' | 'policy_rule' | 'entity_resolution' | 'frozen_state' | 'editable' | 'edited'>;
 }
 
 /** The card's facts, from an approval row (or one about to be inserted). */
@@ -42,6 +42,8 @@ export function cardInputOf(approval: ApprovalFacts, approvalsReceived: number, 
     approvals_received: approvalsReceived,
     drift: drift ?? null,
     previous_approval_id: approval.previous_approval_id,
+    editable: cp.editable !== false,
+    edited: cp.edited ?? null,
   };
 }
 
@@ -60,7 +62,15 @@ function decisionPosts(row: Approval, votes: number, event: ApprovalDecided): Sl
     {
       role: 'update',
       approval_id: row.id,
-      message: decidedCard({ ...input, status: event.status, outcome: event.outcome, decided_by: event.actor, decided_at: decidedAt, detail: event.reason ?? null }),
+      message: decidedCard({
+        ...input,
+        edited: event.edited ?? input.edited ?? null,
+        status: event.status,
+        outcome: event.outcome,
+        decided_by: event.actor,
+        decided_at: decidedAt,
+        detail: event.reason ?? null,
+      }),
     },
     {
       role: 'reply',
@@ -72,6 +82,8 @@ function decisionPosts(row: Approval, votes: number, event: ApprovalDecided): Sl
         reason: event.reason ?? null,
         result_summary: resultSummary(event.answer?.result),
         new_approval_id: event.newApprovalId ?? null,
+        edited: event.edited ?? null,
+        comment: event.comment ?? null,
       }),
     },
   ];

@@ -24,6 +24,8 @@ const cardOverrides = {
   idempotent: z.boolean().optional(),
   timeout_ms: z.number().int().min(100).max(600_000).optional(),
   state_refetch: stateRefetchSchema.optional(),
+  /** False: approvers may not edit this tool's params before approving. */
+  editable: z.boolean().optional(),
 };
 
 export const httpToolSchema = z

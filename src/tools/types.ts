@@ -22,6 +22,8 @@ export interface CapabilityCard {
   idempotent: boolean;
   timeout_ms: number;
   state_refetch?: StateRefetch;
+  /** False: approvers may approve or reject this tool's calls, never edit their params first. */
+  editable?: boolean;
   transport: 'http' | 'mcp' | 'builtin';
 }
 

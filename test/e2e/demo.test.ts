@@ -20,8 +20,8 @@ describe('the blast-radius demo', () => {
     result = await runDemo({ flakyFailFirstN: 2 });
   }, 60_000);
 
-  it('runs all six scenarios and stops', () => {
-    expect(result.scenarios.map((s) => [s.id, s.error])).toEqual([1, 2, 3, 4, 5, 6].map((id) => [id, undefined]));
+  it('runs all seven scenarios and stops', () => {
+    expect(result.scenarios.map((s) => [s.id, s.error])).toEqual([1, 2, 3, 4, 5, 6, 7].map((id) => [id, undefined]));
     expect(result.ok).toBe(true);
   });
 
@@ -74,6 +74,20 @@ describe('the blast-radius demo', () => {
     expect(s.invoke!.counts).toEqual({ confirmed: 0, success_reports: 1 });
     expect(s.invoke!.outcome).toBe('replan_required');
     expect(s.invoke!.details).toMatchObject({ call_status: 'replan_required' });
+  });
+
+  it('7: the agent asks for the wrong amount: naive sends it, the approver fixes it in Slack and the edited refund runs', () => {
+    const s = scenario(7);
+    expect(s.naive!.counts).toEqual({ refund_requests: 1, amount_sent: 2400 });
+    expect(s.invoke!.counts).toEqual({ refund_requests: 1, amount_sent: 240 });
+    expect(s.invoke!.outcome).toBe('executed');
+    expect(s.invoke!.details).toMatchObject({
+      approval_status: 'executed',
+      edited_by: 'U0APPROVER',
+      diff: 'amount changed: 2400 -> 240',
+      card_shows_edit: true,
+    });
+    expect(result.slackThread.some((line) => line.startsWith('card (edited)'))).toBe(true);
   });
 
   it('prints a table with both runs and the Invoke answer per scenario', () => {

@@ -1,7 +1,15 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { BuiltApp } from '../../src/app.ts';
-import { APPROVE_ACTION_ID, REFETCH_ACTION_ID, REJECT_ACTION_ID, REJECT_MODAL_CALLBACK_ID, REJECT_REASON_ACTION_ID, REJECT_REASON_BLOCK_ID } from '../../src/slack/blocks.ts';
+import {
+  APPROVE_ACTION_ID,
+  EDIT_ACTION_ID,
+  REFETCH_ACTION_ID,
+  REJECT_ACTION_ID,
+  REJECT_MODAL_CALLBACK_ID,
+  REJECT_REASON_ACTION_ID,
+  REJECT_REASON_BLOCK_ID,
+} from '../../src/slack/blocks.ts';
 import { signSlackRequest } from '../../src/slack/verify-request.ts';
 import { startSlackEmulator } from '../../demo/slack-emulator.ts';
 import { buildApp } from '../../src/app.ts';
@@ -177,7 +185,7 @@ describe.each(SLACK_TRANSPORTS)('Slack app over %s', (transport) => {
     expect(typeof post.args['text']).toBe('string');
     const blocks = post.args['blocks'] as Array<{ type: string; elements?: Array<{ action_id: string; value: string }> }>;
     const actions = blocks.find((b) => b.type === 'actions')!;
-    expect(actions.elements!.map((e) => e.action_id)).toEqual([APPROVE_ACTION_ID, REJECT_ACTION_ID, REFETCH_ACTION_ID]);
+    expect(actions.elements!.map((e) => e.action_id)).toEqual([APPROVE_ACTION_ID, REJECT_ACTION_ID, REFETCH_ACTION_ID, EDIT_ACTION_ID]);
     expect(actions.elements!.every((e) => e.value === id)).toBe(true);
     expect(JSON.stringify(blocks)).toContain('truncated');
     expect(ts).toBeTruthy();

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
   APPROVE_ACTION_ID,
+  COMMENT_ACTION_ID,
+  EDIT_ACTION_ID,
+  REJECT_PRESET_ACTION_ID,
+  REJECT_PRESET_BLOCK_ID,
+  rejectReasonOf,
   REFETCH_ACTION_ID,
   REJECT_ACTION_ID,
   REJECT_MODAL_CALLBACK_ID,
@@ -14,11 +19,25 @@ import {
   threadReply,
 } from '../../src/slack/blocks.ts';
 import { SLACK_LIMITS, escapeText, truncate } from '../../src/slack/mrkdwn.ts';
+import type { ParamEdit } from '../../src/calls/param-edit.ts';
 import type { ApprovalCardInput, DecidedCardInput, SlackMessage } from '../../src/slack/card-types.ts';
 
 const expiresAt = new Date('2026-03-02T15:30:00.000Z');
 const decidedAt = new Date('2026-03-02T14:05:00.000Z');
 const now = new Date('2026-03-02T14:00:00.000Z');
+
+const edit: ParamEdit = {
+  by: 'U777',
+  at: '2026-03-02T14:04:00.000Z',
+  original_params: { invoice_id: 'INV-1042', amount: 742.5, currency: 'EUR' },
+  params: { invoice_id: 'INV-1042', amount: 500, currency: 'EUR', note: 'partial <refund>' },
+  diff: [
+    { path: 'amount', change: 'changed', old: 742.5, new: 500 },
+    { path: 'note', change: 'added', new: 'partial <refund>' },
+  ],
+  original_digest: 'a'.repeat(64),
+  action_digest: 'b'.repeat(64),
+};
 
 function cardInput(overrides: Partial<ApprovalCardInput> = {}): ApprovalCardInput {
   return {
@@ -175,15 +194,30 @@ describe('approvalCard', () => {
     expect(blockOfType(card, 'context')).toBeUndefined();
   });
 
-  it('has three buttons carrying the approval id; no confirm below high risk', () => {
+  it('has four buttons carrying the approval id; no confirm below high risk', () => {
     const actions = blockOfType(approvalCard(cardInput()), 'actions')!;
     const buttons = actions.elements as Node[];
     expect(buttons.map((b) => [b.action_id, b.style, b.value])).toEqual([
       [APPROVE_ACTION_ID, 'primary', 'apr_01HV3K8M'],
       [REJECT_ACTION_ID, 'danger', 'apr_01HV3K8M'],
       [REFETCH_ACTION_ID, undefined, 'apr_01HV3K8M'],
+      [EDIT_ACTION_ID, undefined, 'apr_01HV3K8M'],
     ]);
     expect(buttons.every((b) => b.confirm === undefined)).toBe(true);
+  });
+
+  it('offers "Approve with comment" instead of "Edit & approve" when the params may not be edited', () => {
+    const buttons = blockOfType(approvalCard(cardInput({ editable: false })), 'actions')!.elements as Node[];
+    expect(buttons.map((b) => b.action_id)).toEqual([APPROVE_ACTION_ID, REJECT_ACTION_ID, REFETCH_ACTION_ID, COMMENT_ACTION_ID]);
+    expect(textOf(buttons[3]!.text)).toBe('Approve with comment');
+  });
+
+  it("a card an edit created shows the edited params and the diff from the agent's", () => {
+    const card = approvalCard(cardInput({ edited: edit }));
+    expect(limitViolations(card)).toEqual([]);
+    expect(sectionText(card, 'params')).toContain('*Params* (as edited)');
+    expect(sectionText(card, 'params')).toContain('"amount": 500');
+    expect(sectionText(card, 'edits')).toBe(':pencil2: *Params edited by* <@U777>\n• `amount`: `742.5` → `500`\n• `note`: added `"partial &lt;refund&gt;"`');
   });
 
   it('asks for confirmation on approve for a critical card (snapshot), not on reject', () => {
@@ -318,6 +352,13 @@ describe('decidedCard', () => {
     expect(card).toMatchSnapshot();
   });
 
+  it('says "approved with edits", with the diff, when the params ran edited', () => {
+    const card = decidedCard(decidedInput({ edited: edit }));
+    expect(limitViolations(card)).toEqual([]);
+    expect(sectionText(card, 'edits')).toMatch(/^:pencil2: \*Approved with edits by\* <@U777>\n• `amount`: `742.5` → `500`/);
+    expect(sectionText(card, 'params')).toContain('"amount": 500');
+  });
+
   it('escapes a decider that is not a Slack user id', () => {
     const card = decidedCard(decidedInput({ status: 'rejected', outcome: 'rejected', decided_by: 'api <ops@example.com>' }));
     const status = sectionText(card, 'status');
@@ -399,6 +440,15 @@ describe('threadReply', () => {
     expect(reply({ status: 'escalated', outcome: 'escalated', new_approval_id: 'apr_3' })).toContain('*Escalated* by <@U123>; a fresh approval follows in this thread (`apr_3`).');
   });
 
+  it('executed with edits: who edited, the diff and the comment', () => {
+    expect(reply({ edited: edit, decided_by: 'U777', comment: 'half now' })).toBe(
+      ':white_check_mark: *Executed* with params edited by <@U777>, approved by <@U777>.\n*Edits*\n• `amount`: `742.5` → `500`\n• `note`: added `"partial &lt;refund&gt;"`\n_Comment:_\n>half now',
+    );
+    expect(reply({ status: 'invalidated', outcome: 'edited', edited: edit, new_approval_id: 'apr_9' })).toMatch(
+      /^:pencil2: \*Params edited\* by <@U123>; the count of approvals starts again on the edited call \(`apr_9`\)\.\n\*Edits\*/,
+    );
+  });
+
   it('an unknown outcome still reads', () => {
     expect(reply({ outcome: 'partially_approved', status: 'pending' })).toBe(':information_source: *Partially approved* (pending), <@U123>.');
   });
@@ -412,6 +462,17 @@ describe('threadReply', () => {
 });
 
 describe('rejectReasonModal', () => {
+  it('offers preset reasons and free text; the reason is either or both', () => {
+    const blocks = rejectReasonModal('apr_1', 'x').blocks as Node[];
+    expect(blocks[1]).toMatchObject({ type: 'input', block_id: REJECT_PRESET_BLOCK_ID, optional: true, element: { type: 'static_select', action_id: REJECT_PRESET_ACTION_ID } });
+    expect(((blocks[1]!.element as Node).options as Node[]).map((o) => textOf(o.text))).toEqual(['Wrong parameters', 'Not authorised', 'Needs more context', 'Duplicate']);
+    expect(rejectReasonOf('wrong_parameters', '  amount should be 50 ')).toBe('Wrong parameters: amount should be 50');
+    expect(rejectReasonOf('duplicate', '')).toBe('Duplicate');
+    expect(rejectReasonOf(null, 'paid by phone')).toBe('paid by phone');
+    expect(rejectReasonOf(undefined, '   ')).toBeNull();
+    expect(rejectReasonOf('made_up', null)).toBeNull();
+  });
+
   it('carries the approval id and asks for a reason', () => {
     const view = rejectReasonModal('apr_01HV3K8M', 'Refund <all> & more');
     expect(view).toMatchObject({
@@ -422,10 +483,11 @@ describe('rejectReasonModal', () => {
       close: { type: 'plain_text', text: 'Cancel' },
     });
     const blocks = view.blocks as Node[];
-    expect(blocks[1]).toMatchObject({
+    expect(blocks[2]).toMatchObject({
       type: 'input',
       block_id: REJECT_REASON_BLOCK_ID,
-      element: { type: 'plain_text_input', action_id: REJECT_REASON_ACTION_ID, multiline: true, min_length: 1, max_length: 2000 },
+      optional: true,
+      element: { type: 'plain_text_input', action_id: REJECT_REASON_ACTION_ID, multiline: true, max_length: 2000 },
     });
     expect(textOf(blocks[0]!.text)).toContain('Refund &lt;all&gt; &amp; more');
     expect(String(textOf(view.title)).length).toBeLessThanOrEqual(24);

@@ -93,7 +93,7 @@ describe('Slack Web API emulator', () => {
 
     const opened = await client.views.open({ trigger_id: 'trigger-1', view });
     expect(opened.view).toMatchObject({ id: expect.stringMatching(/^V/), callback_id: 'reject_reason' });
-    expect(emulator.views).toEqual([{ id: opened.view?.id, trigger_id: 'trigger-1', view }]);
+    expect(emulator.views).toEqual([{ id: opened.view?.id, trigger_id: 'trigger-1', view, updates: 0, hash: 'h0' }]);
 
     await expect(client.views.open({ trigger_id: 'trigger-1', view })).rejects.toMatchObject({
       data: { error: 'exchanged_trigger_id' },
@@ -101,6 +101,18 @@ describe('Slack Web API emulator', () => {
     await expect(client.apiCall('views.open', { view })).rejects.toMatchObject({
       data: { error: 'invalid_arguments' },
     });
+  });
+
+  it('updates an opened view by id (refusing a stale hash) and answers not_found for an unknown one', async () => {
+    const view = { type: 'modal' as const, callback_id: 'edit', title: { type: 'plain_text' as const, text: 'Edit' }, blocks: [] };
+    const opened = await client.views.open({ trigger_id: 'trigger-u', view });
+    const id = opened.view!.id!;
+    const next = { ...view, title: { type: 'plain_text' as const, text: 'Edited' } };
+    const updated = await client.views.update({ view_id: id, hash: 'h0', view: next });
+    expect(updated.view).toMatchObject({ id, hash: 'h1', title: { text: 'Edited' } });
+    expect(emulator.views.find((v) => v.id === id)).toMatchObject({ updates: 1, view: next });
+    await expect(client.views.update({ view_id: id, hash: 'h0', view })).rejects.toMatchObject({ data: { error: 'hash_conflict' } });
+    await expect(client.views.update({ view_id: 'VNOPE', view })).rejects.toMatchObject({ data: { error: 'not_found' } });
   });
 
   it('answers conversations.info, users.info and usergroups.users.list minimally', async () => {
