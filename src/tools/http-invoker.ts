@@ -20,6 +20,8 @@ export interface PlacedParam {
   name: string;
   /** Query objects: `deepObject` sends `name[key]=value`; otherwise each key is its own pair. */
   style?: 'deepObject';
+  /** Query lists joined into one value with this (`,` `|` space tab); repeated pairs when absent. */
+  delimiter?: string;
 }
 
 /**
@@ -204,7 +206,10 @@ function buildPlacedRequest(tool: HttpToolSpec, placement: ParamPlacement, baseU
 
 /** Arrays repeat the name (OpenAPI's default `form` style, exploded); objects spread their keys. */
 function queryPairs(place: PlacedParam, value: unknown): Array<[string, string]> {
-  if (Array.isArray(value)) return value.map((item) => [place.name, queryValue(item)]);
+  if (Array.isArray(value)) {
+    const values = value.map(queryValue);
+    return place.delimiter === undefined ? values.map((item) => [place.name, item]) : [[place.name, values.join(place.delimiter)]];
+  }
   if (typeof value === 'object' && value !== null) {
     return Object.entries(value).map(([key, item]) => [place.style === 'deepObject' ? `${place.name}[${key}]` : key, queryValue(item)]);
   }
