@@ -25,8 +25,12 @@ export const OPENAPI_LIMITS: OpenApiLimits = { maxBytes: 5_000_000, fetchTimeout
 /** Nesting of the document as written (objects in objects), before any `$ref` is followed. */
 const MAX_DOCUMENT_DEPTH = 256;
 const MAX_PROBLEMS = 10;
-/** Where the library believes the document lives; never fetched, never a path on this disk. */
-const PLACEHOLDER_URL = 'https://openapi.invalid/document';
+/**
+ * Where the library believes the document lives: not http(s), so it leaves relative servers as
+ * written (its own rewrite drops the port; `documentBaseUrl` resolves them), and not a path on
+ * this disk, so no error names one.
+ */
+const PLACEHOLDER_URL = 'urn:invoke:openapi';
 
 /** The document is not one we can import; `details.location` points at the bad spot. */
 export class OpenApiDocumentError extends AppError {
@@ -59,7 +63,7 @@ export async function loadOpenApiDocument(source: string | Record<string, unknow
   }
   const refs = measureDocument(raw, limits.maxExpandedNodes);
   // The library dereferences in place; the registration keeps the document as sent.
-  const api = await validateAndDereference(structuredClone(raw), typeof source === 'string' ? source : PLACEHOLDER_URL, refs);
+  const api = await validateAndDereference(structuredClone(raw), refs);
   return { api, version: documentVersion(api) };
 }
 
@@ -117,7 +121,7 @@ async function readCapped(body: AsyncIterable<Buffer> & { destroy(): void; on(ev
 /** JSON or YAML, parsed by the library from the text we fetched (it reads nothing itself). */
 async function parseText(url: string, text: string): Promise<Record<string, unknown>> {
   try {
-    const parsed = (await new SwaggerParser().parse(url, {
+    const parsed = (await new SwaggerParser().parse(PLACEHOLDER_URL, {
       resolve: { external: false, file: false, http: false, fetched: { order: 1, canRead: true, read: () => text } },
     } as SwaggerParser.Options)) as unknown;
     if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) return parsed as Record<string, unknown>;
@@ -215,7 +219,7 @@ export function resolvePointer(root: unknown, ref: string): unknown {
 // ---------------------------------------------------------------------------------------------
 // Validation
 
-async function validateAndDereference(api: Record<string, unknown>, baseUrl: string, referencedFrom: Map<string, string>): Promise<Record<string, unknown>> {
+async function validateAndDereference(api: Record<string, unknown>, referencedFrom: Map<string, string>): Promise<Record<string, unknown>> {
   const parser = new SwaggerParser();
   try {
     const options = {
@@ -224,7 +228,7 @@ async function validateAndDereference(api: Record<string, unknown>, baseUrl: str
       dereference: { circular: 'ignore', maxDepth: 2 * MAX_DOCUMENT_DEPTH },
       timeoutMs: 5_000,
     } as SwaggerParser.Options;
-    return (await parser.validate(baseUrl, api as never, options)) as unknown as Record<string, unknown>;
+    return (await parser.validate(PLACEHOLDER_URL, api as never, options)) as unknown as Record<string, unknown>;
   } catch (error) {
     throw documentErrorOf(error, referencedFrom);
   }
