@@ -150,6 +150,7 @@ function measureDocument(root: Record<string, unknown>, maxExpandedNodes: number
   const referencedFrom = new Map<string, string>();
   const expanded = new Map<string, number>();
   const inProgress = new Set<string>();
+  const sizes = new WeakMap<object, number>();
 
   const sizeOf = (node: unknown, location: string, depth: number): number => {
     if (typeof node !== 'object' || node === null) return 1;
@@ -162,13 +163,17 @@ function measureDocument(root: Record<string, unknown>, maxExpandedNodes: number
       if (!referencedFrom.has(ref)) referencedFrom.set(ref, location);
       return refSize(ref, depth);
     }
+    // YAML aliases share one object in several places: counted as often, walked once.
+    const shared = sizes.get(node);
+    if (shared !== undefined) return shared;
     let total = 1;
     for (const [key, child] of Object.entries(node)) {
       // Examples are literal values: a `$ref` inside one is text, not a reference.
       if (key === 'example' || key === 'examples' || key === 'default' || key === 'const' || key === 'enum') continue;
-      total += sizeOf(child, `${location}/${escapePointer(key)}`, depth + 1);
+      total += typeof child === 'object' && child !== null ? sizeOf(child, `${location}/${escapePointer(key)}`, depth + 1) : 1;
       if (total > maxExpandedNodes) throw tooLarge(location);
     }
+    sizes.set(node, total);
     return total;
   };
 

@@ -84,6 +84,12 @@ describe('OpenAPI providers', () => {
           ].join('\n'),
         );
       },
+      // Each level names the one below twice: a few hundred bytes that expand past any memory.
+      'GET /docs/bomb.yaml': (_request, res) => {
+        const levels = Array.from({ length: 40 }, (_, i) => `  l${i + 1}: &l${i + 1} [*l${i}, *l${i}]`);
+        res.writeHead(200, { 'content-type': 'application/yaml' });
+        res.end(['openapi: 3.0.3', 'info: {title: Bomb, version: "1"}', 'paths: {}', 'x-bomb:', '  l0: &l0 [lol]', ...levels, ''].join('\n'));
+      },
       'GET /docs/huge.json': (_request, res) => json(res, 200, { openapi: '3.0.3', info, paths: {}, padding: 'x'.repeat(6_000_000) }),
       'GET /docs/missing.json': (_request, res) => json(res, 404, { secret: 'internal page' }),
       'GET /api/pets': echo(),
@@ -230,6 +236,12 @@ describe('OpenAPI providers', () => {
     const huge = await register({ name: 'r3', openapi: `${tools.url}/docs/huge.json`, base_url: tools.url });
     expect(huge.status).toBe(422);
     expect(huge.body.error.message).toMatch(/more than 5000000 bytes/);
+
+    const started = Date.now();
+    const bomb = await register({ name: 'r5', openapi: `${tools.url}/docs/bomb.yaml`, base_url: tools.url });
+    expect(bomb.status).toBe(400);
+    expect(bomb.body.error.message).toMatch(/expands to too many nodes/);
+    expect(Date.now() - started).toBeLessThan(5_000);
 
     const metadata = await register({ name: 'r4', openapi: 'http://169.254.169.254/latest/openapi.json', base_url: tools.url });
     expect(metadata.status).toBe(400);
