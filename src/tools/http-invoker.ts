@@ -6,17 +6,40 @@
  * failure before that point proves the tool never saw the call, so it is a retryable `failed`;
  * any failure after it without a status line (timeout, reset, closed socket) is `unknown`.
  */
-import { request } from 'undici';
+import { FormData, request } from 'undici';
 import type { Agent, Dispatcher } from 'undici';
 import { createGuardedAgent, findSsrfBlocked, type ResolveAll } from './ssrf-guard.ts';
 import type { AttemptOutcome } from './types.ts';
 
-export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD' | 'OPTIONS';
+
+/** Where one input property goes in the request (an OpenAPI parameter). */
+export interface PlacedParam {
+  in: 'path' | 'query' | 'header';
+  /** The parameter's name in the request, which may differ from the input property's. */
+  name: string;
+  /** Query objects: `deepObject` sends `name[key]=value`; otherwise each key is its own pair. */
+  style?: 'deepObject';
+  /** Query lists joined into one value with this (`,` `|` space tab); repeated pairs when absent. */
+  delimiter?: string;
+}
+
+/**
+ * How an operation imported from OpenAPI wants its params: each named input property in the
+ * path, query or a header, and one property as the request body. Properties it does not name
+ * are never sent. Tools without a placement keep the plain rule (path placeholders, then a JSON
+ * body for POST/PUT/PATCH or the query string otherwise).
+ */
+export interface ParamPlacement {
+  params: Record<string, PlacedParam>;
+  body?: { property: string; encoding: 'json' | 'form' | 'multipart' };
+}
 
 export interface HttpToolSpec {
   method: HttpMethod;
   /** Path below the provider's base URL; `{name}` segments are filled from the params. */
   path: string;
+  placement?: ParamPlacement;
 }
 
 /** undici's own default. */
@@ -60,7 +83,7 @@ export async function invokeHttpTool(
   try {
     const pending = request(built.url, {
       method: tool.method,
-      headers: built.body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
+      headers: built.headers,
       body: built.body,
       signal: deadline.signal,
       headersTimeout: timeoutMs,
@@ -85,26 +108,41 @@ export async function invokeHttpTool(
   }
 }
 
-type BuiltRequest = { url: URL; body: string | undefined } | { error: string };
+type BuiltRequest = { url: URL; headers: Record<string, string>; body: string | FormData | undefined } | { error: string };
+
+const JSON_HEADERS = { accept: 'application/json', 'content-type': 'application/json' };
 
 function buildHttpRequest(tool: HttpToolSpec, baseUrl: string, params: Record<string, unknown>): BuiltRequest {
+  if (tool.placement) return buildPlacedRequest(tool, tool.placement, baseUrl, params);
   const rest: Record<string, unknown> = { ...params };
+  const path = fillPath(tool.path, (name) => {
+    delete rest[name];
+    return params[name];
+  });
+  if (typeof path !== 'string') return path;
+  const url = toolUrl(baseUrl, path, tool.path);
+  if ('error' in url) return url;
+  if (BODY_METHODS.has(tool.method)) return { url, headers: JSON_HEADERS, body: JSON.stringify(rest) };
+  for (const [name, value] of Object.entries(rest)) {
+    if (value === undefined) continue;
+    url.searchParams.append(name, queryValue(value));
+  }
+  return { url, headers: { accept: 'application/json' }, body: undefined };
+}
+
+/** Fills `{name}` segments, URL-encoded; a missing, non-scalar, `.` or `..` value is an error. */
+function fillPath(template: string, valueOf: (name: string) => unknown): string | { error: string } {
   let missing: string | undefined;
   let invalid: string | undefined;
-  const path = tool.path.replace(/\{([^{}]+)\}/g, (_match, name: string) => {
-    const value = params[name];
-    delete rest[name];
+  const path = template.replace(/\{([^{}]+)\}/g, (_match, name: string) => {
+    const value = valueOf(name);
     if (value === undefined || value === null || value === '') {
       missing ??= name;
       return '';
     }
-    if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
-      invalid ??= name;
-      return '';
-    }
-    const text = String(value);
+    const text = isScalar(value) ? String(value) : undefined;
     // `..` survives encodeURIComponent and URL resolution would climb out of the tool's path.
-    if (text === '.' || text === '..') {
+    if (text === undefined || text === '.' || text === '..') {
       invalid ??= name;
       return '';
     }
@@ -112,19 +150,85 @@ function buildHttpRequest(tool: HttpToolSpec, baseUrl: string, params: Record<st
   });
   if (missing !== undefined) return { error: `missing path parameter ${missing}` };
   if (invalid !== undefined) return { error: `path parameter ${invalid} must be a string, number or boolean, and not . or ..` };
+  return path;
+}
 
-  let url: URL;
+function isScalar(value: unknown): value is string | number | boolean {
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean';
+}
+
+function toolUrl(baseUrl: string, path: string, template: string): URL | { error: string } {
   try {
-    url = new URL(`${baseUrl.replace(/(?<!\/)\/+$/, '')}/${path.replace(/^\/+/, '')}`);
+    return new URL(`${baseUrl.replace(/(?<!\/)\/+$/, '')}/${path.replace(/^\/+/, '')}`);
   } catch {
-    return { error: `invalid tool URL: base ${baseUrl}, path ${tool.path}` };
+    return { error: `invalid tool URL: base ${baseUrl}, path ${template}` };
   }
-  if (BODY_METHODS.has(tool.method)) return { url, body: JSON.stringify(rest) };
-  for (const [name, value] of Object.entries(rest)) {
+}
+
+/** An OpenAPI operation's request: every param where the operation declared it. */
+function buildPlacedRequest(tool: HttpToolSpec, placement: ParamPlacement, baseUrl: string, params: Record<string, unknown>): BuiltRequest {
+  const pathValues = new Map<string, unknown>();
+  const headers: Record<string, string> = { accept: 'application/json' };
+  const query: Array<[string, string]> = [];
+  for (const [property, place] of Object.entries(placement.params)) {
+    const value = params[property];
     if (value === undefined) continue;
-    url.searchParams.append(name, queryValue(value));
+    // A list in the path is OpenAPI's `simple` style: comma-separated.
+    if (place.in === 'path') pathValues.set(place.name, Array.isArray(value) && value.every(isScalar) ? value.join(',') : value);
+    else if (place.in === 'query') query.push(...queryPairs(place, value));
+    else {
+      const text = headerValue(value);
+      // CR, LF or NUL in a header would let a param write further headers or a second request.
+      if (text === undefined || /[\r\n\0]/.test(text)) return { error: `header parameter ${place.name} must be a string, number, boolean or a list of them, on one line` };
+      headers[place.name] = text;
+    }
   }
-  return { url, body: undefined };
+  const path = fillPath(tool.path, (name) => pathValues.get(name));
+  if (typeof path !== 'string') return path;
+  const url = toolUrl(baseUrl, path, tool.path);
+  if ('error' in url) return url;
+  for (const [name, value] of query) url.searchParams.append(name, value);
+  const bodyValue = placement.body === undefined ? undefined : params[placement.body.property];
+  if (placement.body === undefined || bodyValue === undefined) return { url, headers, body: undefined };
+  switch (placement.body.encoding) {
+    case 'json':
+      return { url, headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(bodyValue) };
+    case 'form':
+      return { url, headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(formPairs(bodyValue)).toString() };
+    case 'multipart': {
+      // undici writes the content type with its boundary.
+      const form = new FormData();
+      for (const [name, value] of formPairs(bodyValue)) form.append(name, value);
+      return { url, headers, body: form };
+    }
+  }
+}
+
+/** Arrays repeat the name (OpenAPI's default `form` style, exploded); objects spread their keys. */
+function queryPairs(place: PlacedParam, value: unknown): Array<[string, string]> {
+  if (Array.isArray(value)) {
+    const values = value.map(queryValue);
+    return place.delimiter === undefined ? values.map((item) => [place.name, item]) : [[place.name, values.join(place.delimiter)]];
+  }
+  if (typeof value === 'object' && value !== null) {
+    return Object.entries(value).map(([key, item]) => [place.style === 'deepObject' ? `${place.name}[${key}]` : key, queryValue(item)]);
+  }
+  return [[place.name, queryValue(value)]];
+}
+
+function headerValue(value: unknown): string | undefined {
+  if (isScalar(value)) return String(value);
+  if (Array.isArray(value) && value.every(isScalar)) return value.map(String).join(',');
+  return undefined;
+}
+
+function formPairs(body: unknown): Array<[string, string]> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return [];
+  return Object.entries(body).flatMap(([name, value]): Array<[string, string]> => {
+    if (value === undefined) return [];
+    if (Array.isArray(value)) return value.map((item) => [name, queryValue(item)]);
+    return [[name, queryValue(value)]];
+  });
 }
 
 function queryValue(value: unknown): string {

@@ -55,7 +55,27 @@ export const httpProviderSchema = z.object({ name: providerName, base_url: httpU
 
 export const mcpProviderSchema = z.object({ name: providerName, mcp_url: httpUrl, tools: z.array(mcpToolOverrideSchema).max(500).default([]) }).strict();
 
+export const openapiToolOverrideSchema = z
+  .object({
+    name: z.string().regex(KEY_PART, 'letters, digits, _ and -, up to 64'),
+    ...cardOverrides,
+  })
+  .strict();
+
+/** An OpenAPI (3.0, 3.1) or Swagger 2.0 document, inline or by URL; its operations become tools. */
+export const openapiProviderSchema = z
+  .object({
+    name: providerName,
+    openapi: z.union([z.record(z.string(), z.unknown()), httpUrl]),
+    /** Where the operations are called; the document's first server when absent. */
+    base_url: httpUrl.optional(),
+    /** Card overrides, by the imported tool's name. */
+    tools: z.array(openapiToolOverrideSchema).max(500).default([]),
+  })
+  .strict();
+
 export type HttpProviderRegistration = z.infer<typeof httpProviderSchema>;
+export type OpenapiProviderRegistration = z.infer<typeof openapiProviderSchema>;
 export type McpProviderRegistration = z.infer<typeof mcpProviderSchema>;
-export type ProviderRegistration = HttpProviderRegistration | McpProviderRegistration;
+export type ProviderRegistration = HttpProviderRegistration | McpProviderRegistration | OpenapiProviderRegistration;
 export type HttpToolSpec = z.infer<typeof httpToolSchema>;

@@ -2,7 +2,16 @@ import { AppError, NotFoundError, UnprocessableError, ValidationError } from '..
 import { parseInput } from '../http/validation.ts';
 import { assertValidConditions } from '../policy/conditions.ts';
 import type { ParamValidator } from './param-validator.ts';
-import { httpProviderSchema, mcpProviderSchema, type HttpProviderRegistration, type McpProviderRegistration } from './schemas.ts';
+import { loadOpenApiDocument, OPENAPI_LIMITS, OpenApiFetchError, type OpenApiLimits } from './openapi-document.ts';
+import { documentBaseUrl, operationsToTools, type SkippedOperation } from './openapi-tools.ts';
+import {
+  httpProviderSchema,
+  mcpProviderSchema,
+  openapiProviderSchema,
+  type HttpProviderRegistration,
+  type McpProviderRegistration,
+  type OpenapiProviderRegistration,
+} from './schemas.ts';
 import type { StoredTool, ToolsRepository } from './tools-repository.ts';
 import type { AttemptOutcome, CapabilityCard } from './types.ts';
 import { createHttpToolAgent, invokeHttpTool } from './http-invoker.ts';
@@ -38,10 +47,21 @@ export interface ToolRegistryDeps {
   defaultTimeoutMs: number;
   /** How provider host names are resolved, at registration and at connect time; system DNS when absent. */
   resolveHost?: ResolveAll;
+  /** Caps on an imported OpenAPI document; the defaults when absent. */
+  openapiLimits?: OpenApiLimits;
+}
+
+export type ProviderKind = 'http' | 'mcp' | 'openapi';
+
+/** Which kind a registration body is: by `mcp_url`, then `openapi`, else plain HTTP. */
+function providerKindOf(body: unknown): ProviderKind {
+  if (typeof body !== 'object' || body === null) return 'http';
+  if ('mcp_url' in body) return 'mcp';
+  return 'openapi' in body ? 'openapi' : 'http';
 }
 
 /** Providers, capability cards, discovery, and the one door through which a tool is invoked. */
-export function createToolRegistry({ repository, validator, builtins, defaultTimeoutMs, resolveHost }: ToolRegistryDeps) {
+export function createToolRegistry({ repository, validator, builtins, defaultTimeoutMs, resolveHost, openapiLimits = OPENAPI_LIMITS }: ToolRegistryDeps) {
   const builtinByKey = new Map(builtins.map((b) => [b.card.key, b]));
   // The HTTP invoker's shared pool resolves with system DNS; another resolver needs its own pool.
   const httpAgent = resolveHost === undefined ? undefined : createHttpToolAgent(resolveHost);
@@ -103,6 +123,42 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
     });
   }
 
+  /** The document's operations as tools, with the registration's overrides by tool name. */
+  async function openapiTools(reg: OpenapiProviderRegistration): Promise<{ tools: StoredTool[]; skipped: SkippedOperation[]; baseUrl: string }> {
+    const documentUrl = typeof reg.openapi === 'string' ? reg.openapi : undefined;
+    if (documentUrl !== undefined) await assertProviderAddress('openapi', documentUrl);
+    let document;
+    try {
+      document = await loadOpenApiDocument(reg.openapi, openapiLimits, resolveHost);
+    } catch (error) {
+      if (!(error instanceof OpenApiFetchError)) throw error;
+      if (error.blocked) throw new ForbiddenAddressError(`openapi is refused: ${error.blocked.message}`, { field: 'openapi', range: error.blocked.range });
+      throw new UnprocessableError('openapi_unreachable', `The OpenAPI document at ${documentUrl} ${error.message}`);
+    }
+    const baseUrl = reg.base_url ?? documentBaseUrl(document.api, documentUrl);
+    if (baseUrl === undefined) throw new ValidationError('base_url is required: the document names no absolute http(s) server', { field: 'base_url' });
+    const { tools: operations, skipped } = operationsToTools(document);
+    const unknown = reg.tools.filter((t) => !operations.some((o) => o.name === t.name)).map((t) => t.name);
+    if (unknown.length > 0) {
+      throw new ValidationError(`The OpenAPI document has no operations named: ${unknown.join(', ')}`, { unknown_tools: unknown, tools: operations.map((o) => o.name) });
+    }
+    const overrides = new Map(reg.tools.map((t) => [t.name, t]));
+    const tools = operations.map((operation): StoredTool => {
+      const { name: _name, ...override } = overrides.get(operation.name) ?? { name: operation.name };
+      const card: CapabilityCard = {
+        ...cardDefaults(reg.name, operation.name, 'http'),
+        description: operation.description,
+        input_schema: operation.input_schema,
+        side_effects: operation.side_effects,
+        idempotent: operation.idempotent,
+        ...definedOnly(override),
+      };
+      const { method, path, placement } = operation;
+      return { card, transport: { kind: 'http', base_url: baseUrl, method, path, placement } };
+    });
+    return { tools, skipped, baseUrl };
+  }
+
   /** A schema the server sent: refused without the validator's words, which quote it. */
   function assertServerSchema(mcpUrl: string, card: CapabilityCard): void {
     try {
@@ -139,7 +195,7 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
   }
 
   /** Link-local and metadata addresses are refused for providers; loopback and private are not. */
-  async function assertProviderAddress(field: 'base_url' | 'mcp_url', url: string): Promise<void> {
+  async function assertProviderAddress(field: 'base_url' | 'mcp_url' | 'openapi', url: string): Promise<void> {
     try {
       await assertProviderUrlAllowed(new URL(url), resolveHost);
     } catch (error) {
@@ -166,14 +222,27 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
     /** Called when a provider was registered here or (through NOTIFY) on another replica. */
     forgetProvider,
 
-    async registerProvider(body: unknown): Promise<{ provider: string; kind: 'http' | 'mcp'; tools: CapabilityCard[] }> {
-      const isMcp = typeof body === 'object' && body !== null && 'mcp_url' in body;
-      const registration = isMcp ? parseInput(mcpProviderSchema, body) : parseInput(httpProviderSchema, body);
+    async registerProvider(body: unknown): Promise<{ provider: string; kind: ProviderKind; tools: CapabilityCard[]; skipped?: SkippedOperation[] }> {
+      const kind = providerKindOf(body);
+      const registration =
+        kind === 'mcp' ? parseInput(mcpProviderSchema, body) : kind === 'openapi' ? parseInput(openapiProviderSchema, body) : parseInput(httpProviderSchema, body);
       const reservedFor = RESERVED_PROVIDERS.get(registration.name);
       if (reservedFor) throw new ValidationError(`The provider name "${registration.name}" is reserved for ${reservedFor}`);
-      if ('mcp_url' in registration) await assertProviderAddress('mcp_url', registration.mcp_url);
-      else await assertProviderAddress('base_url', registration.base_url);
-      const tools = 'mcp_url' in registration ? await mcpTools(registration) : httpTools(registration);
+      let tools: StoredTool[];
+      let skipped: SkippedOperation[] | undefined;
+      if ('mcp_url' in registration) {
+        await assertProviderAddress('mcp_url', registration.mcp_url);
+        tools = await mcpTools(registration);
+      } else if ('openapi' in registration) {
+        if (registration.base_url !== undefined) await assertProviderAddress('base_url', registration.base_url);
+        const imported = await openapiTools(registration);
+        // A server named by the document is checked like one the caller gave.
+        if (registration.base_url === undefined) await assertProviderAddress('base_url', imported.baseUrl);
+        ({ tools, skipped } = imported);
+      } else {
+        await assertProviderAddress('base_url', registration.base_url);
+        tools = httpTools(registration);
+      }
       const keys = new Set<string>();
       for (const { card } of tools) {
         if (keys.has(card.key)) throw new ValidationError(`Tool ${card.key} is listed twice`);
@@ -181,10 +250,9 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
         validator.assertValidSchema(card.input_schema, `input_schema of ${card.key}`);
       }
       await assertStateRefetches(registration.name, tools);
-      const kind = 'mcp_url' in registration ? 'mcp' : 'http';
       await repository.replaceProvider(registration.name, kind, registration, tools);
       forgetProvider(registration.name);
-      return { provider: registration.name, kind, tools: tools.map((t) => t.card) };
+      return { provider: registration.name, kind, tools: tools.map((t) => t.card), ...(skipped === undefined ? {} : { skipped }) };
     },
 
     async listCards(): Promise<CapabilityCard[]> {
@@ -219,7 +287,7 @@ export function createToolRegistry({ repository, validator, builtins, defaultTim
           return builtin.invoke(params, signal);
         }
         case 'http': {
-          const spec = { method: transport.method, path: transport.path };
+          const spec = { method: transport.method, path: transport.path, ...(transport.placement ? { placement: transport.placement } : {}) };
           const outcome = await invokeHttpTool(spec, transport.base_url, params, card.timeout_ms, signal, httpAgent);
           // A gateway's 502/504 means the request went in and its fate is unknown: for a tool
           // with side effects that must be reconciled, not retried blindly.

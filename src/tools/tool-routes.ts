@@ -64,7 +64,11 @@ export function registerToolRoutes(app: FastifyInstance, registry: ToolRegistry,
     {
       config: { scope: 'providers:admin' },
       validatorCompiler: providerBodyCompiler,
-      schema: { summary: 'Register (or replace) an HTTP or MCP tool provider', body: providerRegistrationSchema, response: { 201: providerAnswerSchema, ...errorResponses } },
+      schema: {
+        summary: 'Register (or replace) an HTTP, MCP or OpenAPI tool provider',
+        body: providerRegistrationSchema,
+        response: { 201: providerAnswerSchema, ...errorResponses },
+      },
     },
     async (request, reply) => {
       const registered = await registry.registerProvider(request.body);

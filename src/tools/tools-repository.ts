@@ -1,11 +1,12 @@
 import { sql, type Kysely } from 'kysely';
 import { jsonb } from '../db/store.ts';
 import type { Database } from '../db/schema.ts';
+import type { HttpMethod, ParamPlacement } from './http-invoker.ts';
 import type { CapabilityCard } from './types.ts';
 
-/** How to reach a tool: stored beside its card. */
+/** How to reach a tool: stored beside its card. OpenAPI operations carry where each param goes. */
 export type ToolTransport =
-  { kind: 'http'; base_url: string; method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'; path: string } | { kind: 'mcp'; mcp_url: string; tool_name: string } | { kind: 'builtin' };
+  { kind: 'http'; base_url: string; method: HttpMethod; path: string; placement?: ParamPlacement } | { kind: 'mcp'; mcp_url: string; tool_name: string } | { kind: 'builtin' };
 
 export interface StoredTool {
   card: CapabilityCard;

@@ -5,6 +5,9 @@ export interface RecordedRequest {
   method: string;
   path: string;
   query: Record<string, string>;
+  /** The raw query string, for repeated names. */
+  search: string;
+  headers: IncomingMessage['headers'];
   body: unknown;
 }
 
@@ -27,6 +30,8 @@ export async function startToolServer(routes: Record<string, Route>) {
       method: req.method ?? 'GET',
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
+      search: url.search,
+      headers: req.headers,
       body: text ? safeJson(text) : undefined,
     };
     requests.push(recorded);

@@ -117,6 +117,60 @@ describe('invokeHttpTool', () => {
     expect(seen[0]?.headers.accept).toBe('application/json');
   });
 
+  describe('with a placement (an OpenAPI operation)', () => {
+    const placement = {
+      params: {
+        pet_id: { in: 'path', name: 'petId' },
+        limit: { in: 'query', name: 'limit' },
+        tags: { in: 'query', name: 'tag' },
+        filter: { in: 'query', name: 'filter', style: 'deepObject' },
+        trace: { in: 'header', name: 'X-Trace-Id' },
+      },
+      body: { property: 'body', encoding: 'json' },
+    } as const;
+
+    it('sends each param where the operation wants it, and only the body property as the body', async () => {
+      const outcome = await invokeHttpTool(
+        { method: 'POST', path: '/pets/{petId}/visits', placement },
+        base(),
+        { pet_id: 'a b/c', limit: 5, tags: ['x', 'y'], filter: { kind: 'cat' }, trace: 't-1', body: { when: 'today' }, stray: 'never sent' },
+        2_000,
+      );
+      expect(outcome.kind).toBe('ok');
+      const [request] = seen;
+      expect(request?.path).toBe('/v1/pets/a%20b%2Fc/visits');
+      expect(request?.query).toEqual({ limit: '5', tag: 'y', 'filter[kind]': 'cat' });
+      expect(request?.headers['x-trace-id']).toBe('t-1');
+      expect(request?.headers['content-type']).toBe('application/json');
+      expect(JSON.parse(request?.body ?? '')).toEqual({ when: 'today' });
+      expect(JSON.stringify(request)).not.toContain('never sent');
+    });
+
+    it('repeats list query params and sends no body when the body property is absent', async () => {
+      await invokeHttpTool({ method: 'GET', path: '/pets', placement }, base(), { tags: ['x', 'y'] }, 2_000);
+      expect(seen[0]?.body).toBe('');
+      expect(seen[0]?.headers['content-type']).toBeUndefined();
+    });
+
+    it('encodes a form body, and refuses a header value that would break the line', async () => {
+      const form = { params: {}, body: { property: 'body', encoding: 'form' } } as const;
+      await invokeHttpTool({ method: 'POST', path: '/login', placement: form }, base(), { body: { user: 'a b', roles: ['x', 'y'] } }, 2_000);
+      expect(seen[0]?.headers['content-type']).toBe('application/x-www-form-urlencoded');
+      expect(seen[0]?.body).toBe('user=a+b&roles=x&roles=y');
+      const outcome = await invokeHttpTool({ method: 'GET', path: '/pets', placement }, base(), { trace: 'a\r\nX-Evil: 1' }, 2_000);
+      expect(outcome).toMatchObject({ kind: 'failed', retryable: false, error: expect.stringMatching(/header parameter X-Trace-Id/) });
+      expect(seen).toHaveLength(1);
+    });
+
+    it('sends a multipart body with its boundary', async () => {
+      const multipart = { params: {}, body: { property: 'body', encoding: 'multipart' } } as const;
+      await invokeHttpTool({ method: 'POST', path: '/upload', placement: multipart }, base(), { body: { name: 'photo' } }, 2_000);
+      expect(seen[0]?.headers['content-type']).toMatch(/^multipart\/form-data; boundary=/);
+      expect(seen[0]?.body).toContain('name="name"');
+      expect(seen[0]?.body).toContain('photo');
+    });
+  });
+
   it('keeps a query already in the path', async () => {
     await invokeHttpTool({ method: 'GET', path: '/search?kind=order' }, base(), { q: 'z' }, 2_000);
     expect(seen[0]?.query).toEqual({ kind: 'order', q: 'z' });
