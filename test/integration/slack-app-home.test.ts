@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSlackEmulator, type SlackEmulator } from '../../demo/slack-emulator.ts';
 import { buildApp, type BuiltApp } from '../../src/app.ts';
 import { HOME_MAX_BLOCKS, HOME_MAX_CARDS } from '../../src/slack/app-home.ts';
-import { APPROVE_ACTION_ID, REFETCH_ACTION_ID, REJECT_ACTION_ID, REJECT_REASON_ACTION_ID, REJECT_REASON_BLOCK_ID } from '../../src/slack/blocks.ts';
+import { APPROVE_ACTION_ID, REFETCH_ACTION_ID, EDIT_ACTION_ID, REJECT_ACTION_ID, REJECT_REASON_ACTION_ID, REJECT_REASON_BLOCK_ID } from '../../src/slack/blocks.ts';
 import { send, testConfig } from '../helpers/app.ts';
 import { SLACK_TRANSPORTS, slackDriver, type SlackDriver } from '../helpers/slack-transport.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
@@ -144,7 +144,7 @@ describe.each(SLACK_TRANSPORTS)('Slack App Home over %s', (transport) => {
 
     const dave = await openHome(DAVE);
     expect(dave.shownIds).toEqual([alices, other]);
-    expect(dave.buttons.filter((b) => b.value === other).map((b) => b.action_id)).toEqual([APPROVE_ACTION_ID, REJECT_ACTION_ID, REFETCH_ACTION_ID]);
+    expect(dave.buttons.filter((b) => b.value === other).map((b) => b.action_id)).toEqual([APPROVE_ACTION_ID, REJECT_ACTION_ID, REFETCH_ACTION_ID, EDIT_ACTION_ID]);
     expect(dave.text).toContain('send_invoice_reminder');
     expect(dave.text).toContain('billing.send_reminder');
 
