@@ -69,6 +69,10 @@ export interface SlackEmulator {
   readonly views: readonly OpenedView[];
   readonly responses: readonly RecordedResponse[];
   callsTo(method: string): RecordedCall[];
+  /** Sets (or, with undefined, removes) a user group's members, as an admin would in Slack. */
+  setUserGroup(id: string, members: string[] | undefined): void;
+  /** The DM channel `conversations.open` gives for a user. */
+  dmChannelOf(user: string): string;
   /** Answer the next `times` calls to `method` with this fault instead of running it. */
   failNext(method: string, fault: SlackFault, times?: number): void;
   /** An absolute `response_url` on the emulator; POSTs to it land in `responses`. */
@@ -101,7 +105,9 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
   const responses: RecordedResponse[] = [];
   const usedTriggers = new Set<string>();
   const faults = new Map<string, SlackFault[]>();
-  const userGroups = options.userGroups ?? {};
+  const userGroups: Record<string, string[]> = { ...options.userGroups };
+  // A DM channel id per user, stable as in Slack.
+  const dmChannelOf = (user: string) => `D${user.replace(/[^A-Z0-9]/gi, '').toUpperCase()}`;
 
   let sequence = 0;
   // Slack timestamps: seconds and six digits, unique and increasing.
@@ -239,6 +245,12 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
       };
     },
 
+    'conversations.open': (args) => {
+      const users = text(args, 'users')?.split(',') ?? [];
+      if (users.length !== 1) return fail(users.length === 0 ? 'users_list_not_supplied' : 'not_supported');
+      return { ok: true, channel: { id: dmChannelOf(users[0]!), is_im: true, user: users[0] } };
+    },
+
     'usergroups.users.list': (args) => {
       const members = userGroups[text(args, 'usergroup') ?? ''];
       return members ? { ok: true, users: members } : fail('no_such_subteam');
@@ -300,6 +312,11 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
     views,
     responses,
     callsTo: (method) => calls.filter((call) => call.method === method),
+    setUserGroup: (id, members) => {
+      if (members === undefined) delete userGroups[id];
+      else userGroups[id] = [...members];
+    },
+    dmChannelOf,
     failNext: (method, fault, times = 1) => {
       faults.set(method, [...(faults.get(method) ?? []), ...Array.from({ length: times }, () => fault)]);
     },

@@ -37,7 +37,7 @@ export const slackSection: Section = async (ctx) => {
   const gapMs = ctx.quick ? 100 : 200;
   const outboxIntervalMs = loadConfig({}).outboxIntervalMs;
   const slack = await startSlackEmulator();
-  const slackConfig = { botToken: 'xoxb-bench', approvalChannel: CHANNEL, approverIds: ['U0BENCH'], traceViewerIds: [], apiUrl: slack.url };
+  const slackConfig = { botToken: 'xoxb-bench', approvalChannel: CHANNEL, approverIds: ['U0BENCH'], traceViewerIds: [], apiUrl: slack.url, userGroupTtlMs: 300_000 };
   const invoke = await startInvokeWithTool(ctx, {
     SLACK_BOT_TOKEN: slackConfig.botToken,
     SLACK_SIGNING_SECRET: 'bench-signing-secret',

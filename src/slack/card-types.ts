@@ -23,6 +23,8 @@ export interface ApprovalCardInput {
   drift?: DriftReport | null;
   /** Set when this approval replaces another (requeue or escalation). */
   previous_approval_id?: string | null;
+  /** Who may decide: Slack users (U…, W…), user groups (S…), API approver ids. */
+  deciders?: readonly string[];
 }
 
 /** How a card looks once decided (buttons gone). */

@@ -2,6 +2,7 @@ import { App, LogLevel, type BlockAction, type ButtonAction, type RespondFn } fr
 import { WebClient } from '@slack/web-api';
 import type { FastifyInstance } from 'fastify';
 import { SelfApprovalError, type ApprovalService, type ApproverActor } from '../approvals/approval-service.ts';
+import { findAmong, NotAnApproverError, type GroupDirectory } from '../approvals/routing.ts';
 import type { SlackConfig } from '../config.ts';
 import { AppError, ConflictError } from '../errors.ts';
 import {
@@ -11,17 +12,17 @@ import {
   REJECT_MODAL_CALLBACK_ID,
   REJECT_REASON_ACTION_ID,
   REJECT_REASON_BLOCK_ID,
+  deciderMention,
   ephemeralText,
   rejectReasonModal,
 } from './blocks.ts';
 import type { SlackMessage } from './card-types.ts';
 import { FastifyBoltReceiver } from './fastify-receiver.ts';
 import type { CommandCaller } from './invoke-command.ts';
+import { parseInvokeCommand } from './invoke-command-parse.ts';
 import type { SlackNotifier } from './slack-notifier.ts';
 
-const GROUP_CACHE_MS = 5 * 60_000;
-
-const NOT_AN_APPROVER = 'You are not allowed to decide Invoke approvals.';
+const NOT_AN_APPROVER = 'You are not allowed to decide this approval.';
 const SELF_APPROVAL = 'You requested this call, so you cannot decide on it; another approver must.';
 
 /** Tells the clicker, and only them, one line of text. */
@@ -30,6 +31,7 @@ type Tell = (text: string) => Promise<void>;
 /** What the clicker hears when their decision did not happen; null for a failure of ours. */
 function refusalText(error: unknown): string | null {
   if (error instanceof SelfApprovalError) return SELF_APPROVAL;
+  if (error instanceof NotAnApproverError) return notAnApproverText(error);
   if (error instanceof ConflictError) {
     const status = (error.details as { status?: string } | undefined)?.status ?? 'decided';
     return `This approval is already ${status}; nothing was run again.`;
@@ -38,10 +40,23 @@ function refusalText(error: unknown): string | null {
   return null;
 }
 
+/** "You are not allowed to decide this approval; it is for <@U1>, <!subteam^S1>." */
+function notAnApproverText(error: NotAnApproverError): string {
+  const details = error.details as { approvers?: string[]; unresolved_groups?: string[] };
+  const approvers = details.approvers ?? [];
+  const who = approvers.length > 0 && approvers.length <= 10 ? ` It is for ${approvers.map(deciderMention).join(', ')}.` : '';
+  const unresolved = details.unresolved_groups?.length
+    ? ` (Slack could not tell Invoke who is in ${details.unresolved_groups.map(deciderMention).join(', ')}; try again shortly.)`
+    : '';
+  return `${NOT_AN_APPROVER}${who}${unresolved}`;
+}
+
 export interface SlackAppDeps {
   config: SlackConfig;
   approvals: ApprovalService;
   notifier: SlackNotifier;
+  /** Slack user groups' members (cached): the same directory the decision check uses. */
+  groups: GroupDirectory;
   /** Delivers due outbox rows now (one pass at a time per process). */
   flushOutbox: () => Promise<unknown>;
   /** Answers `/invoke <text>` for the verified Slack user who ran it. */
@@ -61,28 +76,6 @@ export function createSlackClient(config: SlackConfig): WebClient {
   });
 }
 
-/** Who may do what in Slack: user ids directly, user-group ids (S…) through their members. */
-function createSlackAccess(client: WebClient, config: SlackConfig) {
-  const groups = new Map<string, { members: Set<string>; at: number }>();
-  async function allowedBy(ids: readonly string[], user: string): Promise<boolean> {
-    if (ids.includes(user)) return true;
-    for (const id of ids.filter((i) => i.startsWith('S'))) {
-      let cached = groups.get(id);
-      if (!cached || Date.now() - cached.at > GROUP_CACHE_MS) {
-        const listed = await client.usergroups.users.list({ usergroup: id }).catch(() => ({ users: [] as string[] }));
-        cached = { members: new Set(listed.users ?? []), at: Date.now() };
-        groups.set(id, cached);
-      }
-      if (cached.members.has(user)) return true;
-    }
-    return false;
-  }
-  return {
-    mayDecide: (user: string) => allowedBy(config.approverIds, user),
-    mayQuery: (user: string) => allowedBy([...config.approverIds, ...config.traceViewerIds], user),
-  };
-}
-
 /**
  * The Bolt app: Approve / Reject (with a reason modal) / Refetch on approval cards, and the
  * `/invoke` command. Listeners are thin: check who clicked, call the approval service (the same
@@ -91,7 +84,8 @@ function createSlackAccess(client: WebClient, config: SlackConfig) {
 export function createSlackApp(deps: SlackAppDeps) {
   const { config, approvals, notifier, log } = deps;
   const client = createSlackClient(config);
-  const access = createSlackAccess(client, config);
+  /** Who may run `/invoke` at all: the global approvers and trace viewers (users, or members of their groups). */
+  const mayQuery = async (user: string) => (await findAmong([...config.approverIds, ...config.traceViewerIds], user, deps.groups)).found;
   const socketMode = Boolean(config.appToken);
   const receiver = socketMode
     ? undefined
@@ -159,7 +153,7 @@ export function createSlackApp(deps: SlackAppDeps) {
     await ack();
     const id = action.value ?? '';
     const tell = clickTeller(body, respond, id);
-    if (!(await access.mayDecide(body.user.id))) return tell(NOT_AN_APPROVER);
+    // Who may decide is the approval's own routing: the service refuses anyone else.
     await decide(tell, async () => {
       const result = await approvals.approve(slackActor(body.user.id), id, {});
       if (result.outcome === 'awaiting_approvals') {
@@ -172,7 +166,6 @@ export function createSlackApp(deps: SlackAppDeps) {
     await ack();
     const id = action.value ?? '';
     const tell = clickTeller(body, respond, id);
-    if (!(await access.mayDecide(body.user.id))) return tell(NOT_AN_APPROVER);
     const approval = await approvals.get(id).catch(() => null);
     if (!approval) return tell('That approval no longer exists.');
     if (approval.status !== 'pending') return tell(`This approval is already ${approval.status}; nothing was run again.`);
@@ -190,13 +183,14 @@ export function createSlackApp(deps: SlackAppDeps) {
     await ack();
     const id = action.value ?? '';
     const tell = clickTeller(body, respond, id);
-    if (!(await access.mayDecide(body.user.id))) return tell(NOT_AN_APPROVER);
     try {
+      // Refetch decides nothing (the requester may refetch), but only the approval's deciders may.
+      await approvals.assertAddressedTo(slackActor(body.user.id), id);
       const live = await approvals.refetch(id);
       if (live.approval.status === 'pending') await notifier.refetched(live.approval.id, { state_source: live.state_source, drift: live.drift });
       else await tell(`This approval is already ${live.approval.status}.`);
     } catch (error) {
-      await tell(error instanceof AppError ? error.message : 'Could not read live state.');
+      await tell(error instanceof NotAnApproverError ? notAnApproverText(error) : error instanceof AppError ? error.message : 'Could not read live state.');
     } finally {
       flush();
     }
@@ -212,15 +206,19 @@ export function createSlackApp(deps: SlackAppDeps) {
     const user = body.user.id;
     // A modal has no response_url: refusals go to the user as an ephemeral in the card's channel.
     const tell = tellerFor({ user, approvalId: view.private_metadata });
-    if (!(await access.mayDecide(user))) return tell(NOT_AN_APPROVER);
     await decide(tell, () => approvals.reject(slackActor(user), view.private_metadata, reason));
   });
 
   bolt.command('/invoke', async ({ ack, command, respond }) => {
     await ack();
-    if (!(await access.mayQuery(command.user_id))) return tellerFor({ respond, user: command.user_id, channel: command.channel_id })('You are not allowed to query Invoke.');
+    const user = command.user_id;
+    // `approvals mine` is open to anyone: it lists only what they may decide (a card or rule may
+    // name approvers outside the global lists). Every other query needs a global role.
+    const parsed = parseInvokeCommand(command.text ?? '');
+    const mine = parsed.command === 'approvals' && parsed.mine;
+    if (!mine && !(await mayQuery(user))) return tellerFor({ respond, user, channel: command.channel_id })('You are not allowed to query Invoke.');
     // `approvals mine` asks the same question an Approve click does: one rule for who may decide.
-    const caller: CommandCaller = { userId: command.user_id, isApprover: () => access.mayDecide(command.user_id) };
+    const caller: CommandCaller = { userId: user, isApprover: async () => (await findAmong(config.approverIds, user, deps.groups)).found };
     const message = await deps.runCommand(command.text ?? '', new Date(), caller).catch((error: unknown) => {
       log.error({ err: error }, '/invoke failed');
       return ephemeralText('Invoke could not answer that right now.');

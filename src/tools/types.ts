@@ -1,4 +1,5 @@
 /** What Invoke knows about one tool: its capability card. */
+import type { EscalationLevel } from '../policy/routing-fields.ts';
 import type { RiskLevel } from '../vocabulary.ts';
 
 export type { RiskLevel } from '../vocabulary.ts';
@@ -22,6 +23,10 @@ export interface CapabilityCard {
   idempotent: boolean;
   timeout_ms: number;
   state_refetch?: StateRefetch;
+  /** Routing: who decides this tool's approvals and where their cards go (src/approvals/routing.ts). */
+  approvers?: string[];
+  channel?: string;
+  escalate_to?: EscalationLevel[];
   transport: 'http' | 'mcp' | 'builtin';
 }
 

@@ -178,11 +178,15 @@ describe('/invoke approvals through Slack', () => {
     expect(listed((await command('approvals mine', CAROL)).shown)).toEqual(['alices', 'reminder', 'wire']);
   });
 
-  it('tells a trace viewer there is nothing they may decide, and refuses a stranger', async () => {
+  it('tells a trace viewer and a stranger there is nothing they may decide; a stranger may not list everything', async () => {
     const viewer = await command('approvals mine', VIEWER);
     expect(viewer.shown).toContain('You are not an Invoke approver, so there is nothing you may decide.');
     expect(listed(viewer.shown)).toEqual([]);
-    expect((await command('approvals mine', BOB)).body.text).toMatch(/not allowed to query Invoke/);
+    // `mine` is open to anyone (a tool may name approvers outside the global lists): it lists nothing of others'.
+    const stranger = await command('approvals mine', BOB);
+    expect(stranger.shown).toContain('You are not an Invoke approver, so there is nothing you may decide.');
+    expect(listed(stranger.shown)).toEqual([]);
+    expect((await command('approvals', BOB)).body.text).toMatch(/not allowed to query Invoke/);
   });
 
   it('leaves out what the caller already approved, while the quorum waits for others', async () => {
