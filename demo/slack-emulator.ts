@@ -196,7 +196,8 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
     },
 
     'chat.getPermalink': (args) => {
-      const message = findMessage(args);
+      // Slack names the message `message_ts` here.
+      const message = findMessage({ channel: args.channel, ts: args.message_ts ?? args.ts });
       if (!message) return fail('message_not_found');
       const permalink = `${WORKSPACE_URL}archives/${message.channel}/p${message.ts.replace('.', '')}`;
       return { ok: true, channel: message.channel, permalink };

@@ -127,8 +127,11 @@ describe('Slack Web API emulator', () => {
     expect(opened.channel?.id).toBe(emulator.dmChannelOf('UDAVE'));
     expect((await client.conversations.open({ users: 'UDAVE' })).channel?.id).toBe(opened.channel?.id);
     await expect(client.apiCall('conversations.open', {})).rejects.toMatchObject({ data: { error: 'users_list_not_supplied' } });
-    await client.chat.postMessage({ channel: opened.channel!.id!, text: 'hello' });
+    const posted = await client.chat.postMessage({ channel: opened.channel!.id!, text: 'hello' });
     expect(emulator.messages.at(-1)).toMatchObject({ channel: 'DUDAVE', text: 'hello' });
+    // chat.getPermalink names the message `message_ts`, as Slack does.
+    const link = await client.chat.getPermalink({ channel: 'DUDAVE', message_ts: posted.ts! });
+    expect(link.permalink).toBe(`https://invoke-emulator.slack.com/archives/DUDAVE/p${posted.ts!.replace('.', '')}`);
   });
 
   it('answers unknown methods with unknown_method and calls without a token with not_authed', async () => {
