@@ -109,7 +109,8 @@ export function resolveRouting(config: Config, card: CapabilityCard, rule: Match
 export function decidersOf(config: Config, entries: readonly string[] | null, door: DecisionDoor): readonly string[] | null {
   const { approvers } = routingOf(entries);
   if (approvers.length > 0) return approvers;
-  if (door === 'slack') return config.slack?.approverIds ?? [];
+  // No Slack configured, no Slack door: only services called directly (tests, tools) say 'slack'.
+  if (door === 'slack') return config.slack ? config.slack.approverIds : null;
   return config.approvers.length > 0 ? config.approvers : null;
 }
 
