@@ -91,6 +91,10 @@ export interface SlackEmulator {
   homeOf(userId: string): PublishedHome | undefined;
   /** Socket Mode: envelopes to the app and its acks. */
   readonly socket: SocketModeEmulator;
+  /** Sets (or, with undefined, removes) a user group's members, as an admin would in Slack. */
+  setUserGroup(id: string, members: string[] | undefined): void;
+  /** The DM channel `conversations.open` gives for a user. */
+  dmChannelOf(user: string): string;
   /** Answer the next `times` calls to `method` with this fault instead of running it. */
   failNext(method: string, fault: SlackFault, times?: number): void;
   /** An absolute `response_url` on the emulator; POSTs to it land in `responses`. */
@@ -127,7 +131,9 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
   const responses: RecordedResponse[] = [];
   const usedTriggers = new Set<string>();
   const faults = new Map<string, SlackFault[]>();
-  const userGroups = options.userGroups ?? {};
+  const userGroups: Record<string, string[]> = { ...options.userGroups };
+  // A DM channel id per user, stable as in Slack.
+  const dmChannelOf = (user: string) => `D${user.replace(/[^A-Z0-9]/gi, '').toUpperCase()}`;
   /** `http://127.0.0.1:<port>`, known once the server listens. */
   let base = '';
   const socket = createSocketModeServer(IDENTITY, () => base);
@@ -219,7 +225,8 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
     },
 
     'chat.getPermalink': (args) => {
-      const message = findMessage(args);
+      // Slack names the message `message_ts` here.
+      const message = findMessage({ channel: args.channel, ts: args.message_ts ?? args.ts });
       if (!message) return fail('message_not_found');
       const permalink = `${WORKSPACE_URL}archives/${message.channel}/p${message.ts.replace('.', '')}`;
       return { ok: true, channel: message.channel, permalink };
@@ -305,6 +312,12 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
       };
     },
 
+    'conversations.open': (args) => {
+      const users = text(args, 'users')?.split(',') ?? [];
+      if (users.length !== 1) return fail(users.length === 0 ? 'users_list_not_supplied' : 'not_supported');
+      return { ok: true, channel: { id: dmChannelOf(users[0]!), is_im: true, user: users[0] } };
+    },
+
     'usergroups.users.list': (args) => {
       const members = userGroups[text(args, 'usergroup') ?? ''];
       return members ? { ok: true, users: members } : fail('no_such_subteam');
@@ -375,6 +388,11 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
     socket,
     callsTo: (method) => calls.filter((call) => call.method === method),
     homeOf: (userId) => homes.filter((h) => h.user_id === userId).at(-1),
+    setUserGroup: (id, members) => {
+      if (members === undefined) delete userGroups[id];
+      else userGroups[id] = [...members];
+    },
+    dmChannelOf,
     failNext: (method, fault, times = 1) => {
       faults.set(method, [...(faults.get(method) ?? []), ...Array.from({ length: times }, () => fault)]);
     },

@@ -52,6 +52,8 @@ import { createSlackApp, createSlackClient } from './slack/slack-app.ts';
 import { slackMessageLink } from './slack/mrkdwn.ts';
 import { createSlackNotifier } from './slack/slack-notifier.ts';
 import { createSlackOutbox, type SlackOutbox } from './slack/slack-outbox.ts';
+import { createUserGroups } from './slack/usergroups.ts';
+import { noGroups } from './approvals/routing.ts';
 
 /**
  * One run at a time. A caller that arrives during a run may have written something that run
@@ -192,7 +194,11 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
   const approvalsRepository = createApprovalsRepository(store.db);
   // Slack, when configured: approval cards and decisions go through its outbox.
   const outboxRepository = createOutboxRepository(store.db);
-  const slackOutbox = config.slack ? createSlackOutbox(outboxRepository, approvalsRepository, createSlackClient(config.slack), deps.clock) : null;
+  const slackClient = config.slack ? createSlackClient(config.slack) : null;
+  // User groups named as approvers, resolved once for decisions, DMs and /invoke alike.
+  const groups =
+    config.slack && slackClient ? createUserGroups(slackClient, { ttlMs: config.slack.userGroupTtlMs, clock: deps.clock, warn: (obj, msg) => log.warn(obj, msg) }) : noGroups;
+  const slackOutbox = config.slack && slackClient ? createSlackOutbox(outboxRepository, approvalsRepository, slackClient, deps.clock, groups) : null;
   const slackNotifier =
     config.slack && slackOutbox ? createSlackNotifier(transact, approvalsRepository, slackOutbox, config.slack.approvalChannel, config.slack.approverIds) : null;
   const notifier: ApprovalNotifier = slackNotifier ?? silentNotifier;
@@ -229,6 +235,7 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
     outbox: callbacks,
     waiter,
     notifier,
+    groups,
   });
   // One pass per kind at a time in this process (the timer, the sweeps and Slack handlers all
   // ask for one), the two kinds side by side so a slow callback receiver never delays Slack.
@@ -278,6 +285,7 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
     callbacks,
     slackOutbox,
     slackNotifier,
+    groups,
     deliverCallbacks,
     deliverSlack,
     deliverOutbox,
@@ -294,6 +302,7 @@ function createSlackStep(config: Config, deps: AppDeps, store: Store, core: Serv
     config: config.slack,
     approvals: core.approvalService,
     notifier: slackNotifier,
+    groups: core.groups,
     flushOutbox: core.deliverSlack,
     runCommand: (text, now, caller) => invokeCommand.run(text, now, caller),
     cardChannel: async (id) => (await core.approvalsRepository.slackCardOf(id))?.slack_channel ?? null,

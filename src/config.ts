@@ -183,6 +183,7 @@ export const envSchema = z.object({
   SLACK_APPROVER_IDS: csv,
   SLACK_TRACE_VIEWER_IDS: csv,
   SLACK_API_URL: z.string().url().optional(),
+  SLACK_USERGROUP_TTL: duration('5m'),
 });
 
 export interface SlackConfig {
@@ -198,6 +199,8 @@ export interface SlackConfig {
   traceViewerIds: readonly string[];
   /** Web API base URL (an on-premise proxy or a local emulator); Slack's own when unset. */
   apiUrl?: string;
+  /** How long members of a user group read from Slack are trusted before they are read again. */
+  userGroupTtlMs: number;
 }
 
 export type Config = Readonly<{
@@ -337,5 +340,6 @@ function slackConfigFrom(e: z.infer<typeof envSchema>): SlackConfig | undefined 
     approverIds: e.SLACK_APPROVER_IDS,
     traceViewerIds: e.SLACK_TRACE_VIEWER_IDS,
     apiUrl: e.SLACK_API_URL,
+    userGroupTtlMs: e.SLACK_USERGROUP_TTL,
   };
 }

@@ -44,6 +44,8 @@ export const approvalViewSchema = openObject({
   decision: z.unknown(),
   approvals_required: z.number(),
   previous_approval_id: z.string().nullable(),
+  /** Who may decide, when routed (a card, a rule or an escalation named them; may include the card's channel); null: the global lists. */
+  approvers: z.array(z.string()).nullable(),
 });
 export const approvalListAnswerSchema = z.object({ approvals: z.array(approvalViewSchema) });
 export const approvalAnswerSchema = z.object({ approval: approvalViewSchema });

@@ -4,7 +4,7 @@ import type { StateReader } from '../calls/state-reader.ts';
 import { computeDrift, type DriftReport } from '../calls/state-verify.ts';
 import type { Config } from '../config.ts';
 import type { Transact } from '../db/transact.ts';
-import { AppError, ForbiddenError } from '../errors.ts';
+import { AppError } from '../errors.ts';
 import type { ToolRegistry } from '../tools/tool-registry.ts';
 import type { TracesRepository } from '../traces/traces-repository.ts';
 import { FINAL_APPROVAL_STATUSES } from '../vocabulary.ts';
@@ -13,7 +13,7 @@ import type { ApprovalNotifier } from './approval-notifier.ts';
 import type { ApprovalsRepository } from './approvals-repository.ts';
 import type { ApprovalWaiter } from './approval-waiter.ts';
 import type { CallbackOutbox } from './callback-outbox.ts';
-import { isSlackChannel } from './escalation.ts';
+import { assertAmongDeciders, noGroups, type GroupDirectory } from './routing.ts';
 import { createSettlement, type ApprovalView, type DecisionResult } from './settle.ts';
 import { createApprovalEditing, type EditForm } from './edit.ts';
 import { createThaw, type ThawRequest } from './thaw.ts';
@@ -61,17 +61,21 @@ export interface ApprovalServiceDeps {
   outbox: CallbackOutbox;
   waiter: ApprovalWaiter;
   notifier: ApprovalNotifier;
+  /** Slack user-group members, for approvers named as groups; none resolve without Slack. */
+  groups?: GroupDirectory;
 }
 
 /** Deciding approvals: the same code for the API, Slack and the sweeps. */
 export function createApprovalService(deps: ApprovalServiceDeps) {
   const { config, approvals, waiter } = deps;
+  const groups = deps.groups ?? noGroups;
   const settlement = createSettlement(deps);
   const thaw = createThaw({ ...deps, settlement });
   const { view, load, alreadyDecided, requesterPersonOf, settle } = settlement;
   const editing = createApprovalEditing({ ...deps, settlement });
 
-  function assertMayDecide(row: Approval, actor: ApproverActor): void {
+  /** Never the requester (by key or person) nor the requesting agent; then only the approval's deciders (routing.ts). */
+  async function assertMayDecide(row: Approval, actor: ApproverActor): Promise<void> {
     const requester = requesterPersonOf(row);
     if (actor.keyId !== undefined && actor.keyId === row.api_key_id) {
       throw new SelfApprovalError('A key may not decide an approval for a call it requested', { reason: 'requester', requester });
@@ -82,12 +86,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     if (actor.approver === row.agent_id) {
       throw new SelfApprovalError('The requesting agent may not decide its own approval', { reason: 'requesting_agent', requester: row.agent_id });
     }
-    // An escalation may name people and channels; the channels say where the card goes, not who decides.
-    const addressedTo = (row.approvers ?? []).filter((entry) => !isSlackChannel(entry));
-    const allowed = addressedTo.length > 0 ? addressedTo : actor.via === 'api' && config.approvers.length > 0 ? config.approvers : null;
-    if (allowed && !allowed.includes(actor.approver)) {
-      throw new ForbiddenError(`${actor.approver} is not an allowed approver for this approval`, { missing_scope: 'approver', approver: actor.approver });
-    }
+    await assertAmongDeciders(config, groups, row.approvers, actor.approver, actor.via);
   }
 
   async function pendingOrConflict(id: string): Promise<Approval> {
@@ -111,7 +110,27 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
 
     /** Throws when `actor` may not decide this approval (before asking them for a reason, say). */
     async assertMayDecide(actor: ApproverActor, id: string): Promise<void> {
-      assertMayDecide(await load(id), actor);
+      await assertMayDecide(await load(id), actor);
+    },
+
+    /**
+     * Whether `actor` may decide this approval now: the decision check itself, and not twice for
+     * a quorum. What `/invoke approvals mine` lists.
+     */
+    async mayDecide(actor: ApproverActor, view: ApprovalView): Promise<boolean> {
+      if (view.approvals.some((vote) => vote.approver === actor.approver)) return false;
+      return assertMayDecide(await load(view.id), actor).then(
+        () => true,
+        (error: unknown) => {
+          if (error instanceof AppError) return false;
+          throw error;
+        },
+      );
+    },
+
+    /** Throws unless `actor` is among the approval's deciders (refetch: not a decision, open to the requester). */
+    async assertAddressedTo(actor: ApproverActor, id: string): Promise<void> {
+      await assertAmongDeciders(config, groups, (await load(id)).approvers, actor.approver, actor.via);
     },
 
     /** One approval; with `waitMs`, waits (bounded) until it is decided. */
@@ -143,7 +162,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
      */
     async reject(actor: ApproverActor, id: string, reason: string, reviewedBy?: string): Promise<DecisionResult> {
       const row = await pendingOrConflict(id);
-      assertMayDecide(row, actor);
+      await assertMayDecide(row, actor);
       return settle(row, {
         status: 'rejected',
         outcome: 'rejected',
@@ -164,14 +183,14 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
      */
     async editForm(actor: ApproverActor, id: string): Promise<EditForm & { approval: ApprovalView }> {
       const row = await pendingOrConflict(id);
-      assertMayDecide(row, actor);
+      await assertMayDecide(row, actor);
       return { ...(await editing.form(row)), approval: await view(row) };
     },
 
     /** Checks edited params as `approve` would, deciding nothing (a modal shows the problems before it closes). */
     async checkEdit(actor: ApproverActor, id: string, params: Record<string, unknown>): Promise<void> {
       const row = await pendingOrConflict(id);
-      assertMayDecide(row, actor);
+      await assertMayDecide(row, actor);
       await editing.prepare(row, actor.approver, params);
     },
 
@@ -182,7 +201,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
      */
     async approve(actor: ApproverActor, id: string, input: ApproveInput): Promise<DecisionResult> {
       let row = await pendingOrConflict(id);
-      assertMayDecide(row, actor);
+      await assertMayDecide(row, actor);
       const edit = input.params === undefined ? null : await editing.prepare(row, actor.approver, input.params);
       if (edit && editing.restartsQuorum(row, edit)) return editing.restartQuorum(row, actor.approver, edit, input.comment ?? null);
       if (row.approvals_required > 1) {

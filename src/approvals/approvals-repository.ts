@@ -227,7 +227,7 @@ export function createApprovalsRepository(db: Kysely<Database>) {
     /**
      * Expires, in one statement, up to `limit` pending approvals past their expiry that are
      * cancelled on expiry, oldest first (SKIP LOCKED: replicas share the backlog). Approvals
-     * that escalate on expiry are left to the one-by-one path.
+     * that escalate on expiry (or walk an escalation chain) are left to the one-by-one path.
      */
     async expireDue(trx: Transaction<Database>, limit: number, decision: Record<string, unknown>): Promise<Approval[]> {
       const rows = await trx
@@ -242,6 +242,8 @@ export function createApprovalsRepository(db: Kysely<Database>) {
             .where('status', '=', 'pending')
             .where('expires_at', '<=', sql<Date>`now()`)
             .where(sql<boolean>`coalesce(checkpoint->'contract'->>'on_expire', checkpoint->'policy_rule'->>'on_expire', 'cancel') <> 'escalate'`)
+            // An escalation chain hands over rather than cancels.
+            .where(sql<boolean>`checkpoint->'escalation_chain' is null`)
             .orderBy('expires_at')
             .limit(limit)
             .forUpdate()

@@ -2,6 +2,7 @@ import type { ApprovalContract, CallRequest } from '../calls/call-request.ts';
 import { canonicalJson, sha256Hex } from '../calls/fingerprint.ts';
 import type { ParamEdit } from '../calls/param-edit.ts';
 import type { MatchedRule } from '../policy/policy.ts';
+import type { EscalationLevel } from '../policy/routing-fields.ts';
 
 /** The frozen snapshot of a call awaiting approval: everything a human and the thaw need. */
 export interface Checkpoint {
@@ -28,6 +29,11 @@ export interface Checkpoint {
   editable?: boolean;
   /** Set on an approval created by an edit (quorum restarted): `request` already holds the edited params. */
   edited?: ParamEdit | null;
+  /**
+   * The escalation levels still ahead of this approval (absent when none): when it expires
+   * undecided, the first takes over (src/approvals/routing.ts).
+   */
+  escalation_chain?: EscalationLevel[];
 }
 
 /** The exact action an approval is bound to. */

@@ -9,14 +9,17 @@ import type { ApprovalSummary } from '../calls/call-types.ts';
 import type { ApprovalNotifier } from './approval-notifier.ts';
 import type { ApprovalsRepository } from './approvals-repository.ts';
 import { assertEscalationAllowed } from './escalation.ts';
+import { resolveRouting, type EscalationLevel } from './routing.ts';
 import type { NewApproval } from './approval.ts';
 import { actionDigest, actionOf, type Checkpoint } from './checkpoint.ts';
 
 export interface FreezeInput extends FreezeRequest {
   /** Set when this approval replaces another (requeue after drift, escalation after expiry). */
   previousApprovalId?: string;
-  /** Who may decide, when not the default approvers (escalation). */
+  /** Who may decide and where the card goes (routing.ts), when not the global lists. */
   approvers?: string[] | null;
+  /** Escalation levels still ahead: the approval expires (and hands over) after the first one's delay. */
+  escalationChain?: EscalationLevel[];
   expiresAt?: Date;
 }
 
@@ -49,7 +52,10 @@ export function buildPendingApproval(config: Config, input: FreezeInput): Pendin
   const riskLimit = Date.now() + config.approvalTtlMs[card.risk];
   const ruleLimit = input.policyRule?.expires_at ? Date.parse(input.policyRule.expires_at) : riskLimit;
   const contractLimit = contract?.expires_at ? Date.parse(contract.expires_at) : riskLimit;
-  const expiresAt = input.expiresAt ?? new Date(Math.min(riskLimit, ruleLimit, contractLimit));
+  const chain = input.escalationChain ?? [];
+  // With an escalation level ahead, this approval lasts until that level's turn.
+  const handOver = chain[0] ? Date.now() + chain[0].after_seconds * 1000 : riskLimit;
+  const expiresAt = input.expiresAt ?? new Date(Math.min(riskLimit, ruleLimit, contractLimit, handOver));
   const digest = actionDigest(request);
   const checkpoint: Checkpoint = {
     ...actionOf(request),
@@ -66,6 +72,7 @@ export function buildPendingApproval(config: Config, input: FreezeInput): Pendin
     request,
     action_digest: digest,
     editable: card.editable !== false && contract?.editable !== false,
+    ...(chain.length > 0 ? { escalation_chain: chain } : {}),
   };
   const required = approvalsRequired(config, card, input.policyRule, request);
   return {
@@ -119,7 +126,9 @@ export function createCallFreezer(deps: { config: Config; approvals: Pick<Approv
       if (policyRule?.source === 'request') assertNotPast(policyRule.expires_at, `policy.rules[${policyRule.index}].expires_at`);
     },
     freeze(input) {
-      const pending = buildPendingApproval(config, input);
+      // Throws (400) when a rule the agent sent names approvers or a channel the server does not.
+      const routing = resolveRouting(config, input.card, input.policyRule);
+      const pending = buildPendingApproval(config, { ...input, approvers: routing.entries, escalationChain: routing.chain });
       return {
         summary: pending.summary,
         async store(trx) {

@@ -16,6 +16,8 @@ import type { ApprovalsRepository } from './approvals-repository.ts';
 import type { CallbackOutbox } from './callback-outbox.ts';
 import type { Checkpoint } from './checkpoint.ts';
 import { buildPendingApproval, type PendingApproval } from './freeze.ts';
+import { isEscalationChain } from '../policy/routing-fields.ts';
+import { entriesOfLevel, type EscalationLevel } from './routing.ts';
 
 export interface ApprovalView {
   id: string;
@@ -34,6 +36,8 @@ export interface ApprovalView {
   approvals_required: number;
   approvals: Array<{ approver: string; at: string }>;
   previous_approval_id: string | null;
+  /** Who may decide, when routed (users, groups, API approver ids, and the card's channel); null: the global lists. */
+  approvers: string[] | null;
   /** Set when the params were edited: on the decision of an approved edit, or on an approval an edit created. */
   edited?: ParamEdit;
   checkpoint: Pick<
@@ -102,6 +106,12 @@ function editedOf(row: Approval): { edited?: ParamEdit } {
 
 const SETTLED_EXPIRED = { outcome: 'cancelled', reason: 'expired' } as const;
 
+/** The tool is gone: nothing to escalate, so the approval is cancelled. Anything else: retry next pass. */
+function goneToolIsNull(error: unknown): null {
+  if (error instanceof AppError) return null;
+  throw error;
+}
+
 /**
  * Settling approvals: the one function every decision goes through (`settle`), the expiry (one
  * by one and set-based), and what a decision shows. Used by the service, the thaw and the sweeps.
@@ -128,6 +138,7 @@ export function createSettlement(deps: SettleDeps) {
       approvals_required: row.approvals_required,
       approvals: votes.map((v) => ({ approver: v.approver, at: v.at.toISOString() })),
       previous_approval_id: row.previous_approval_id,
+      approvers: row.approvers,
       ...editedOf(row),
       checkpoint: {
         params: cp.params,
@@ -210,7 +221,14 @@ export function createSettlement(deps: SettleDeps) {
   }
 
   /** Creates the approval that replaces `row` (after drift, or an escalation on expiry). */
-  async function replacement(row: Approval, reason: string, frozenState: Record<string, unknown> | null, approvers: string[] | null, expiresAt?: Date): Promise<PendingApproval> {
+  async function replacement(
+    row: Approval,
+    reason: string,
+    frozenState: Record<string, unknown> | null,
+    approvers: string[] | null,
+    expiresAt?: Date,
+    escalationChain: EscalationLevel[] = row.checkpoint.escalation_chain ?? [],
+  ): Promise<PendingApproval> {
     const cp = row.checkpoint;
     const card = (await registry.getTool(cp.tool)).card;
     return buildPendingApproval(config, {
@@ -226,8 +244,32 @@ export function createSettlement(deps: SettleDeps) {
       failure: cp.failure ?? undefined,
       previousApprovalId: row.id,
       approvers,
+      escalationChain,
       expiresAt,
     });
+  }
+
+  /** The deadline the agent set (contract or request rule), if any: past it, a chain stops. */
+  function agentDeadlinePassed(row: Approval): boolean {
+    const cp = row.checkpoint;
+    const ruleDeadline = cp.policy_rule?.source === 'request' ? cp.policy_rule.expires_at : undefined;
+    return [cp.contract?.expires_at, ruleDeadline].some((at) => at !== undefined && Date.parse(at) <= Date.now());
+  }
+
+  /**
+   * The next level of an escalation chain, as the approval that replaces this one: addressed to
+   * that level, lasting until the level after it takes over (or the risk's TTL at the last).
+   */
+  async function nextLevel(row: Approval): Promise<PendingApproval | null> {
+    const [level, ...rest] = row.checkpoint.escalation_chain ?? [];
+    if (!level || agentDeadlinePassed(row)) return null;
+    const reason = `escalated after ${level.after_seconds}s undecided: ${baseReason(row.reason)}`;
+    return replacement(row, reason, row.checkpoint.frozen_state, entriesOfLevel(level), undefined, rest);
+  }
+
+  /** The approval's reason without the prefixes earlier levels added. */
+  function baseReason(reason: string): string {
+    return reason.replace(/^(escalated after \d+s undecided: )+/, '');
   }
 
   /** Escalate once: walks back through requeues to see whether this approval is already an escalation. */
@@ -246,22 +288,23 @@ export function createSettlement(deps: SettleDeps) {
   async function expire(row: Approval, actor: string): Promise<DecisionResult> {
     const cp = row.checkpoint;
     const onExpire = cp.contract?.on_expire ?? cp.policy_rule?.on_expire ?? 'cancel';
-    const escalateTo = cp.contract?.escalate_to ?? cp.policy_rule?.escalate_to;
-    // Escalate once: an escalation that expires too is cancelled, not escalated again.
+    const named = cp.contract?.escalate_to ?? cp.policy_rule?.escalate_to;
+    // A chain on the rule was recorded as the checkpoint's `escalation_chain` at freeze.
+    const escalateTo = isEscalationChain(named) ? undefined : named;
+    // A chain walks its levels; the single-step form escalates once: an escalation that
+    // expires too is cancelled, not escalated again.
+    const chained = row.checkpoint.escalation_chain?.length ? await nextLevel(row).catch(goneToolIsNull) : null;
     const fresh =
-      onExpire === 'escalate' && !(await wasEscalated(row))
+      chained ??
+      (onExpire === 'escalate' && !isEscalationChain(named) && !row.checkpoint.escalation_chain?.length && !(await wasEscalated(row))
         ? await replacement(
             row,
             `escalated after expiry: ${row.reason}`,
             cp.frozen_state,
             escalateTo === undefined ? null : Array.isArray(escalateTo) ? escalateTo : [escalateTo],
             new Date(Date.now() + config.approvalTtlMs[row.risk]),
-          ).catch((error: unknown) => {
-            // The tool is gone: nothing to escalate, so cancel. Anything else: retry next pass.
-            if (error instanceof AppError) return null;
-            throw error;
-          })
-        : null;
+          ).catch(goneToolIsNull)
+        : null);
     if (fresh) {
       const approvers = fresh.row.approvers;
       return settle(row, {

@@ -64,6 +64,21 @@ export function createOutboxRepository(db: Kysely<Database>) {
         .executeTakeFirst();
     },
 
+    /**
+     * Marks a row sent and queues the rows it expands into, in one commit: a row that fans out
+     * (one per recipient) is either wholly replaced or still pending, never half done.
+     */
+    async replaceWith(id: string, kind: OutboxKind, rows: Array<{ target: string; payload: unknown }>): Promise<void> {
+      await db.transaction().execute(async (trx) => {
+        await enqueueMany(trx, kind, rows);
+        await trx
+          .updateTable('outbox')
+          .set({ status: 'delivered', delivered_at: sql`now()`, last_error: null })
+          .where('id', '=', id)
+          .execute();
+      });
+    },
+
     /** Marks a row sent. */
     async markDelivered(id: string): Promise<void> {
       await db

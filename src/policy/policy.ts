@@ -6,6 +6,7 @@ import { ValidationError } from '../errors.ts';
 import type { ApprovalThreshold, RiskLevel } from '../vocabulary.ts';
 import { describeOrderingProblem } from './conditions.ts';
 import { compileExpression, MAX_EXPRESSION_LENGTH, type CompiledExpression, type ExpressionContext, type UncomparableValue } from './expression.ts';
+import { approversSchema, channelSchema, escalationChainSchema, isEscalationChain } from './routing-fields.ts';
 
 /**
  * Policy: server rules (from the operator's policy file) and request rules (sent with a call).
@@ -27,7 +28,12 @@ export const policyRuleSchema = z
     reason: z.string().max(1000).optional(),
     approvals_required: z.number().int().min(1).max(10).optional(),
     on_expire: z.enum(['cancel', 'escalate']).optional(),
-    escalate_to: z.union([z.array(z.string().min(1)), z.string().min(1)]).optional(),
+    /** People and channels for a single escalation on expiry, or (server rules only) a chain of levels. */
+    escalate_to: z.union([z.array(z.string().min(1)), z.string().min(1), escalationChainSchema]).optional(),
+    /** Who may decide the approval this rule asks for (server rules: anyone; request rules: only a narrowing). */
+    approvers: approversSchema.optional(),
+    /** Where its card goes (server rules; a request rule may only repeat the configured one). */
+    channel: channelSchema.optional(),
     /** Checked on live state when the approval thaws: false cancels the run and asks the agent to re-plan. */
     condition: z.string().min(1).max(MAX_EXPRESSION_LENGTH).optional(),
     /** The approval this rule asks for lasts at most until then. */
@@ -47,6 +53,10 @@ export const requestRuleSchema = policyRuleSchema
   .extend({ when: policyRuleSchema.shape.when.optional(), effect: policyRuleSchema.shape.effect.optional() })
   .strict()
   .superRefine((rule, ctx) => {
+    // Escalation chains reach people outside the default lists: an admin's to configure, not an agent's.
+    if (isEscalationChain(rule.escalate_to)) {
+      ctx.addIssue({ code: 'custom', path: ['escalate_to'], message: 'an escalation chain is configured on the tool or in server policy, not sent with a call' });
+    }
     if (rule.when !== undefined) {
       if (rule.effect === undefined) ctx.addIssue({ code: 'custom', path: ['effect'], message: 'effect is required with when' });
       return;

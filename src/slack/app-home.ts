@@ -72,9 +72,9 @@ export function homeView(input: HomeInput): Record<string, unknown> {
   return { type: 'home', blocks };
 }
 
-/** The card facts of an approval as the API and `/invoke` see it. */
-function cardInputOfView(view: ApprovalView): ApprovalCardInput {
-  return cardInputOf({ ...view, risk: view.risk as RiskLevel }, view.approvals.length);
+/** The card facts of an approval as the API and `/invoke` see it; `defaultDeciders` decide unrouted ones. */
+function cardInputOfView(view: ApprovalView, defaultDeciders: readonly string[]): ApprovalCardInput {
+  return cardInputOf({ ...view, risk: view.risk as RiskLevel }, view.approvals.length, defaultDeciders);
 }
 
 /**
@@ -82,14 +82,20 @@ function cardInputOfView(view: ApprovalView): ApprovalCardInput {
  * (so a card they decided leaves their tab). A direct Web API call, not the outbox: the tab is a
  * view of the present, rebuilt whenever it is opened, so a lost publish loses nothing.
  */
-export function createAppHome(deps: { client: WebClient; decidable: DecidableApprovalsFinder; log: { warn(obj: unknown, msg?: string): void } }) {
+export function createAppHome(deps: {
+  client: WebClient;
+  decidable: DecidableApprovalsFinder;
+  /** Who decides an approval that names no approvers (SLACK_APPROVER_IDS), as its channel card says. */
+  defaultDeciders: readonly string[];
+  log: { warn(obj: unknown, msg?: string): void };
+}) {
   return {
     async publish(userId: string, refetch?: HomeRefetch): Promise<void> {
       try {
         const mine = await deps.decidable.pendingFor(userId);
         const view = homeView({
           isApprover: mine.isApprover,
-          pending: mine.approvals.map(cardInputOfView),
+          pending: mine.approvals.map((view) => cardInputOfView(view, deps.defaultDeciders)),
           scannedAll: mine.scannedAll,
           now: new Date(),
           ...(refetch ? { refetch } : {}),

@@ -84,6 +84,23 @@ function fitLines(heading: string, lines: string[], max: number): string {
 }
 
 /** A Slack user id (`U…`, `W…`) becomes a mention; anything else is shown as escaped text. */
+/** How many deciders a card names before it says "and N more". */
+const DECIDERS_SHOWN = 20;
+
+/** A decider as Slack shows them: a user or group mention, an API approver id as code. */
+export function deciderMention(entry: string): string {
+  if (/^[UW][A-Z0-9]{2,30}$/.test(entry)) return `<@${entry}>`;
+  if (/^S[A-Z0-9]{2,30}$/.test(entry)) return `<!subteam^${entry}>`;
+  return inlineCode(entry, 100);
+}
+
+/** "Who may decide: <@U1>, <!subteam^S1>, `ops-bot`" (the first twenty). */
+function decidersLine(deciders: readonly string[]): string {
+  const shown = deciders.slice(0, DECIDERS_SHOWN).map(deciderMention).join(', ');
+  const more = deciders.length > DECIDERS_SHOWN ? ` and ${deciders.length - DECIDERS_SHOWN} more` : '';
+  return `:bust_in_silhouette: Who may decide: ${shown}${more}`;
+}
+
 function actor(decidedBy: string): string {
   if (/^[UW][A-Z0-9]{2,30}$/.test(decidedBy)) return `<@${decidedBy}>`;
   return escapeMrkdwn(decidedBy, 200);
@@ -221,6 +238,9 @@ function factBlocks(input: ApprovalCardInput, bid: (suffix: string) => string, b
       block_id: bid('prev'),
       elements: [mrkdwn(`Replaces ${inlineCode(input.previous_approval_id, 300)}`)],
     });
+  }
+  if (input.deciders && input.deciders.length > 0) {
+    blocks.push({ type: 'context', block_id: bid('who'), elements: [mrkdwn(decidersLine(input.deciders))] });
   }
   return blocks;
 }

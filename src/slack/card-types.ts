@@ -28,6 +28,8 @@ export interface ApprovalCardInput {
   editable?: boolean;
   /** Params an approver edited: the card shows them and the diff from the agent's. */
   edited?: ParamEdit | null;
+  /** Who may decide: Slack users (U…, W…), user groups (S…), API approver ids. */
+  deciders?: readonly string[];
 }
 
 /** How a card looks once decided (buttons gone). */

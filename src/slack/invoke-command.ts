@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import type { ApprovalService, ApprovalView } from '../approvals/approval-service.ts';
 import type { CallsRepository } from '../calls/calls-repository.ts';
 import type { Database } from '../db/schema.ts';
-import { AppError, NotFoundError } from '../errors.ts';
+import { NotFoundError } from '../errors.ts';
 import type { ToolRegistry } from '../tools/tool-registry.ts';
 import type { TracesRepository } from '../traces/traces-repository.ts';
 import type { SlackMessage } from './card-types.ts';
@@ -43,7 +43,7 @@ export interface InvokeCommandDeps {
 export interface CommandCaller {
   /** The Slack user id. */
   userId: string;
-  /** Whether they are a configured approver: the same check the Slack app makes before an Approve click. */
+  /** Whether they are in the global approver list (SLACK_APPROVER_IDS), for the answer when nothing is theirs to decide. */
   isApprover: () => Promise<boolean>;
 }
 
@@ -80,26 +80,12 @@ export function createInvokeCommand(deps: InvokeCommandDeps): InvokeCommand {
     return renderPendingApprovals(pending, total, await cardLinks(pending.map((a) => a.id)), now);
   }
 
-  /**
-   * Whether `userId` may decide `view` now: the approval service's own rule (never the requester's
-   * person or agent; only the people an escalation names), and not twice for a quorum.
-   */
-  async function callerMayDecide(userId: string, view: ApprovalView): Promise<boolean> {
-    if (view.approvals.some((vote) => vote.approver === userId)) return false;
-    return approvals.assertMayDecide({ approver: userId, via: 'slack' }, view.id).then(
-      () => true,
-      (error: unknown) => {
-        if (error instanceof AppError) return false;
-        throw error;
-      },
-    );
-  }
-
   async function approvalsForCaller(caller: CommandCaller, now: Date): Promise<SlackMessage> {
-    if (!(await caller.isApprover())) return renderNotAnApprover();
     const pending = await approvals.list('pending', MINE_SCANNED);
-    const allowed = await Promise.all(pending.map((view) => callerMayDecide(caller.userId, view)));
+    // The decision check itself (routing, self-approval, quorum votes): what a click would be allowed.
+    const allowed = await Promise.all(pending.map((view) => approvals.mayDecide({ approver: caller.userId, via: 'slack' }, view)));
     const mine = pending.filter((_, i) => allowed[i]);
+    if (mine.length === 0 && !(await caller.isApprover())) return renderNotAnApprover();
     const shown = mine.slice(0, APPROVALS_SHOWN);
     return renderPendingApprovals(shown, mine.length, await cardLinks(shown.map((a) => a.id)), now, {
       mine: true,

@@ -2,6 +2,7 @@ import { App, LogLevel, SocketModeReceiver, type BlockAction, type ButtonAction,
 import { WebClient } from '@slack/web-api';
 import type { FastifyInstance } from 'fastify';
 import { SelfApprovalError, type ApprovalService, type ApproverActor } from '../approvals/approval-service.ts';
+import { findAmong, NotAnApproverError, type GroupDirectory } from '../approvals/routing.ts';
 import type { SlackConfig } from '../config.ts';
 import { AppError, ConflictError, ValidationError } from '../errors.ts';
 import {
@@ -15,6 +16,7 @@ import {
   REJECT_PRESET_BLOCK_ID,
   REJECT_REASON_ACTION_ID,
   REJECT_REASON_BLOCK_ID,
+  deciderMention,
   ephemeralText,
   rejectReasonOf,
   rejectReasonModal,
@@ -34,13 +36,12 @@ import {
 } from './edit-modal.ts';
 import { FastifyBoltReceiver } from './fastify-receiver.ts';
 import type { CommandCaller } from './invoke-command.ts';
+import { parseInvokeCommand } from './invoke-command-parse.ts';
 import type { SlackNotifier } from './slack-notifier.ts';
 
-const GROUP_CACHE_MS = 5 * 60_000;
-
-const NOT_AN_APPROVER = 'You are not allowed to decide Invoke approvals.';
 const TOO_LARGE_TO_EDIT =
   'These params are too large to edit in Slack: approve them as they are, or send the edited params through the API (`POST /v1/approvals/:id/approve` with `params`).';
+const NOT_AN_APPROVER = 'You are not allowed to decide this approval.';
 const SELF_APPROVAL = 'You requested this call, so you cannot decide on it; another approver must.';
 
 /** Tells the clicker, and only them, one line of text. */
@@ -49,6 +50,7 @@ type Tell = (text: string) => Promise<void>;
 /** What the clicker hears when their decision did not happen; null for a failure of ours. */
 function refusalText(error: unknown): string | null {
   if (error instanceof SelfApprovalError) return SELF_APPROVAL;
+  if (error instanceof NotAnApproverError) return notAnApproverText(error);
   if (error instanceof ConflictError) {
     const status = (error.details as { status?: string } | undefined)?.status ?? 'decided';
     return `This approval is already ${status}; nothing was run again.`;
@@ -57,10 +59,23 @@ function refusalText(error: unknown): string | null {
   return null;
 }
 
+/** "You are not allowed to decide this approval; it is for <@U1>, <!subteam^S1>." */
+function notAnApproverText(error: NotAnApproverError): string {
+  const details = error.details as { approvers?: string[]; unresolved_groups?: string[] };
+  const approvers = details.approvers ?? [];
+  const who = approvers.length > 0 && approvers.length <= 10 ? ` It is for ${approvers.map(deciderMention).join(', ')}.` : '';
+  const unresolved = details.unresolved_groups?.length
+    ? ` (Slack could not tell Invoke who is in ${details.unresolved_groups.map(deciderMention).join(', ')}; try again shortly.)`
+    : '';
+  return `${NOT_AN_APPROVER}${who}${unresolved}`;
+}
+
 export interface SlackAppDeps {
   config: SlackConfig;
   approvals: ApprovalService;
   notifier: SlackNotifier;
+  /** Slack user groups' members (cached): the same directory the decision check uses. */
+  groups: GroupDirectory;
   /** Delivers due outbox rows now (one pass at a time per process). */
   flushOutbox: () => Promise<unknown>;
   /** Answers `/invoke <text>` for the verified Slack user who ran it. */
@@ -78,28 +93,6 @@ export function createSlackClient(config: SlackConfig): WebClient {
     rejectRateLimitedCalls: true,
     timeout: 10_000,
   });
-}
-
-/** Who may do what in Slack: user ids directly, user-group ids (S…) through their members. */
-function createSlackAccess(client: WebClient, config: SlackConfig) {
-  const groups = new Map<string, { members: Set<string>; at: number }>();
-  async function allowedBy(ids: readonly string[], user: string): Promise<boolean> {
-    if (ids.includes(user)) return true;
-    for (const id of ids.filter((i) => i.startsWith('S'))) {
-      let cached = groups.get(id);
-      if (!cached || Date.now() - cached.at > GROUP_CACHE_MS) {
-        const listed = await client.usergroups.users.list({ usergroup: id }).catch(() => ({ users: [] as string[] }));
-        cached = { members: new Set(listed.users ?? []), at: Date.now() };
-        groups.set(id, cached);
-      }
-      if (cached.members.has(user)) return true;
-    }
-    return false;
-  }
-  return {
-    mayDecide: (user: string) => allowedBy(config.approverIds, user),
-    mayQuery: (user: string) => allowedBy([...config.approverIds, ...config.traceViewerIds], user),
-  };
 }
 
 /**
@@ -139,8 +132,11 @@ function socketModeLogger(log: SlackAppDeps['log']): Logger {
 export function createSlackApp(deps: SlackAppDeps) {
   const { config, approvals, notifier, log } = deps;
   const client = createSlackClient(config);
-  const access = createSlackAccess(client, config);
-  const home = createAppHome({ client, decidable: createDecidableApprovals({ approvals, isApprover: access.mayDecide }), log });
+  /** Who may run `/invoke` at all: the global approvers and trace viewers (users, or members of their groups). */
+  const mayQuery = async (user: string) => (await findAmong([...config.approverIds, ...config.traceViewerIds], user, deps.groups)).found;
+  /** A global Slack approver (users, or members of their groups); routed approvals may name others too. */
+  const isGlobalApprover = async (user: string) => (await findAmong(config.approverIds, user, deps.groups)).found;
+  const home = createAppHome({ client, decidable: createDecidableApprovals({ approvals, isGlobalApprover }), defaultDeciders: config.approverIds, log });
   const socketReceiver = config.appToken ? createSocketModeReceiver(config.appToken, config.apiUrl, log) : undefined;
   const httpReceiver = socketReceiver
     ? undefined
@@ -211,7 +207,7 @@ export function createSlackApp(deps: SlackAppDeps) {
     await ack();
     const id = action.value ?? '';
     const tell = clickTeller(body, respond, id);
-    if (!(await access.mayDecide(body.user.id))) return tell(NOT_AN_APPROVER);
+    // Who may decide is the approval's own routing: the service refuses anyone else.
     await decide(tell, async () => {
       const result = await approvals.approve(slackActor(body.user.id), id, {});
       if (result.outcome === 'awaiting_approvals') {
@@ -226,7 +222,6 @@ export function createSlackApp(deps: SlackAppDeps) {
     await ack();
     const id = action.value ?? '';
     const tell = clickTeller(body, respond, id);
-    if (!(await access.mayDecide(body.user.id))) return tell(NOT_AN_APPROVER);
     const approval = await approvals.get(id).catch(() => null);
     if (!approval) return tell('That approval no longer exists.');
     if (approval.status !== 'pending') return tell(`This approval is already ${approval.status}; nothing was run again.`);
@@ -244,8 +239,9 @@ export function createSlackApp(deps: SlackAppDeps) {
     await ack();
     const id = action.value ?? '';
     const tell = clickTeller(body, respond, id);
-    if (!(await access.mayDecide(body.user.id))) return tell(NOT_AN_APPROVER);
     try {
+      // Refetch decides nothing (the requester may refetch), but only the approval's deciders may.
+      await approvals.assertAddressedTo(slackActor(body.user.id), id);
       const live = await approvals.refetch(id);
       const shown = { state_source: live.state_source, drift: live.drift };
       if (live.approval.status === 'pending') await notifier.refetched(live.approval.id, shown);
@@ -253,7 +249,7 @@ export function createSlackApp(deps: SlackAppDeps) {
       // Clicked in the Home tab: the live state shows on that card there too.
       if (clickedInHome(body)) await home.publish(body.user.id, { approvalId: id, live: shown });
     } catch (error) {
-      await tell(error instanceof AppError ? error.message : 'Could not read live state.');
+      await tell(error instanceof NotAnApproverError ? notAnApproverText(error) : error instanceof AppError ? error.message : 'Could not read live state.');
     } finally {
       flush();
     }
@@ -265,7 +261,6 @@ export function createSlackApp(deps: SlackAppDeps) {
       await ack();
       const id = action.value ?? '';
       const tell = clickTeller(body, respond, id);
-      if (!(await access.mayDecide(body.user.id))) return tell(NOT_AN_APPROVER);
       // Refused before the modal, as for Reject: the same approver checks as Approve.
       const form = await approvals.editForm(slackActor(body.user.id), id).catch(async (error: unknown) => {
         await tell(refusalText(error) ?? 'Invoke could not open that approval; try again shortly.');
@@ -300,7 +295,6 @@ export function createSlackApp(deps: SlackAppDeps) {
       .filter((blockId) => blockId.startsWith(PARAM_BLOCK_PREFIX))
       .map((blockId) => blockId.slice(PARAM_BLOCK_PREFIX.length));
     const refuse = (message: string) => ack({ response_action: 'errors', errors: modalErrorFor(meta.mode, fieldNames, message) });
-    if (!(await access.mayDecide(user))) return refuse(NOT_AN_APPROVER);
     let submission: EditSubmission;
     try {
       const form = await approvals.editForm(actor, meta.approval_id);
@@ -341,7 +335,6 @@ export function createSlackApp(deps: SlackAppDeps) {
     const user = body.user.id;
     // A modal has no response_url: refusals go to the user as an ephemeral in the card's channel.
     const tell = tellerFor({ user, approvalId: view.private_metadata });
-    if (!(await access.mayDecide(user))) return tell(NOT_AN_APPROVER);
     await decide(tell, () => approvals.reject(slackActor(user), view.private_metadata, reason));
     await home.publish(user);
   });
@@ -354,9 +347,14 @@ export function createSlackApp(deps: SlackAppDeps) {
 
   bolt.command('/invoke', async ({ ack, command, respond }) => {
     await ack();
-    if (!(await access.mayQuery(command.user_id))) return tellerFor({ respond, user: command.user_id, channel: command.channel_id })('You are not allowed to query Invoke.');
+    const user = command.user_id;
+    // `approvals mine` is open to anyone: it lists only what they may decide (a card or rule may
+    // name approvers outside the global lists). Every other query needs a global role.
+    const parsed = parseInvokeCommand(command.text ?? '');
+    const mine = parsed.command === 'approvals' && parsed.mine;
+    if (!mine && !(await mayQuery(user))) return tellerFor({ respond, user, channel: command.channel_id })('You are not allowed to query Invoke.');
     // `approvals mine` asks the same question an Approve click does: one rule for who may decide.
-    const caller: CommandCaller = { userId: command.user_id, isApprover: () => access.mayDecide(command.user_id) };
+    const caller: CommandCaller = { userId: user, isApprover: () => isGlobalApprover(user) };
     const message = await deps.runCommand(command.text ?? '', new Date(), caller).catch((error: unknown) => {
       log.error({ err: error }, '/invoke failed');
       return ephemeralText('Invoke could not answer that right now.');

@@ -1,11 +1,12 @@
 import type { ApprovalCreated, ApprovalDecided, ApprovalNotifier } from '../approvals/approval-notifier.ts';
-import { isSlackChannel } from '../approvals/escalation.ts';
+import { isSlackUser, isUserGroup, routingOf } from '../approvals/routing.ts';
 import type { Checkpoint } from '../approvals/checkpoint.ts';
 import type { DriftReport } from '../calls/state-verify.ts';
 import type { Transact } from '../db/transact.ts';
 import { readPath } from '../policy/conditions.ts';
 import type { RiskLevel } from '../tools/types.ts';
-import { approvalCard, decidedCard, ephemeralText, refetchedCard, threadReply } from './blocks.ts';
+import { approvalCard, deciderMention, decidedCard, ephemeralText, refetchedCard, threadReply } from './blocks.ts';
+import type { DmFacts } from './dm.ts';
 import { escapeText } from './mrkdwn.ts';
 import type { ApprovalCardInput } from './card-types.ts';
 import type { SlackOutbox, SlackPost } from './slack-outbox.ts';
@@ -21,10 +22,12 @@ interface ApprovalFacts {
   approvals_required: number;
   previous_approval_id: string | null;
   checkpoint: Pick<Checkpoint, 'params' | 'contract' | 'policy_rule' | 'entity_resolution' | 'frozen_state' | 'editable' | 'edited'>;
+  approvers: string[] | null;
 }
 
-/** The card's facts, from an approval row (or one about to be inserted). */
-export function cardInputOf(approval: ApprovalFacts, approvalsReceived: number, drift?: DriftReport | null): ApprovalCardInput {
+/** The card's facts, from an approval row (or one about to be inserted); `defaultDeciders` decide unrouted ones. */
+export function cardInputOf(approval: ApprovalFacts, approvalsReceived: number, defaultDeciders: readonly string[], drift?: DriftReport | null): ApprovalCardInput {
+  const routed = routingOf(approval.approvers).approvers;
   const cp = approval.checkpoint;
   const conditions = cp.contract?.conditions ?? {};
   return {
@@ -44,7 +47,15 @@ export function cardInputOf(approval: ApprovalFacts, approvalsReceived: number, 
     previous_approval_id: approval.previous_approval_id,
     editable: cp.editable !== false,
     edited: cp.edited ?? null,
+    deciders: routed.length > 0 ? routed : defaultDeciders,
   };
+}
+
+/** What a DM says of an approval. */
+function dmFactsOf(approval: ApprovalFacts, kind: DmFacts['kind']): DmFacts {
+  const cp = approval.checkpoint;
+  const intent = cp.contract?.intent ?? cp.policy_rule?.intent ?? approval.tool;
+  return { kind, intent, tool: approval.tool, agent_id: approval.agent_id, expires_at: new Date(approval.expires_at).toISOString() };
 }
 
 /** A one-line summary of what a tool returned, for the thread. */
@@ -55,8 +66,8 @@ function resultSummary(result: unknown): string | null {
 }
 
 /** On a decision: the card updated without buttons, and a reply in its thread. */
-function decisionPosts(row: Approval, votes: number, event: ApprovalDecided): SlackPost[] {
-  const input = cardInputOf(row, votes, event.drift);
+function decisionPosts(row: Approval, votes: number, event: ApprovalDecided, deciders: readonly string[]): SlackPost[] {
+  const input = cardInputOf(row, votes, deciders, event.drift);
   const decidedAt = row.decided_at ?? new Date();
   return [
     {
@@ -103,21 +114,35 @@ export function createSlackNotifier(
 ): ApprovalNotifier & {
   refetched(approvalId: string, live: { state_source: string; drift: DriftReport | null }): Promise<void>;
 } {
-  /** Escalations addressed to a channel (`#ops` or a channel id) post their card there. */
+  /** Approvals routed to a channel (by card, rule or escalation) post their card there. */
   function channelFor(approvers: string[] | null): string {
-    return approvers?.find(isSlackChannel) ?? channel;
+    return routingOf(approvers).channel ?? channel;
+  }
+
+  /**
+   * DMs to the Slack users and groups an approval names (not to the global lists: those watch the
+   * channel), sent once its card is posted; nothing when it names none.
+   */
+  function dmPost(approval: ApprovalFacts & { requester_person: string | null }, kind: DmFacts['kind']): SlackPost[] {
+    const named = routingOf(approval.approvers).approvers.filter((entry) => isSlackUser(entry) || isUserGroup(entry));
+    if (named.length === 0) return [];
+    const exclude = [approval.agent_id, ...(approval.requester_person ? [approval.requester_person] : [])];
+    return [{ role: 'dm_fanout', approval_id: approval.id, approvers: named, exclude, facts: dmFactsOf(approval, kind) }];
   }
 
   return {
     async created(trx, event: ApprovalCreated) {
-      const message = approvalCard(cardInputOf(event.approval, 0, event.drift));
-      await outbox.enqueue(trx, { role: 'card', approval_id: event.approval.id, channel: channelFor(event.approval.approvers), thread_of: event.replaces ?? null, message });
+      const message = approvalCard(cardInputOf(event.approval, 0, approverIds, event.drift));
+      await outbox.enqueueMany(trx, [
+        { role: 'card', approval_id: event.approval.id, channel: channelFor(event.approval.approvers), thread_of: event.replaces ?? null, message },
+        ...dmPost(event.approval, 'posted'),
+      ]);
     },
 
     async decided(trx, event: ApprovalDecided) {
       const row = await approvals.findApproval(event.approvalId, trx);
       if (!row) throw new Error(`approval ${event.approvalId} vanished inside its own decision`);
-      await outbox.enqueueMany(trx, decisionPosts(row, await approvals.voteCount(row.id, trx), event));
+      await outbox.enqueueMany(trx, decisionPosts(row, await approvals.voteCount(row.id, trx), event, approverIds));
     },
 
     async decidedInBulk(trx, decisions) {
@@ -128,16 +153,17 @@ export function createSlackNotifier(
       );
       await outbox.enqueueMany(
         trx,
-        decisions.flatMap(({ row, event }) => decisionPosts(row, votesOf.get(row.id) ?? 0, event)),
+        decisions.flatMap(({ row, event }) => decisionPosts(row, votesOf.get(row.id) ?? 0, event, approverIds)),
       );
     },
 
     async reminded(trx, event) {
-      const addressed = (event.approvers ?? []).filter((entry) => !isSlackChannel(entry));
-      const mentions = (addressed.length > 0 ? addressed : approverIds).map((id) => (id.startsWith('S') ? `<!subteam^${id}>` : `<@${id}>`)).join(' ');
+      const addressed = routingOf(event.approvers).approvers;
+      const mentions = (addressed.length > 0 ? addressed : approverIds).map(deciderMention).join(' ');
       const when = Math.floor(event.expiresAt.getTime() / 1000);
       const text = `:alarm_clock: ${mentions} this approval is still waiting and expires <!date^${when}^{time} {date_short_pretty}|${event.expiresAt.toISOString()}>.`;
-      await outbox.enqueue(trx, { role: 'reply', approval_id: event.approvalId, message: ephemeralText(text) });
+      const row = await approvals.findApproval(event.approvalId, trx);
+      await outbox.enqueueMany(trx, [{ role: 'reply', approval_id: event.approvalId, message: ephemeralText(text) }, ...(row ? dmPost(row, 'reminder') : [])]);
     },
 
     async needsAttention(trx, event) {
@@ -151,7 +177,7 @@ export function createSlackNotifier(
       await transact(async (trx) => {
         const row = await approvals.lockApproval(trx, approvalId);
         if (row?.status !== 'pending') return;
-        const message = refetchedCard(cardInputOf(row, await approvals.voteCount(row.id, trx)), live, new Date());
+        const message = refetchedCard(cardInputOf(row, await approvals.voteCount(row.id, trx), approverIds), live, new Date());
         await outbox.enqueue(trx, { role: 'update', approval_id: approvalId, message });
       });
     },

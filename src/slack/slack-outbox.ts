@@ -1,8 +1,11 @@
 import { ErrorCode, type WebClient } from '@slack/web-api';
 import type { ApprovalsRepository } from '../approvals/approvals-repository.ts';
+import { isSlackUser, isUserGroup, noGroups, type GroupDirectory } from '../approvals/routing.ts';
 import type { OutboxRepository } from '../db/outbox-repository.ts';
 import type { Trx } from '../db/transact.ts';
 import type { SlackMessage } from './card-types.ts';
+import { approvalDm, dmRecipients, type DmFacts } from './dm.ts';
+import { slackMessageLink } from './mrkdwn.ts';
 
 const MAX_ATTEMPTS = 20;
 /** A card's update or thread reply waits this long for the card itself to be posted. */
@@ -15,12 +18,17 @@ const WAIT_FOR_CARD_SECONDS = 2;
  * - `update`: `chat.update` of the approval's card.
  * - `reply`: a message in the approval's card thread.
  * - `notice`: a message to a channel, tied to no approval.
+ * - `dm_fanout`: once the card is posted, DMs to the approvers the approval names (users, and
+ *   members of groups) with a link to the card; it becomes one `dm` row per person.
+ * - `dm`: one direct message (`conversations.open`, then `chat.postMessage` there).
  */
 export type SlackPost =
   | { role: 'card'; approval_id: string; channel: string; thread_of: string | null; message: SlackMessage }
   | { role: 'update'; approval_id: string; message: SlackMessage }
   | { role: 'reply'; approval_id: string; message: SlackMessage }
-  | { role: 'notice'; channel: string; message: SlackMessage };
+  | { role: 'notice'; channel: string; message: SlackMessage }
+  | { role: 'dm_fanout'; approval_id: string; approvers: string[]; exclude: string[]; facts: DmFacts }
+  | { role: 'dm'; approval_id: string; user: string; message: SlackMessage };
 
 /**
  * `clock` (milliseconds since the epoch) times the Retry-After wait, the one wait this process
@@ -31,6 +39,7 @@ export function createSlackOutbox(
   approvals: Pick<ApprovalsRepository, 'slackCardOf' | 'recordSlackCard'>,
   client: WebClient,
   clock: () => number = Date.now,
+  groups: GroupDirectory = noGroups,
 ) {
   let rateLimitedUntil = 0;
 
@@ -62,8 +71,18 @@ export function createSlackOutbox(
       await client.chat.postMessage({ channel: payload.channel, text: payload.message.text, blocks: payload.message.blocks as never });
       return 'done';
     }
+    if (payload.role === 'dm') {
+      const opened = await client.conversations.open({ users: payload.user });
+      if (!opened.channel?.id) throw new Error(`conversations.open gave no channel for ${payload.user}`);
+      await client.chat.postMessage({ channel: opened.channel.id, text: payload.message.text, blocks: payload.message.blocks as never });
+      return 'done';
+    }
     const card = await cardOf(payload.approval_id);
     if (!card?.slack_ts || !card.slack_channel) return 'wait';
+    if (payload.role === 'dm_fanout') {
+      await fanOutDms(rowId, payload, { channel: card.slack_channel, ts: card.slack_ts });
+      return 'done';
+    }
     if (payload.role === 'update') {
       // A newer version of this card already went out (a decision after a refetch): keep it.
       if (await hasPost(payload.approval_id, 'update', 'delivered', rowId)) return 'done';
@@ -77,6 +96,32 @@ export function createSlackOutbox(
       });
     }
     return 'done';
+  }
+
+  /** Slack's permalink of the card; built from channel and ts when Slack will not say. */
+  async function permalinkOf(card: { channel: string; ts: string }): Promise<string> {
+    const answer = await client.chat.getPermalink({ channel: card.channel, message_ts: card.ts }).catch(() => null);
+    return answer?.permalink ?? slackMessageLink(card.channel, card.ts);
+  }
+
+  /**
+   * Who the DMs go to (group members resolved now: an unknown group fails the row, to be retried),
+   * then one `dm` row each, replacing this one in one commit.
+   */
+  async function fanOutDms(rowId: string, payload: Extract<SlackPost, { role: 'dm_fanout' }>, card: { channel: string; ts: string }): Promise<void> {
+    const members: Array<ReadonlySet<string>> = [];
+    for (const group of payload.approvers.filter(isUserGroup)) {
+      const known = await groups.membersOf(group);
+      if (known === null) throw new Error(`the members of user group ${group} are unknown (Slack did not answer)`);
+      members.push(known);
+    }
+    const recipients = dmRecipients(payload.approvers.filter(isSlackUser), members, payload.exclude);
+    const message = approvalDm(payload.facts, await permalinkOf(card));
+    await outbox.replaceWith(
+      rowId,
+      'slack',
+      recipients.map((user) => ({ target: 'dm', payload: { role: 'dm', approval_id: payload.approval_id, user, message } satisfies SlackPost })),
+    );
   }
 
   return {

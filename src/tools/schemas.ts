@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { approversSchema, channelSchema, escalationChainSchema } from '../policy/routing-fields.ts';
 import { RISK_LEVELS } from '../vocabulary.ts';
 
 const KEY_PART = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -26,6 +27,12 @@ const cardOverrides = {
   state_refetch: stateRefetchSchema.optional(),
   /** False: approvers may not edit this tool's params before approving. */
   editable: z.boolean().optional(),
+  /** Who may decide this tool's approvals, instead of the global approver lists. */
+  approvers: approversSchema.optional(),
+  /** Where this tool's approval cards go, instead of SLACK_APPROVAL_CHANNEL. */
+  channel: channelSchema.optional(),
+  /** Who the approval goes to next when nobody decides in time: a chain of levels. */
+  escalate_to: escalationChainSchema.optional(),
 };
 
 export const httpToolSchema = z

@@ -1,4 +1,5 @@
 /** What Invoke knows about one tool: its capability card. */
+import type { EscalationLevel } from '../policy/routing-fields.ts';
 import type { RiskLevel } from '../vocabulary.ts';
 
 export type { RiskLevel } from '../vocabulary.ts';
@@ -24,6 +25,10 @@ export interface CapabilityCard {
   state_refetch?: StateRefetch;
   /** False: approvers may approve or reject this tool's calls, never edit their params first. */
   editable?: boolean;
+  /** Routing: who decides this tool's approvals and where their cards go (src/approvals/routing.ts). */
+  approvers?: string[];
+  channel?: string;
+  escalate_to?: EscalationLevel[];
   transport: 'http' | 'mcp' | 'builtin';
 }
 

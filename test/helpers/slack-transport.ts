@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { describe, it } from 'vitest';
 import type { SlackEmulator } from '../../demo/slack-emulator.ts';
 import { signSlackRequest } from '../../src/slack/verify-request.ts';
 
@@ -7,6 +8,23 @@ export const APP_TOKEN = 'xapp-1-A0INVOKE-test';
 
 /** How Slack reaches the app: signed HTTP requests to /slack/events, or envelopes over Socket Mode. */
 export type SlackTransport = 'http' | 'socket';
+
+/**
+ * A test of the HTTP door only (signatures, retries, the outbox): registered in the HTTP run and
+ * simply absent from the Socket Mode one, rather than reported there as skipped.
+ */
+export function httpOnlyTest(transport: SlackTransport): (name: string, fn: () => Promise<void>) => void {
+  return (name, fn) => {
+    if (transport === 'http') it(name, fn);
+  };
+}
+
+/** A group of HTTP-door-only tests, likewise absent from the Socket Mode run. */
+export function httpOnlySuite(transport: SlackTransport): (name: string, fn: () => void) => void {
+  return (name, fn) => {
+    if (transport === 'http') describe(name, fn);
+  };
+}
 export const SLACK_TRANSPORTS: readonly SlackTransport[] = ['http', 'socket'];
 
 /** What Slack got back: whether the app acknowledged in time, and what it answered with the ack. */

@@ -4,7 +4,7 @@ import { buildApp, type BuiltApp } from '../../src/app.ts';
 import { HOME_MAX_BLOCKS, HOME_MAX_CARDS } from '../../src/slack/app-home.ts';
 import { APPROVE_ACTION_ID, REFETCH_ACTION_ID, EDIT_ACTION_ID, REJECT_ACTION_ID, REJECT_REASON_ACTION_ID, REJECT_REASON_BLOCK_ID } from '../../src/slack/blocks.ts';
 import { send, testConfig } from '../helpers/app.ts';
-import { SLACK_TRANSPORTS, slackDriver, type SlackDriver } from '../helpers/slack-transport.ts';
+import { SLACK_TRANSPORTS, slackDriver, type SlackDriver, httpOnlyTest } from '../helpers/slack-transport.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
 
 const CHANNEL = 'C0APPROVALS';
@@ -34,7 +34,7 @@ async function waitFor<T>(probe: () => Promise<T | undefined | null | false> | T
  */
 describe.each(SLACK_TRANSPORTS)('Slack App Home over %s', (transport) => {
   const core = it;
-  const httpOnly = it.runIf(transport === 'http');
+  const httpOnly = httpOnlyTest(transport);
   let driver: SlackDriver;
   let slack: SlackEmulator;
   let built: BuiltApp;

@@ -14,7 +14,7 @@ import { signSlackRequest } from '../../src/slack/verify-request.ts';
 import { startSlackEmulator } from '../../demo/slack-emulator.ts';
 import { buildApp } from '../../src/app.ts';
 import { buildTestApp, send, testConfig } from '../helpers/app.ts';
-import { SIGNING_SECRET, SLACK_TRANSPORTS, slackDriver, type SlackDriver } from '../helpers/slack-transport.ts';
+import { SIGNING_SECRET, SLACK_TRANSPORTS, slackDriver, type SlackDriver, httpOnlyTest, httpOnlySuite } from '../helpers/slack-transport.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
 
 const CHANNEL = 'C0APPROVALS';
@@ -44,7 +44,7 @@ describe.each(SLACK_TRANSPORTS)('Slack app over %s', (transport) => {
   /** Runs over both transports. */
   const core = it;
   /** Transport-independent (or HTTP-specific): run once, over HTTP. */
-  const httpOnly = it.runIf(transport === 'http');
+  const httpOnly = httpOnlyTest(transport);
   let driver: SlackDriver;
   let built: BuiltApp;
   let slack: Awaited<ReturnType<typeof startSlackEmulator>>;
@@ -263,7 +263,7 @@ describe.each(SLACK_TRANSPORTS)('Slack app over %s', (transport) => {
     expect(tools.count('POST', '/remind')).toBe(before + 1);
   });
 
-  describe('a click Slack sent without a response_url', () => {
+  httpOnlySuite(transport)('a click Slack sent without a response_url', () => {
     const errorsLogged = (from: number) => logs.slice(from).filter((line) => line.level >= 50);
     const ephemeralTo = (user: string, text: RegExp) =>
       waitFor(async () => slack.callsTo('chat.postEphemeral').find((c) => c.args['user'] === user && text.test(String(c.args['text']))));

@@ -125,9 +125,25 @@ describe('Slack Web API emulator', () => {
       await expect(groupClient.usergroups.users.list({ usergroup: 'S9' })).rejects.toMatchObject({
         data: { error: 'no_such_subteam' },
       });
+      groups.setUserGroup('S9', ['U3']);
+      groups.setUserGroup('S1', undefined);
+      expect((await groupClient.usergroups.users.list({ usergroup: 'S9' })).users).toEqual(['U3']);
+      await expect(groupClient.usergroups.users.list({ usergroup: 'S1' })).rejects.toMatchObject({ data: { error: 'no_such_subteam' } });
     } finally {
       await groups.close();
     }
+  });
+
+  it('opens a DM channel per user with conversations.open, and posts there', async () => {
+    const opened = await client.conversations.open({ users: 'UDAVE' });
+    expect(opened.channel?.id).toBe(emulator.dmChannelOf('UDAVE'));
+    expect((await client.conversations.open({ users: 'UDAVE' })).channel?.id).toBe(opened.channel?.id);
+    await expect(client.apiCall('conversations.open', {})).rejects.toMatchObject({ data: { error: 'users_list_not_supplied' } });
+    const posted = await client.chat.postMessage({ channel: opened.channel!.id!, text: 'hello' });
+    expect(emulator.messages.at(-1)).toMatchObject({ channel: 'DUDAVE', text: 'hello' });
+    // chat.getPermalink names the message `message_ts`, as Slack does.
+    const link = await client.chat.getPermalink({ channel: 'DUDAVE', message_ts: posted.ts! });
+    expect(link.permalink).toBe(`https://invoke-emulator.slack.com/archives/DUDAVE/p${posted.ts!.replace('.', '')}`);
   });
 
   it('answers unknown methods with unknown_method and calls without a token with not_authed', async () => {
