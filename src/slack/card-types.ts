@@ -23,6 +23,8 @@ export interface ApprovalCardInput {
   drift?: DriftReport | null;
   /** Set when this approval replaces another (requeue or escalation). */
   previous_approval_id?: string | null;
+  /** An absolute review link (web page) for approvers away from Slack. */
+  review_url?: string | null;
 }
 
 /** How a card looks once decided (buttons gone). */

@@ -88,6 +88,8 @@ export function createSlackNotifier(
   outbox: SlackOutbox,
   channel: string,
   approverIds: readonly string[],
+  /** A review link for pending cards; only absolute links (Slack opens nothing else). */
+  reviewUrl: ((approval: { id: string; expires_at: Date }) => string) | null = null,
 ): ApprovalNotifier & {
   refetched(approvalId: string, live: { state_source: string; drift: DriftReport | null }): Promise<void>;
 } {
@@ -96,9 +98,14 @@ export function createSlackNotifier(
     return approvers?.find(isSlackChannel) ?? channel;
   }
 
+  /** A pending card carries a fresh link (a refetched card too: the first one may have been used). */
+  function withLink(input: ApprovalCardInput, approval: { id: string; expires_at: Date }): ApprovalCardInput {
+    return reviewUrl ? { ...input, review_url: reviewUrl(approval) } : input;
+  }
+
   return {
     async created(trx, event: ApprovalCreated) {
-      const message = approvalCard(cardInputOf(event.approval, 0, event.drift));
+      const message = approvalCard(withLink(cardInputOf(event.approval, 0, event.drift), event.approval));
       await outbox.enqueue(trx, { role: 'card', approval_id: event.approval.id, channel: channelFor(event.approval.approvers), thread_of: event.replaces ?? null, message });
     },
 
@@ -139,7 +146,7 @@ export function createSlackNotifier(
       await transact(async (trx) => {
         const row = await approvals.lockApproval(trx, approvalId);
         if (row?.status !== 'pending') return;
-        const message = refetchedCard(cardInputOf(row, await approvals.voteCount(row.id, trx)), live, new Date());
+        const message = refetchedCard(withLink(cardInputOf(row, await approvals.voteCount(row.id, trx)), row), live, new Date());
         await outbox.enqueue(trx, { role: 'update', approval_id: approvalId, message });
       });
     },
