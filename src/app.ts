@@ -186,15 +186,7 @@ async function linkSigningStep(config: Config, log: FastifyBaseLogger): Promise<
 }
 
 /** Repositories and services, wired once; what holds a connection or a listener registers its close. */
-async function createServices(
-  config: Config,
-  deps: AppDeps,
-  store: Store,
-  serverRules: PolicyRule[],
-  log: FastifyBaseLogger,
-  closers: Closers,
-  reviewUrlFor: ReviewUrlFor | null,
-) {
+async function createServices(config: Config, deps: AppDeps, store: Store, serverRules: PolicyRule[], log: FastifyBaseLogger, closers: Closers, reviewUrlFor: ReviewUrlFor | null) {
   const metrics = createMetrics();
   const transact = transactorFor(store.db);
   const fetchUrl = createFetchUrlTool({

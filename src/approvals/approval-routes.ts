@@ -30,7 +30,11 @@ function actorOf(request: FastifyRequest, claimed: string | undefined): Approver
  * `reviewUrl`, when review links are on, mints the link a pending approval's answer shows
  * (`approval.review_url`): any approver may open it, sign in, and decide once.
  */
-export function registerApprovalRoutes(app: FastifyInstance, approvals: ApprovalService, reviewUrl: ((approval: { id: string; expires_at: string }) => string) | null = null): void {
+export function registerApprovalRoutes(
+  app: FastifyInstance,
+  approvals: ApprovalService,
+  reviewUrl: ((approval: { id: string; expires_at: string }) => string) | null = null,
+): void {
   const withLink = (approval: ApprovalView) =>
     reviewUrl && approval.status === 'pending' && Date.parse(approval.expires_at) > Date.now() ? { ...approval, review_url: reviewUrl(approval) } : approval;
   const routes = app.withTypeProvider<ZodTypeProvider>();

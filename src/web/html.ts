@@ -13,9 +13,12 @@ export function escapeHtml(value: unknown): string {
   return String(value).replace(/[&<>"']/g, (ch) => HTML_ESCAPES[ch]!);
 }
 
-/** Markup built by this module's callers: already escaped where it holds user text. */
-export interface Html {
-  readonly html: string;
+/**
+ * Markup made by `html` (user text in it already escaped). A class, so that user data shaped
+ * like `{html: "<script>"}` (params are arbitrary JSON) is never taken for markup.
+ */
+export class Html {
+  constructor(readonly html: string) {}
 }
 
 /** Tagged template: interpolated values are escaped unless they are `Html` (or arrays of it). */
@@ -24,13 +27,13 @@ export function html(strings: TemplateStringsArray, ...values: unknown[]): Html 
   values.forEach((value, i) => {
     out += piece(value) + strings[i + 1]!;
   });
-  return { html: out };
+  return new Html(out);
 }
 
 function piece(value: unknown): string {
   if (value === null || value === undefined || value === false) return '';
   if (Array.isArray(value)) return value.map(piece).join('');
-  if (typeof value === 'object' && 'html' in value && typeof (value as Html).html === 'string') return (value as Html).html;
+  if (value instanceof Html) return value.html;
   return escapeHtml(value);
 }
 
@@ -89,5 +92,8 @@ export function securityHeaders(reply: FastifyReply, nonce: string | null): void
 export function sendPage(reply: FastifyReply, status: number, title: string, body: Html): FastifyReply {
   const nonce = randomBytes(16).toString('base64');
   securityHeaders(reply, nonce);
-  return reply.status(status).type('text/html; charset=utf-8').send(page(title, body, nonce));
+  return reply
+    .status(status)
+    .type('text/html; charset=utf-8')
+    .send(page(title, body, nonce));
 }

@@ -69,7 +69,14 @@ function decisionOf(verb: 'approve' | 'reject' | 'edit', form: { comment?: strin
 }
 
 /** The page for an opened link; nobody known yet: the sign-in form, coming back to this link. */
-function showReview(reply: FastifyReply, request: FastifyRequest, review: ReviewService, opened: OpenedReview, token: string, live: Parameters<typeof reviewPage>[1]['live'] = null) {
+function showReview(
+  reply: FastifyReply,
+  request: FastifyRequest,
+  review: ReviewService,
+  opened: OpenedReview,
+  token: string,
+  live: Parameters<typeof reviewPage>[1]['live'] = null,
+) {
   if (!opened.viewer) return sendPage(reply, 401, 'Sign in', signInPage(`/approvals/${encodeURIComponent(opened.approval.id)}/review?t=${token}`));
   return sendPage(reply, 200, `Review ${opened.approval.tool}`, reviewPage(opened, { token, csrf: review.csrfFor(opened), live }));
 }
