@@ -151,7 +151,7 @@ export async function registerWebRoutes(app: FastifyInstance, deps: { review: Re
       const signedIn = review.signedIn(request.headers.cookie);
       if (!signedIn) return sendPage(reply, 401, 'Sign in', signInPage(DASHBOARD_PATH));
       requireScope(signedIn.identity, 'approvals:read');
-      const [pending, latest] = await Promise.all([approvals.list('pending', 100), approvals.list(undefined, RECENT_SHOWN + 100)]);
+      const [pending, recent] = await Promise.all([approvals.list('pending', 100), approvals.recentlyDecided(RECENT_SHOWN)]);
       const rows: DashboardRow[] = await Promise.all(
         pending.map(async (approval) => ({
           approval,
@@ -159,7 +159,6 @@ export async function registerWebRoutes(app: FastifyInstance, deps: { review: Re
           reviewUrl: Date.parse(approval.expires_at) > Date.now() ? (await review.mintBound(signedIn.identity, approval.id)).review_url : null,
         })),
       );
-      const recent = latest.filter((a) => a.status !== 'pending').slice(0, RECENT_SHOWN);
       return sendPage(reply, 200, 'Approvals', dashboardPage(personOf(signedIn.identity), rows, recent));
     });
   });

@@ -288,15 +288,18 @@ describe('review links and the web pages', () => {
     expect(anonymous.statusCode).toBe(401);
     expect(anonymous.body).toContain('action="/web/sign-in"');
     const { id } = await freeze();
+    const decided = await freeze();
+    expect((await send(built.app, 'POST', `/v1/approvals/${decided.id}/reject`, { reason: 'not now' }, { 'x-api-key': ALICE })).status).toBe(200);
     const cookie = await signIn(ALICE);
     const res = await get('/dashboard/approvals', { cookie });
     expect(res.statusCode).toBe(200);
-    const row = new RegExp(`<tr data-approval="${id}">.*?href="([^"]+)"`).exec(res.body);
+    const row = new RegExp(`<tr data-approval="${id}">.*?href="([^"]+)"`, 's').exec(res.body);
     expect(row).not.toBeNull();
     const link = row![1]!.replace(/&amp;/g, '&');
     const claims = signer.open('review-link', tokenOf(link))!;
     expect(claims).toMatchObject({ a: id, p: 'alice' });
-    expect(res.body).toMatch(/<table class="recent">.*data-approval="apr_/s);
+    // The latest decision heads the recent list.
+    expect(/<table class="recent">.*?data-approval="([^"]+)"/s.exec(res.body)?.[1]).toBe(decided.id);
   });
 
   /** The CSRF token Bob's page would carry if it showed forms (it does not: he may not decide). */
