@@ -302,9 +302,42 @@ describe('review links and the web pages', () => {
     expect(/<table class="recent">.*?data-approval="([^"]+)"/s.exec(res.body)?.[1]).toBe(decided.id);
   });
 
+  it('decides once when the same link is submitted twice at the same moment', async () => {
+    const before = tools.count('POST', '/remind');
+    const { id, link } = await freeze();
+    const cookie = await signIn(ALICE);
+    const csrf = csrfIn((await get(link, { cookie })).body);
+    const form = { t: tokenOf(link), csrf };
+    const answers = await Promise.all([postForm(`/approvals/${id}/review/approve`, form, { cookie }), postForm(`/approvals/${id}/review/approve`, form, { cookie })]);
+    expect(answers.map((a) => a.statusCode).sort()).toEqual([200, 410]);
+    expect(tools.count('POST', '/remind')).toBe(before + 1);
+  });
+
   /** The CSRF token Bob's page would carry if it showed forms (it does not: he may not decide). */
   function bobCsrf(cookie: string, link: string): string {
     const session = signer.open('session', cookie.split('=')[1]!)!;
     return signer.sign('csrf', `${String(session.n)}|${String(signer.open('review-link', tokenOf(link))!.n)}`);
   }
+});
+
+describe('web sign-in and the failed-authentication limit', () => {
+  let built: BuiltApp;
+  beforeAll(async () => {
+    built = await buildTestApp({
+      INVOKE_LINK_SECRET: LINK_SECRET,
+      INVOKE_AUTH_FAILURE_LIMIT: '2',
+      INVOKE_API_KEY_SCOPES: JSON.stringify({ [ALICE]: { scopes: APPROVER_SCOPES } }),
+    });
+  });
+  afterAll(async () => {
+    await built.app.close();
+  });
+
+  it('counts failed sign-ins like failed API keys: past the limit the address is refused (429), even with a right key', async () => {
+    const signIn = (key: string) =>
+      built.app.inject({ method: 'POST', url: '/web/sign-in', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: new URLSearchParams({ key }).toString() });
+    expect((await signIn('guess-1')).statusCode).toBe(401);
+    expect((await signIn('guess-2')).statusCode).toBe(401);
+    expect((await signIn(ALICE)).statusCode).toBe(429);
+  });
 });
