@@ -6,7 +6,7 @@ import { requireScope } from '../auth/scopes.ts';
 import { AppError, ServiceUnavailableError, UnauthorizedError, ValidationError } from '../errors.ts';
 import { errorResponses } from '../http/error-schema.ts';
 import { securityHeaders, sendPage } from './html.ts';
-import { dashboardPage, errorPage, resultPage, reviewPage, signInPage, type DashboardRow } from './review-pages.ts';
+import { dashboardPage, errorPage, resultPage, reviewPage, signInPage, type DashboardRow, type LiveState } from './review-pages.ts';
 import type { OpenedReview, PageDecision, ReviewService } from './review-service.ts';
 import { clearedSessionCookieHeader, sessionCookieHeader } from './sessions.ts';
 import { decisionForm, decisionVerbParams, mintedLinkSchema, mintLinkBody, reviewParams, reviewQuery, signInForm } from './web-schemas.ts';
@@ -69,14 +69,7 @@ function decisionOf(verb: 'approve' | 'reject' | 'edit', form: { comment?: strin
 }
 
 /** The page for an opened link; nobody known yet: the sign-in form, coming back to this link. */
-function showReview(
-  reply: FastifyReply,
-  request: FastifyRequest,
-  review: ReviewService,
-  opened: OpenedReview,
-  token: string,
-  live: Parameters<typeof reviewPage>[1]['live'] = null,
-) {
+function showReview(reply: FastifyReply, review: ReviewService, opened: OpenedReview, token: string, live: LiveState | null = null) {
   if (!opened.viewer) return sendPage(reply, 401, 'Sign in', signInPage(`/approvals/${encodeURIComponent(opened.approval.id)}/review?t=${token}`));
   return sendPage(reply, 200, `Review ${opened.approval.tool}`, reviewPage(opened, { token, csrf: review.csrfFor(opened), live }));
 }
@@ -119,18 +112,18 @@ export async function registerWebRoutes(app: FastifyInstance, deps: { review: Re
     routes.get('/approvals/:id/review', { config: page, schema: { hide: true, params: reviewParams, querystring: reviewQuery } }, async (request, reply) => {
       const token = request.query.t ?? '';
       const opened = await review.open(request.params.id, token, request.headers.cookie);
-      return showReview(reply, request, review, opened, token);
+      return showReview(reply, review, opened, token);
     });
 
     routes.post('/approvals/:id/review/:verb', { config: page, schema: { hide: true, params: decisionVerbParams, body: decisionForm } }, async (request, reply) => {
       const { id, verb } = request.params;
       const token = request.body.t ?? '';
       const opened = await review.open(id, token, request.headers.cookie);
-      if (!opened.viewer) return showReview(reply, request, review, opened, token);
+      if (!opened.viewer) return showReview(reply, review, opened, token);
       review.assertCsrf(opened, request.body.csrf);
       if (verb === 'refresh') {
         const live = await review.refetch(opened);
-        return showReview(reply, request, review, { ...opened, approval: live.approval }, token, live);
+        return showReview(reply, review, { ...opened, approval: live.approval }, token, live);
       }
       const result = await review.decide(opened, decisionOf(verb, request.body));
       return sendPage(reply, 200, 'Decided', resultPage(opened.approval, result));
