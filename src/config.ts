@@ -40,6 +40,13 @@ const csv = z
       .filter(Boolean),
   );
 
+/** Drops trailing `chars` (a loop rather than a `+$` pattern, which backtracks on long runs). */
+export function trimEnd(text: string, chars: string): string {
+  let end = text.length;
+  while (end > 0 && chars.includes(text[end - 1]!)) end--;
+  return text.slice(0, end);
+}
+
 const intFrom = (fallback: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 
 export type { Scope };
@@ -161,7 +168,7 @@ export const envSchema = z.object({
     .string()
     .url()
     .refine((text) => /^https?:\/\//.test(text), 'use an http:// or https:// address')
-    .transform((text) => text.replace(/\/+$/, ''))
+    .transform((text) => trimEnd(text, '/'))
     .optional(),
   INVOKE_OUTBOX_INTERVAL_MS: intFrom(2_000, 0, 3_600_000),
   INVOKE_SWEEP_CRON: z

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
-import type { Config } from '../config.ts';
+import { trimEnd, type Config } from '../config.ts';
 
 export type LinkSecretSource = 'config' | 'data-dir' | 'memory';
 
@@ -14,7 +14,7 @@ export interface LinkSecret {
 
 /** Beside the data directory (as its lock is), not inside it: the directory is the database's. */
 export function linkSecretFile(dataDir: string): string {
-  return `${dataDir.replace(/[/\\]+$/, '')}.link-secret`;
+  return `${trimEnd(dataDir, '/\\')}.link-secret`;
 }
 
 /**

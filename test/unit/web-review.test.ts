@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.ts';
 import { escapeHtml, html } from '../../src/web/html.ts';
 import { linkSecretFile, resolveLinkSecret } from '../../src/web/link-secret.ts';
 import { mintReviewLink, readReviewLink } from '../../src/web/review-links.ts';
@@ -118,5 +119,20 @@ describe('the link secret', () => {
     expect(second!.secret).toBe(first!.secret);
     expect(readFileSync(linkSecretFile(dataDir), 'utf8').trim()).toBe(first!.secret);
     expect(statSync(linkSecretFile(dataDir)).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('link configuration', () => {
+  it('takes INVOKE_PUBLIC_URL without its trailing slashes, http or https only', () => {
+    expect(loadConfig({ INVOKE_PUBLIC_URL: 'https://invoke.example/base//' }).publicUrl).toBe('https://invoke.example/base');
+    expect(() => loadConfig({ INVOKE_PUBLIC_URL: 'ftp://invoke.example' })).toThrow(ConfigError);
+  });
+
+  it('wants INVOKE_LINK_SECRET of 32 characters at least', () => {
+    expect(() => loadConfig({ INVOKE_LINK_SECRET: 'short' })).toThrow(/INVOKE_LINK_SECRET/);
+  });
+
+  it('keeps a generated secret beside the data directory, however it is spelled', () => {
+    expect(linkSecretFile('/srv/invoke/data/')).toBe('/srv/invoke/data.link-secret');
   });
 });
