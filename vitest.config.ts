@@ -24,6 +24,14 @@ export default defineConfig({
       {
         extends: true,
         test: {
+          // Debian's Chromium driven by playwright-core (.ci/run installs it).
+          name: 'browser',
+          include: ['test/browser/**/*.test.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
           name: 'postgres',
           include: ['test/pg/**/*.test.ts'],
           globalSetup: ['test/pg/global-setup.ts'],

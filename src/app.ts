@@ -54,6 +54,12 @@ import { createSlackNotifier } from './slack/slack-notifier.ts';
 import { createSlackOutbox, type SlackOutbox } from './slack/slack-outbox.ts';
 import { createUserGroups } from './slack/usergroups.ts';
 import { noGroups } from './approvals/routing.ts';
+import { resolveLinkSecret } from './web/link-secret.ts';
+import { createReviewLinkUsesRepository } from './web/review-link-uses-repository.ts';
+import { mintReviewLink } from './web/review-links.ts';
+import { createReviewService } from './web/review-service.ts';
+import { createSigner, type Signer } from './web/signing.ts';
+import { registerWebRoutes } from './web/web-routes.ts';
 
 /**
  * One run at a time. A caller that arrives during a run may have written something that run
@@ -170,8 +176,23 @@ async function openStoreStep(config: Config, deps: AppDeps, closers: Closers): P
 
 type Services = Awaited<ReturnType<typeof createServices>>;
 
+/** Mints the link any approver may open (cards, the agent's answer, the API), once links are on. */
+type ReviewUrlFor = (approval: { id: string; expires_at: Date | string }) => string;
+
+/** Review links and web sessions are signed with one secret; without one (Postgres, none set) they are off. */
+async function linkSigningStep(config: Config, log: FastifyBaseLogger): Promise<{ signer: Signer; reviewUrlFor: ReviewUrlFor } | null> {
+  const resolved = await resolveLinkSecret(config);
+  if (!resolved) {
+    log.info('review links and the web dashboard are off: set INVOKE_LINK_SECRET (the same on every replica) to turn them on');
+    return null;
+  }
+  const signer = createSigner(resolved.secret);
+  const reviewUrlFor: ReviewUrlFor = (approval) => mintReviewLink(signer, config.publicUrl, { approvalId: approval.id, expiresAt: new Date(approval.expires_at) }).review_url;
+  return { signer, reviewUrlFor };
+}
+
 /** Repositories and services, wired once; what holds a connection or a listener registers its close. */
-async function createServices(config: Config, deps: AppDeps, store: Store, serverRules: PolicyRule[], log: FastifyBaseLogger, closers: Closers) {
+async function createServices(config: Config, deps: AppDeps, store: Store, serverRules: PolicyRule[], log: FastifyBaseLogger, closers: Closers, reviewUrlFor: ReviewUrlFor | null) {
   const metrics = createMetrics();
   const transact = transactorFor(store.db);
   const fetchUrl = createFetchUrlTool({
@@ -200,7 +221,10 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
     config.slack && slackClient ? createUserGroups(slackClient, { ttlMs: config.slack.userGroupTtlMs, clock: deps.clock, warn: (obj, msg) => log.warn(obj, msg) }) : noGroups;
   const slackOutbox = config.slack && slackClient ? createSlackOutbox(outboxRepository, approvalsRepository, slackClient, deps.clock, groups) : null;
   const slackNotifier =
-    config.slack && slackOutbox ? createSlackNotifier(transact, approvalsRepository, slackOutbox, config.slack.approvalChannel, config.slack.approverIds) : null;
+    config.slack && slackOutbox
+      ? // Slack opens absolute links only: the card shows one when INVOKE_PUBLIC_URL is set.
+        createSlackNotifier(transact, approvalsRepository, slackOutbox, config.slack.approvalChannel, config.slack.approverIds, config.publicUrl ? reviewUrlFor : null)
+      : null;
   const notifier: ApprovalNotifier = slackNotifier ?? silentNotifier;
   const callbacks = createCallbackOutbox(outboxRepository, { secret: config.callbackSecret, allowHosts: config.callbackAllowHosts });
   closers.add(() => callbacks.close());
@@ -211,7 +235,7 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
     calls: callsRepository,
     traces: tracesRepository,
     transact,
-    freezer: createCallFreezer({ config, approvals: approvalsRepository, notifier }),
+    freezer: createCallFreezer({ config, approvals: approvalsRepository, notifier, reviewUrl: reviewUrlFor }),
     assertCallbackUrl: (url, field) => callbacks.assertCallbackUrl(url, field),
     metrics,
     serverRules,
@@ -330,7 +354,14 @@ function createMcpStep(config: Config, core: Services, log: FastifyBaseLogger): 
 }
 
 /** Hooks (limits, input guard, auth) in the order they must run, the document, then the routes. */
-async function registerRoutes(app: FastifyInstance, config: Config, store: Store, keyring: Keyring, core: Services): Promise<void> {
+async function registerRoutes(
+  app: FastifyInstance,
+  config: Config,
+  store: Store,
+  keyring: Keyring,
+  core: Services,
+  links: { signer: Signer; reviewUrlFor: ReviewUrlFor } | null,
+): Promise<void> {
   await registerRateLimitStore(app);
   registerAddressLimits(app, config.rateLimits);
   registerInputGuard(app);
@@ -343,8 +374,18 @@ async function registerRoutes(app: FastifyInstance, config: Config, store: Store
   registerCallRoutes(app, core.calls, core.state);
   registerTraceRoutes(app, core.tracesRepository, core.callsRepository);
   registerExecutionRoutes(app, core.executions);
-  registerApprovalRoutes(app, core.approvalService);
+  registerApprovalRoutes(app, core.approvalService, links?.reviewUrlFor ?? null);
   registerMcpRoutes(app, createMcpStep(config, core, app.log));
+  if (links) {
+    const review = createReviewService({
+      approvals: core.approvalService,
+      uses: createReviewLinkUsesRepository(store.db),
+      signer: links.signer,
+      keyring,
+      publicUrl: config.publicUrl,
+    });
+    await registerWebRoutes(app, { review, approvals: core.approvalService });
+  }
 }
 
 /**
@@ -390,9 +431,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
   try {
     const serverRules: PolicyRule[] = config.policyFile ? (await loadPolicyFile(config.policyFile)).rules : [];
     const { store, keyring, generatedApiKey } = await openStoreStep(config, deps, closers);
-    const core = await createServices(config, deps, store, serverRules, app.log, closers);
+    const links = await linkSigningStep(config, app.log);
+    const core = await createServices(config, deps, store, serverRules, app.log, closers, links?.reviewUrlFor ?? null);
     const slackApp = createSlackStep(config, deps, store, core, app.log);
-    await registerRoutes(app, config, store, keyring, core);
+    await registerRoutes(app, config, store, keyring, core, links);
     slackApp?.register(app);
     if (slackApp) {
       closers.add(() => slackApp.stop());

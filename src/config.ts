@@ -40,6 +40,13 @@ const csv = z
       .filter(Boolean),
   );
 
+/** Drops trailing `chars` (a loop rather than a `+$` pattern, which backtracks on long runs). */
+export function trimEnd(text: string, chars: string): string {
+  let end = text.length;
+  while (end > 0 && chars.includes(text[end - 1]!)) end--;
+  return text.slice(0, end);
+}
+
 const intFrom = (fallback: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 
 export type { Scope };
@@ -157,6 +164,13 @@ export const envSchema = z.object({
   INVOKE_MCP_APPROVAL_WAIT_SECONDS: intFrom(60, 0, 3600),
   INVOKE_CALLBACK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
   INVOKE_CALLBACK_ALLOWLIST: csv,
+  INVOKE_LINK_SECRET: z.string().min(32, 'use at least 32 characters').optional(),
+  INVOKE_PUBLIC_URL: z
+    .string()
+    .url()
+    .refine((text) => /^https?:\/\//.test(text), 'use an http:// or https:// address')
+    .transform((text) => trimEnd(text, '/'))
+    .optional(),
   INVOKE_OUTBOX_INTERVAL_MS: intFrom(2_000, 0, 3_600_000),
   INVOKE_SWEEP_CRON: z
     .string()
@@ -245,6 +259,13 @@ export type Config = Readonly<{
   mcpApprovalWaitMs: number;
   callbackSecret?: string;
   callbackAllowHosts: readonly string[];
+  /**
+   * Signs review links and web sessions. Unset: the embedded store keeps a generated one beside
+   * its data directory; with DATABASE_URL, review links and the dashboard are off.
+   */
+  linkSecret?: string;
+  /** Where browsers reach this server (no trailing slash): review links are absolute with it, relative without. */
+  publicUrl?: string;
   /** How often this process delivers due outbox rows; 0 leaves it to the sweeps. */
   outboxIntervalMs: number;
   /** Unset: Invoke runs without Slack. */
@@ -309,6 +330,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     mcpApprovalWaitMs: e.INVOKE_MCP_APPROVAL_WAIT_SECONDS * 1000,
     callbackSecret: e.INVOKE_CALLBACK_SECRET,
     callbackAllowHosts: e.INVOKE_CALLBACK_ALLOWLIST,
+    linkSecret: e.INVOKE_LINK_SECRET,
+    publicUrl: e.INVOKE_PUBLIC_URL,
     outboxIntervalMs: e.INVOKE_OUTBOX_INTERVAL_MS,
     slack,
     sweepCron: e.INVOKE_SWEEP_CRON,

@@ -58,3 +58,10 @@ export class ServiceUnavailableError extends AppError {
     super(503, 'service_unavailable', message);
   }
 }
+
+/** Something that existed and is gone for good: a review link that expired or was used. */
+export class GoneError extends AppError {
+  constructor(code: string, message: string, details?: unknown) {
+    super(410, code, message, details);
+  }
+}

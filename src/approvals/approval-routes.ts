@@ -14,7 +14,7 @@ import {
   approveBodySchema,
   rejectBodySchema,
 } from './approval-schemas.ts';
-import type { ApprovalService, ApproverActor } from './approval-service.ts';
+import type { ApprovalService, ApprovalView, ApproverActor } from './approval-service.ts';
 
 /** The approver is the identity bound to the key (its `approver_id`, else the key id), never free text. */
 function actorOf(request: FastifyRequest, claimed: string | undefined): ApproverActor {
@@ -26,7 +26,17 @@ function actorOf(request: FastifyRequest, claimed: string | undefined): Approver
   return { approver: bound, keyId: identity.id, via: 'api' };
 }
 
-export function registerApprovalRoutes(app: FastifyInstance, approvals: ApprovalService): void {
+/**
+ * `reviewUrl`, when review links are on, mints the link a pending approval's answer shows
+ * (`approval.review_url`): any approver may open it, sign in, and decide once.
+ */
+export function registerApprovalRoutes(
+  app: FastifyInstance,
+  approvals: ApprovalService,
+  reviewUrl: ((approval: { id: string; expires_at: string }) => string) | null = null,
+): void {
+  const withLink = (approval: ApprovalView) =>
+    reviewUrl && approval.status === 'pending' && Date.parse(approval.expires_at) > Date.now() ? { ...approval, review_url: reviewUrl(approval) } : approval;
   const routes = app.withTypeProvider<ZodTypeProvider>();
   for (const prefix of ['', '/v1']) {
     // The unversioned aliases still answer, but the document lists the /v1 routes only.
@@ -50,7 +60,7 @@ export function registerApprovalRoutes(app: FastifyInstance, approvals: Approval
           response: { 200: approvalAnswerSchema, ...errorResponses },
         },
       },
-      async (request) => ({ approval: await approvals.get(request.params.id, request.query.wait * 1000) }),
+      async (request) => ({ approval: withLink(await approvals.get(request.params.id, request.query.wait * 1000)) }),
     );
     routes.get(
       `${prefix}/approvals/:id/audit`,

@@ -102,6 +102,11 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
       return Promise.all((await approvals.listApprovals(status, limit)).map(view));
     },
 
+    /** The latest decisions, newest first. */
+    async recentlyDecided(limit: number): Promise<ApprovalView[]> {
+      return Promise.all((await approvals.listRecentlyDecided(limit)).map(view));
+    },
+
     /** The audit trail of one approval: every transition, who made it, what they saw. */
     async audit(id: string) {
       await load(id);

@@ -87,6 +87,19 @@ export function createApprovalsRepository(db: Kysely<Database>) {
       return (await query.orderBy('created_at', 'asc').orderBy('id', 'asc').limit(limit).execute()).map(toApproval);
     },
 
+    /** Decided approvals, the latest decision first (the dashboard's "recent"). */
+    async listRecentlyDecided(limit: number): Promise<Approval[]> {
+      const rows = await db
+        .selectFrom('approvals')
+        .selectAll()
+        .where('status', '!=', 'pending')
+        .orderBy('decided_at', (ob) => ob.desc().nullsLast())
+        .orderBy('id', 'desc')
+        .limit(limit)
+        .execute();
+      return rows.map(toApproval);
+    },
+
     /** Pending approvals past their expiry, oldest first. */
     async listExpired(limit: number): Promise<Approval[]> {
       const rows = await db

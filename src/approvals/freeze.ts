@@ -109,8 +109,14 @@ export function buildPendingApproval(config: Config, input: FreezeInput): Pendin
  * The approvals side of a freeze, for the calls folder (which never imports approvals): builds
  * the pending approval and stores it, with its Slack card, in the call's transaction.
  */
-export function createCallFreezer(deps: { config: Config; approvals: Pick<ApprovalsRepository, 'insertApproval'>; notifier: ApprovalNotifier }): CallFreezer {
-  const { config, approvals, notifier } = deps;
+export function createCallFreezer(deps: {
+  config: Config;
+  approvals: Pick<ApprovalsRepository, 'insertApproval'>;
+  notifier: ApprovalNotifier;
+  /** A review link for the agent's answer, when links are on. */
+  reviewUrl?: ((approval: { id: string; expires_at: Date }) => string) | null;
+}): CallFreezer {
+  const { config, approvals, notifier, reviewUrl } = deps;
   return {
     assertRequestable(request) {
       // Checked on the way in only: an approval frozen under an older approver list still thaws.
@@ -130,7 +136,7 @@ export function createCallFreezer(deps: { config: Config; approvals: Pick<Approv
       const routing = resolveRouting(config, input.card, input.policyRule);
       const pending = buildPendingApproval(config, { ...input, approvers: routing.entries, escalationChain: routing.chain });
       return {
-        summary: pending.summary,
+        summary: reviewUrl ? { ...pending.summary, review_url: reviewUrl(pending.row) } : pending.summary,
         async store(trx) {
           await approvals.insertApproval(trx, pending.row);
           await notifier.created(trx, { approval: pending.row });

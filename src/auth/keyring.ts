@@ -43,6 +43,8 @@ export function personForKeyId(config: Config, keyId: string): string {
 
 export interface Keyring {
   authenticate(presented: string | undefined): KeyIdentity | null;
+  /** The identity of a key known by its id (a web session or a bound review link names the key, never holds it). */
+  findById(id: string): KeyIdentity | null;
   size(): number;
 }
 
@@ -61,6 +63,7 @@ export function createKeyring(entries: KeyEntry[]): Keyring {
       }
       return found;
     },
+    findById: (id) => entries.find((entry) => entry.identity.id === id)?.identity ?? null,
     size: () => entries.length,
   };
 }

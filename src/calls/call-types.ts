@@ -15,6 +15,8 @@ export interface ApprovalSummary {
   approvals_required: number;
   frozen_state: Record<string, unknown> | null;
   previous_approval_id?: string;
+  /** A signed, single-use page for deciding without Slack (when review links are on). */
+  review_url?: string;
 }
 
 /** What `/v1/call` answers. Domain outcomes are answers, not errors. */

@@ -139,6 +139,15 @@ export interface ExecutionsTable {
   updated_at: Timestamp;
 }
 
+/** Nonces of review links that made a decision: a link decides once. */
+export interface ReviewLinkUsesTable {
+  nonce: string;
+  approval_id: string;
+  approver: string;
+  link_expires_at: Timestamp;
+  used_at: Timestamp;
+}
+
 export interface Database {
   api_keys: ApiKeysTable;
   providers: ProvidersTable;
@@ -152,4 +161,5 @@ export interface Database {
   outbox: OutboxTable;
   cron_claims: CronClaimsTable;
   executions: ExecutionsTable;
+  review_link_uses: ReviewLinkUsesTable;
 }

@@ -7,6 +7,8 @@ declare module 'fastify' {
     public?: boolean;
     /** Routes no rate limit applies to (`/health`: probes, often all from one balancer address). */
     unlimited?: boolean;
+    /** A public route that takes an API key in a form (web sign-in): failed sign-ins count against the address. */
+    credentialForm?: boolean;
     /** The scope a key needs for this route; checked before the handler runs. */
     scope?: Scope;
     /** Routes that also take the key as `Authorization: Bearer <key>` (MCP clients send it that way). */

@@ -63,8 +63,8 @@ export function registerAddressLimits(app: FastifyInstance, settings: RateLimitS
   if (settings.authFailuresPerAddress > 0) {
     const failures = app.createRateLimit({ max: settings.authFailuresPerAddress, timeWindow: settings.windowMs });
     app.addHook('onRequest', async (request, reply) => {
-      // Routes without a key (health, Slack's signed endpoint) have nothing to guess.
-      if (request.routeOptions.config?.public) return;
+      // Routes without a key (health, Slack's signed endpoint) have nothing to guess; a sign-in form has.
+      if (request.routeOptions.config?.public && !request.routeOptions.config.credentialForm) return;
       const verdict = await failures(request, { increment: false });
       if (!verdict.isAllowed && verdict.remaining === 0) refuse(verdict, 'failed_authentication', settings, reply);
     });

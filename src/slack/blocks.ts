@@ -232,6 +232,10 @@ function factBlocks(input: ApprovalCardInput, bid: (suffix: string) => string, b
     blocks.push(section(bid('drift'), fitLines(':warning: *State changed since the earlier approval*', drifted.map(driftLine), budgets.drift)));
   }
 
+  if (input.review_url) {
+    // The URL is ours (base64url token): only Slack's link delimiters would need escaping, and it has none.
+    blocks.push({ type: 'context', block_id: bid('link'), elements: [mrkdwn(`:globe_with_meridians: <${input.review_url}|Review in browser> (sign in with your Invoke key)`)] });
+  }
   if (input.previous_approval_id) {
     blocks.push({
       type: 'context',

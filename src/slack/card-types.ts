@@ -30,6 +30,8 @@ export interface ApprovalCardInput {
   edited?: ParamEdit | null;
   /** Who may decide: Slack users (U…, W…), user groups (S…), API approver ids. */
   deciders?: readonly string[];
+  /** An absolute review link (web page) for approvers away from Slack. */
+  review_url?: string | null;
 }
 
 /** How a card looks once decided (buttons gone). */

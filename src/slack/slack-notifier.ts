@@ -111,6 +111,8 @@ export function createSlackNotifier(
   outbox: SlackOutbox,
   channel: string,
   approverIds: readonly string[],
+  /** A review link for pending cards; only absolute links (Slack opens nothing else). */
+  reviewUrl: ((approval: { id: string; expires_at: Date }) => string) | null = null,
 ): ApprovalNotifier & {
   refetched(approvalId: string, live: { state_source: string; drift: DriftReport | null }): Promise<void>;
 } {
@@ -130,9 +132,14 @@ export function createSlackNotifier(
     return [{ role: 'dm_fanout', approval_id: approval.id, approvers: named, exclude, facts: dmFactsOf(approval, kind) }];
   }
 
+  /** A pending card carries a fresh link (a refetched card too: the first one may have been used). */
+  function withLink(input: ApprovalCardInput, approval: { id: string; expires_at: Date }): ApprovalCardInput {
+    return reviewUrl ? { ...input, review_url: reviewUrl(approval) } : input;
+  }
+
   return {
     async created(trx, event: ApprovalCreated) {
-      const message = approvalCard(cardInputOf(event.approval, 0, approverIds, event.drift));
+      const message = approvalCard(withLink(cardInputOf(event.approval, 0, approverIds, event.drift), event.approval));
       await outbox.enqueueMany(trx, [
         { role: 'card', approval_id: event.approval.id, channel: channelFor(event.approval.approvers), thread_of: event.replaces ?? null, message },
         ...dmPost(event.approval, 'posted'),
@@ -177,7 +184,7 @@ export function createSlackNotifier(
       await transact(async (trx) => {
         const row = await approvals.lockApproval(trx, approvalId);
         if (row?.status !== 'pending') return;
-        const message = refetchedCard(cardInputOf(row, await approvals.voteCount(row.id, trx), approverIds), live, new Date());
+        const message = refetchedCard(withLink(cardInputOf(row, await approvals.voteCount(row.id, trx), approverIds), row), live, new Date());
         await outbox.enqueue(trx, { role: 'update', approval_id: approvalId, message });
       });
     },

@@ -340,6 +340,24 @@ describe('approvalCard', () => {
   });
 });
 
+describe('the review link on a card', () => {
+  const url = 'https://invoke.example/approvals/apr_1/review?t=eyJhIjoiYXByXzEifQ.c2ln';
+
+  it('shows "Review in browser" under the facts when a link is given, within the limits', () => {
+    const card = approvalCard(cardInput({ review_url: url }));
+    const context = (card.blocks as Array<{ type: string; block_id?: string; elements?: Array<{ text: string }> }>).find((b) => b.block_id?.includes('.link.'));
+    expect(context?.type).toBe('context');
+    expect(context?.elements?.[0]?.text).toContain(`<${url}|Review in browser>`);
+    expect(limitViolations(card)).toEqual([]);
+    expect(JSON.stringify(refetchedCard(cardInput({ review_url: url }), { state_source: 'frozen', drift: null }, now).blocks)).toContain(url);
+  });
+
+  it('shows none without one, and never on a decided card', () => {
+    expect(JSON.stringify(approvalCard(cardInput()).blocks)).not.toContain('Review in browser');
+    expect(JSON.stringify(decidedCard(decidedInput()).blocks)).not.toContain('Review in browser');
+  });
+});
+
 describe('decidedCard', () => {
   it('drops the buttons and says who decided, when, and the outcome (snapshot)', () => {
     const card = decidedCard(decidedInput({ detail: 'Refund re_3Q issued' }));
