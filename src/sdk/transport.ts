@@ -91,9 +91,16 @@ function isTransientAnswer(status: number, body: unknown, mode: RetryMode, resen
   return resent && status === 409 && serverErrorOf(status, body, '').code === 'idempotency_key_in_flight';
 }
 
+/** `http://host/` and `http://host` alike; a loop, since `/\/+$/` backtracks quadratically on a long run of slashes. */
+function withoutTrailingSlashes(url: string): string {
+  let end = url.length;
+  while (end > 0 && url[end - 1] === '/') end -= 1;
+  return url.slice(0, end);
+}
+
 /** One JSON request over HTTP with the key, a timeout and bounded retries. */
 export function createTransport(options: TransportOptions) {
-  const base = options.baseUrl.replace(/\/+$/, '');
+  const base = withoutTrailingSlashes(options.baseUrl);
 
   function urlOf(spec: RequestSpec): string {
     const url = new URL(base + spec.path);

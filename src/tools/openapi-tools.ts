@@ -342,14 +342,16 @@ function draft7Spellings(schema: Json): Json {
   return out;
 }
 
+/** A loop, since `/_+$/` backtracks quadratically on a long run of underscores followed by something else. */
+function withoutTrailingUnderscores(text: string): string {
+  let end = text.length;
+  while (end > 0 && text[end - 1] === '_') end -= 1;
+  return text.slice(0, end);
+}
+
 /** `operationId` made to fit a tool key, or method and path when there is none. */
 export function toolName(operationId: unknown, method: string, path: string): string {
-  const fit = (text: string) =>
-    text
-      .replace(/[^A-Za-z0-9_-]+/g, '_')
-      .replace(/^[^A-Za-z0-9]+/, '')
-      .replace(/_+$/, '')
-      .slice(0, MAX_NAME);
+  const fit = (text: string) => withoutTrailingUnderscores(text.replace(/[^A-Za-z0-9_-]+/g, '_').replace(/^[^A-Za-z0-9]+/, '')).slice(0, MAX_NAME);
   const fromId = typeof operationId === 'string' ? fit(operationId) : '';
   return fromId !== '' ? fromId : fit(`${method.toLowerCase()}${path.replace(/[^A-Za-z0-9]+/g, '_')}`) || method.toLowerCase();
 }
