@@ -20,6 +20,8 @@ export interface OpenedReview {
   approval: ApprovalView;
   /** Why `person` may not decide this approval (self-approval, not an approver, no write scope); null when they may. */
   refusal: string | null;
+  /** Whether `person` may edit the params before approving (the card and the contract allow it); false when they may not decide. */
+  editable: boolean;
 }
 
 export type PageDecision = { kind: 'approve'; comment?: string } | { kind: 'reject'; reason: string } | { kind: 'edit'; params: Record<string, unknown>; comment?: string };
@@ -86,7 +88,8 @@ export function createReviewService(deps: ReviewServiceDeps) {
     if (viewer) requireScope(viewer, 'approvals:read');
     const person = viewer ? actorFor(viewer, claims).approver : null;
     const refusal = viewer ? await refusalFor(viewer, claims, approval) : null;
-    return { claims, session, viewer, person, approval, refusal };
+    const editable = viewer && refusal === null && approval.status === 'pending' ? (await approvals.editForm(actorFor(viewer, claims), approvalId)).editable : false;
+    return { claims, session, viewer, person, approval, refusal, editable };
   }
 
   /** The viewer of an opened link, who must be there (signed in, or the link bound) and hold approvals:write. */
