@@ -210,9 +210,15 @@ export function resultPage(approval: ApprovalView, result: DecisionResult): Html
     result.outcome === 'awaiting_approvals'
       ? html`Your approval is recorded (${received} of ${approval.approvals_required}); it runs once enough approvers agree.`
       : html`Outcome: <strong class="outcome">${result.outcome}</strong>. Approval status: <span class="status">${result.approval.status}</span>.`;
+  // An edit under a quorum replaced this approval: the edited call waits on a fresh one, with this vote as its first.
+  const fresh = result.new_approval
+    ? html`<p class="notice">
+        The edited call waits as approval <code>${result.new_approval.id}</code>: ${received ?? 0} of ${result.new_approval.approvals_required} approvals so far.
+      </p>`
+    : null;
   return html`<h1>${intentOf(approval)}</h1>
     <p class="notice result">${line}</p>
-    ${editSection(result.approval)}
+    ${fresh} ${editSection(result.approval)}
     ${
       result.call?.result !== undefined
         ? html`<h2>Result</h2>

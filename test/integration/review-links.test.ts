@@ -377,6 +377,21 @@ describe('review links and the web pages', () => {
       expect(decided.body).not.toContain('review/edit');
     });
 
+    it('under a quorum, an edit restarts the count: the page names the fresh approval that now waits', async () => {
+      const f = await frozenRefund({ approval_contract: { intent: 'refund_invoice', approvals_required: 2 } });
+      const before = refunds().length;
+      const res = await editAs(f, JSON.stringify({ invoice_id: 'inv_1', amount: 60, currency: 'EUR' }));
+      expect(res.statusCode).toBe(200);
+      expect(res.body).toContain('<strong class="outcome">edited</strong>');
+      expect(res.body).toContain('Params edited by alice');
+      expect(refunds().length).toBe(before);
+      const replaced = await approvalOf(f.id);
+      expect(replaced.status).toBe('invalidated');
+      const freshId: string = replaced.decision.new_approval_id;
+      expect(res.body).toContain(`<code>${freshId}</code>`);
+      expect(res.body).toContain('1 of 2');
+    });
+
     it('refuses params that are not JSON, or not a JSON object, with 400; the link still decides afterwards', async () => {
       const f = await frozenRefund();
       const notJson = await editAs(f, '{"amount": 80,');
