@@ -1,4 +1,5 @@
 import type { ApprovalView, DecisionResult } from '../approvals/approval-service.ts';
+import type { ParamChange, ParamEdit } from '../calls/param-edit.ts';
 import type { DriftReport } from '../calls/state-verify.ts';
 import { html, prettyJson, type Html } from './html.ts';
 import type { OpenedReview } from './review-service.ts';
@@ -16,15 +17,60 @@ export function intentOf(approval: ApprovalView): string {
   return approval.checkpoint.contract?.intent ?? approval.checkpoint.policy_rule?.intent ?? approval.tool;
 }
 
+/** A refused decision shown on the page it came from: the service's code and message, and each problem a schema found. */
+export interface PageError {
+  code: string;
+  message: string;
+  problems?: Array<{ path: string; message: string }>;
+}
+
+/** One edited field, as the card says it: "amount: 120 → 80", "notify: added true", "note: removed (was x)". */
+function editLine(change: ParamChange): Html {
+  if (change.change === 'added') return html`<li><code>${change.path}</code>: added ${prettyJson(change.new)}</li>`;
+  if (change.change === 'removed') return html`<li><code>${change.path}</code>: removed (was ${prettyJson(change.old)})</li>`;
+  return html`<li><code>${change.path}</code>: ${prettyJson(change.old)} → ${prettyJson(change.new)}</li>`;
+}
+
+/**
+ * The edit an approval carries. What ran after an approved edit was "approved with edits"; an edit
+ * that restarted the count, or the approval it created, shows the params only as "edited".
+ */
+function editSection(approval: ApprovalView): Html | null {
+  const edited: ParamEdit | undefined = approval.edited;
+  if (!edited) return null;
+  const outcome = (approval.decision as { outcome?: string } | null)?.outcome;
+  const approvedWithEdits = approval.status !== 'pending' && outcome !== 'edited';
+  return html`<div class="card edits">
+    <h2>${approvedWithEdits ? 'Approved with edits' : 'Params edited'} by ${edited.by}</h2>
+    <ul>
+      ${edited.diff.map(editLine)}
+    </ul>
+  </div>`;
+}
+
+function errorNotice(error: PageError): Html {
+  return html`<div class="error" role="alert" data-code="${error.code}">
+    ${error.message}
+    ${
+      error.problems?.length
+        ? html`<ul class="problems">
+            ${error.problems.map((p) => html`<li><code>${p.path}</code> ${p.message}</li>`)}
+          </ul>`
+        : null
+    }
+  </div>`;
+}
+
 function decisionLine(approval: ApprovalView): Html | null {
   if (approval.status === 'pending') return null;
   const decision = (approval.decision ?? {}) as { approver?: string; outcome?: string; reason?: string; comment?: string };
   return html`<p class="notice">
-    This approval is <strong>${approval.status}</strong>${decision.approver ? html` by ${decision.approver}` : null}${
-      approval.decided_at ? html` at ${approval.decided_at}` : null
-    }${decision.reason ? html`: ${decision.reason}` : null}.
-    Nothing more can be decided here.
-  </p>`;
+      This approval is <strong>${approval.status}</strong>${decision.approver ? html` by ${decision.approver}` : null}${
+        approval.decided_at ? html` at ${approval.decided_at}` : null
+      }${decision.reason ? html`: ${decision.reason}` : null}.
+      Nothing more can be decided here.
+    </p>
+    ${editSection(approval)}`;
 }
 
 function facts(approval: ApprovalView): Html {
@@ -92,8 +138,21 @@ function formTokens(token: string, csrf: string): Html {
   return html`<input type="hidden" name="t" value="${token}" /><input type="hidden" name="csrf" value="${csrf}" />`;
 }
 
-function decisionForms(opened: OpenedReview, action: (verb: string) => string, token: string, csrf: string): Html {
-  const params = prettyJson(opened.approval.checkpoint.params);
+/** The Edit form, only where the card and the contract allow edits; after a refused edit it holds what was typed. */
+function editForm(opened: OpenedReview, action: (verb: string) => string, token: string, csrf: string, typed: string | null): Html | null {
+  if (!opened.editable) return null;
+  return html`<details${typed === null ? null : html` open`}>
+    <summary>Edit params, then approve</summary>
+    <form method="post" action="${action('edit')}">
+      ${formTokens(token, csrf)}
+      <label>Params (JSON object)<textarea class="params" name="params">${typed ?? prettyJson(opened.approval.checkpoint.params)}</textarea></label>
+      <label>Comment (optional)<textarea name="comment" maxlength="2000"></textarea></label>
+      <button type="submit">Approve with these params</button>
+    </form>
+  </details>`;
+}
+
+function decisionForms(opened: OpenedReview, action: (verb: string) => string, token: string, csrf: string, typed: string | null): Html {
   return html`<div class="card">
     <p>Deciding as <strong class="decider">${opened.person}</strong>.</p>
     <form method="post" action="${action('approve')}">
@@ -106,27 +165,30 @@ function decisionForms(opened: OpenedReview, action: (verb: string) => string, t
       <label>Reason<textarea name="reason" maxlength="2000" required></textarea></label>
       <button class="reject" type="submit">Reject</button>
     </form>
-    <details>
-      <summary>Edit params, then approve</summary>
-      <form method="post" action="${action('edit')}">
-        ${formTokens(token, csrf)}
-        <label>Params (JSON object)<textarea class="params" name="params">${params}</textarea></label>
-        <label>Comment (optional)<textarea name="comment" maxlength="2000"></textarea></label>
-        <button type="submit">Approve with these params</button>
-      </form>
-    </details>
+    ${editForm(opened, action, token, csrf, typed)}
     <form method="post" action="${action('refresh')}">${formTokens(token, csrf)}<button type="submit">Refresh live state</button></form>
   </div>`;
 }
 
-export function reviewPage(opened: OpenedReview, options: { token: string; csrf: string; live?: LiveState | null; error?: string | null }): Html {
+export interface ReviewPageOptions {
+  token: string;
+  csrf: string;
+  live?: LiveState | null;
+  /** A decision this page refused (a bad edit), shown above the facts. */
+  error?: PageError | null;
+  /** The params text of a refused edit, given back in the Edit form to be corrected. */
+  typedParams?: string | null;
+}
+
+export function reviewPage(opened: OpenedReview, options: ReviewPageOptions): Html {
   const { approval } = opened;
   const action = (verb: string) => `/approvals/${encodeURIComponent(approval.id)}/review/${verb}`;
   const canDecide = approval.status === 'pending' && opened.refusal === null;
   return html`<h1>${intentOf(approval)}</h1>
-    ${options.error ? html`<p class="error" role="alert">${options.error}</p>` : null} ${decisionLine(approval)} ${facts(approval)} ${liveSection(options.live ?? null)}
+    ${options.error ? errorNotice(options.error) : null} ${decisionLine(approval)} ${approval.status === 'pending' ? editSection(approval) : null} ${facts(approval)}
+    ${liveSection(options.live ?? null)}
     ${opened.refusal && approval.status === 'pending' ? html`<p class="error refusal" role="alert">You cannot decide this approval: ${opened.refusal}</p>` : null}
-    ${canDecide ? decisionForms(opened, action, options.token, options.csrf) : null}
+    ${canDecide ? decisionForms(opened, action, options.token, options.csrf, options.typedParams ?? null) : null}
     <p class="muted">Link valid until ${opened.claims.expiresAt.toISOString()}; it can make one decision.</p>`;
 }
 
@@ -148,8 +210,15 @@ export function resultPage(approval: ApprovalView, result: DecisionResult): Html
     result.outcome === 'awaiting_approvals'
       ? html`Your approval is recorded (${received} of ${approval.approvals_required}); it runs once enough approvers agree.`
       : html`Outcome: <strong class="outcome">${result.outcome}</strong>. Approval status: <span class="status">${result.approval.status}</span>.`;
+  // An edit under a quorum replaced this approval: the edited call waits on a fresh one, with this vote as its first.
+  const fresh = result.new_approval
+    ? html`<p class="notice">
+        The edited call waits as approval <code>${result.new_approval.id}</code>: ${received ?? 0} of ${result.new_approval.approvals_required} approvals so far.
+      </p>`
+    : null;
   return html`<h1>${intentOf(approval)}</h1>
     <p class="notice result">${line}</p>
+    ${fresh} ${editSection(result.approval)}
     ${
       result.call?.result !== undefined
         ? html`<h2>Result</h2>

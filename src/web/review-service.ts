@@ -20,6 +20,8 @@ export interface OpenedReview {
   approval: ApprovalView;
   /** Why `person` may not decide this approval (self-approval, not an approver, no write scope); null when they may. */
   refusal: string | null;
+  /** Whether `person` may edit the params before approving (the card and the contract allow it); false when they may not decide. */
+  editable: boolean;
 }
 
 export type PageDecision = { kind: 'approve'; comment?: string } | { kind: 'reject'; reason: string } | { kind: 'edit'; params: Record<string, unknown>; comment?: string };
@@ -64,14 +66,17 @@ export function createReviewService(deps: ReviewServiceDeps) {
     return { approver: claims?.bound?.person ?? personOf(identity), keyId: identity.id, via: 'api' };
   }
 
-  /** Why this identity may not decide (as the API would refuse it), or null. */
-  async function refusalFor(identity: KeyIdentity, claims: ReviewLinkClaims, approval: ApprovalView): Promise<string | null> {
-    if (approval.status !== 'pending') return null;
-    if (!hasScope(identity, 'approvals:write')) return 'This key may view approvals but not decide them (it lacks approvals:write).';
-    return approvals.assertMayDecide(actorFor(identity, claims), approval.id).then(
-      () => null,
+  /**
+   * Why this identity may not decide (as the API would refuse it), or null; and whether it may
+   * edit the params first (the card and the contract allow it). One service call answers both.
+   */
+  async function decidingOf(identity: KeyIdentity, claims: ReviewLinkClaims, approval: ApprovalView): Promise<{ refusal: string | null; editable: boolean }> {
+    if (approval.status !== 'pending') return { refusal: null, editable: false };
+    if (!hasScope(identity, 'approvals:write')) return { refusal: 'This key may view approvals but not decide them (it lacks approvals:write).', editable: false };
+    return approvals.editForm(actorFor(identity, claims), approval.id).then(
+      (form) => ({ refusal: null, editable: form.editable }),
       (error: unknown) => {
-        if (error instanceof AppError && error.statusCode === 403) return error.message;
+        if (error instanceof AppError && error.statusCode === 403) return { refusal: error.message, editable: false };
         throw error;
       },
     );
@@ -85,8 +90,8 @@ export function createReviewService(deps: ReviewServiceDeps) {
     const viewer = boundIdentity(claims) ?? sessionIdentity(session);
     if (viewer) requireScope(viewer, 'approvals:read');
     const person = viewer ? actorFor(viewer, claims).approver : null;
-    const refusal = viewer ? await refusalFor(viewer, claims, approval) : null;
-    return { claims, session, viewer, person, approval, refusal };
+    const { refusal, editable } = viewer ? await decidingOf(viewer, claims, approval) : { refusal: null, editable: false };
+    return { claims, session, viewer, person, approval, refusal, editable };
   }
 
   /** The viewer of an opened link, who must be there (signed in, or the link bound) and hold approvals:write. */

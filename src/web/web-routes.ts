@@ -1,12 +1,13 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { ApprovalService } from '../approvals/approval-service.ts';
+import { EditRefusedError } from '../approvals/edit.ts';
 import { personOf } from '../auth/keyring.ts';
 import { requireScope } from '../auth/scopes.ts';
 import { AppError, ServiceUnavailableError, UnauthorizedError, ValidationError } from '../errors.ts';
 import { errorResponses } from '../http/error-schema.ts';
 import { securityHeaders, sendPage } from './html.ts';
-import { dashboardPage, errorPage, resultPage, reviewPage, signInPage, type DashboardRow, type LiveState } from './review-pages.ts';
+import { dashboardPage, errorPage, resultPage, reviewPage, signInPage, type DashboardRow, type LiveState, type PageError } from './review-pages.ts';
 import type { OpenedReview, PageDecision, ReviewService } from './review-service.ts';
 import { clearedSessionCookieHeader, sessionCookieHeader } from './sessions.ts';
 import { decisionForm, decisionVerbParams, mintedLinkSchema, mintLinkBody, reviewParams, reviewQuery, signInForm } from './web-schemas.ts';
@@ -68,6 +69,23 @@ function decisionOf(verb: 'approve' | 'reject' | 'edit', form: { comment?: strin
   return { kind: 'edit', params: params as Record<string, unknown>, comment };
 }
 
+/** An edit the checks refused (not JSON, the schema, a deny rule, another entity, not editable): the approver can correct it on the page. */
+function refusedEdit(error: unknown): AppError | null {
+  return error instanceof ValidationError || error instanceof EditRefusedError ? error : null;
+}
+
+function problemsOf(error: AppError): PageError['problems'] {
+  const problems = (error.details as { problems?: unknown } | undefined)?.problems;
+  return Array.isArray(problems) ? (problems as NonNullable<PageError['problems']>) : undefined;
+}
+
+/** The review page again, with the refused edit's problems and the params as typed; the link was given back. */
+function showRefusedEdit(reply: FastifyReply, review: ReviewService, opened: OpenedReview, token: string, error: AppError, typed: string | undefined) {
+  const shown: PageError = { code: error.code, message: error.message, problems: problemsOf(error) };
+  const body = reviewPage(opened, { token, csrf: review.csrfFor(opened), error: shown, typedParams: typed ?? null });
+  return sendPage(reply, error.statusCode, `Review ${opened.approval.tool}`, body);
+}
+
 /** The page for an opened link; nobody known yet: the sign-in form, coming back to this link. */
 function showReview(reply: FastifyReply, review: ReviewService, opened: OpenedReview, token: string, live: LiveState | null = null) {
   if (!opened.viewer) return sendPage(reply, 401, 'Sign in', signInPage(`/approvals/${encodeURIComponent(opened.approval.id)}/review?t=${token}`));
@@ -125,8 +143,14 @@ export async function registerWebRoutes(app: FastifyInstance, deps: { review: Re
         const live = await review.refetch(opened);
         return showReview(reply, review, { ...opened, approval: live.approval }, token, live);
       }
-      const result = await review.decide(opened, decisionOf(verb, request.body));
-      return sendPage(reply, 200, 'Decided', resultPage(opened.approval, result));
+      try {
+        const result = await review.decide(opened, decisionOf(verb, request.body));
+        return sendPage(reply, 200, 'Decided', resultPage(opened.approval, result));
+      } catch (error) {
+        const refused = verb === 'edit' && !wantsJson(request) ? refusedEdit(error) : null;
+        if (!refused) throw error;
+        return showRefusedEdit(reply, review, opened, token, refused, request.body.params);
+      }
     });
 
     routes.post(SIGN_IN_PATH, { config: { ...page, credentialForm: true }, schema: { hide: true, body: signInForm } }, async (request, reply) => {

@@ -201,6 +201,29 @@ describe('review page in Chromium', () => {
     expect(await page.locator('[data-code]').getAttribute('data-code')).toBe('link_used');
   });
 
+  it('edits a param in the Edit form and approves: the edited call runs and the card says "Approved with edits"', async () => {
+    const { id, ts } = await freeze();
+    const page = await newPage();
+    await page.goto(cardLink(ts));
+    await signIn(page, ALICE);
+    await page.getByText('Edit params, then approve').click();
+    const textarea = page.getByLabel('Params (JSON object)');
+    const frozen = JSON.parse(await textarea.inputValue()) as Record<string, unknown>;
+    expect(frozen).toEqual({ invoice_id: 'inv_1', note: '<script>alert(1)</script>' });
+    await textarea.fill(JSON.stringify({ ...frozen, note: 'second notice' }, null, 2));
+    await page.getByRole('button', { name: 'Approve with these params' }).click();
+    await expect.poll(() => page.locator('.outcome').textContent()).toBe('executed');
+    expect(await page.locator('.edits').textContent()).toContain('Approved with edits by alice');
+    const ran = tools.requests.filter((r) => r.path === '/remind').at(-1)!;
+    expect(ran.body).toEqual({ invoice_id: 'inv_1', note: 'second notice' });
+    expect(await statusOf(id)).toBe('executed');
+
+    const update = await waitFor(async () => slack.callsTo('chat.update').find((c) => c.args['ts'] === ts));
+    const blocks = JSON.stringify(update.args['blocks']);
+    expect(blocks).toContain('Approved with edits by');
+    expect(blocks).toContain('second notice');
+  });
+
   it('rejects with a reason; the card says so', async () => {
     const { id, ts } = await freeze();
     const page = await newPage();

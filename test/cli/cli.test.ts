@@ -144,6 +144,57 @@ describe('the invoke CLI', () => {
     ]);
   });
 
+  it('wrap openapi end to end: a YAML file becomes a provider whose tool `tools` lists and `call` runs', async () => {
+    const file = path.join(home, 'crm.yaml');
+    writeFileSync(
+      file,
+      [
+        'openapi: 3.0.3',
+        'info:',
+        '  title: CLI CRM',
+        '  version: "1"',
+        'paths:',
+        '  /customers/{customer_id}:',
+        '    get:',
+        '      operationId: getCustomer',
+        '      summary: One customer, from the CRM',
+        '      parameters:',
+        '        - {name: customer_id, in: path, required: true, schema: {type: string}}',
+        '      responses:',
+        '        "200": {description: ok}',
+        '',
+      ].join('\n'),
+    );
+    const wrapped = await cli(['wrap', 'openapi', file, '--base-url', server.tools.url]);
+    expect(wrapped.stderr).toBe('');
+    expect(wrapped.code).toBe(0);
+    expect(wrapped.stdout).toMatch(/^Registered cli-crm: 1 tools\n {2}cli-crm\.getCustomer$/m);
+
+    const listed = await cli(['tools', '--query', 'cli-crm', '--json']);
+    expect(listed.code).toBe(0);
+    const tools = (JSON.parse(listed.stdout) as { tools: Array<{ key: string; side_effects: boolean; description: string }> }).tools;
+    expect(tools.find((t) => t.key === 'cli-crm.getCustomer')).toMatchObject({ side_effects: false, description: 'One customer, from the CRM' });
+
+    const before = server.tools.requests.length;
+    const called = await cli(['call', 'cli-crm.getCustomer', '{"customer_id":"cust_oas"}', '--json']);
+    expect(called.code).toBe(0);
+    expect(JSON.parse(called.stdout)).toMatchObject({ status: 'executed', tool: 'cli-crm.getCustomer', result: { customer_id: 'cust_oas', plan: 'pro' } });
+    expect(server.tools.requests.slice(before).map((r) => `${r.method} ${r.path}`)).toEqual(['GET /customers/cust_oas']);
+  });
+
+  it('wrap openapi: a bad document exits 2 with where the server says it is wrong', async () => {
+    const file = path.join(home, 'broken.yaml');
+    writeFileSync(
+      file,
+      ['openapi: 3.0.3', 'info: {title: Broken, version: "1"}', 'paths:', '  /a:', '    get:', '      responses:', '        "200": {description: 5}', ''].join('\n'),
+    );
+    const bad = await cli(['wrap', 'openapi', file, '--base-url', server.tools.url]);
+    expect(bad.code).toBe(2);
+    expect(bad.stdout).toBe('');
+    expect(bad.stderr).toMatch(/^invoke: The OpenAPI document is invalid: #\/paths\/~1a\/get\/responses\/200\/description must be string \(400 invalid_openapi\)/);
+    expect(JSON.parse((await cli(['tools', '--query', 'broken', '--json'])).stdout).tools).toEqual([]);
+  });
+
   it('--help on every command, exit 0; an unknown command is a usage error', async () => {
     for (const command of ['login', 'status', 'doctor', 'tools', 'call', 'approvals', 'traces', 'trace', 'export', 'wrap']) {
       const help = await cli([command, '--help']);

@@ -13,6 +13,13 @@ const READER = 'key-reader';
 const BOB_AGENT = 'key-bob-agent';
 const BOB = 'key-bob';
 
+const REFUND_SCHEMA = {
+  type: 'object',
+  properties: { invoice_id: { type: 'string' }, amount: { type: 'number', minimum: 1 }, currency: { type: 'string', enum: ['EUR', 'USD'] } },
+  required: ['invoice_id', 'amount'],
+  additionalProperties: false,
+};
+
 /** The review pages without a browser: links, sign-in, decisions, refusals, headers, both error shapes. */
 describe('review links and the web pages', () => {
   let built: BuiltApp;
@@ -22,6 +29,7 @@ describe('review links and the web pages', () => {
   beforeAll(async () => {
     tools = await startToolServer({
       'POST /remind': (_req, res) => json(res, 200, { sent: true }),
+      'POST /refund': (req, res) => json(res, 200, { refunded: (req.body as { amount?: number }).amount }),
       'GET /invoices/*': (_req, res) => json(res, 200, { invoice_id: 'inv_1', invoice_status: 'overdue', balance: 100 }),
     });
     built = await buildTestApp({
@@ -40,6 +48,8 @@ describe('review links and the web pages', () => {
       tools: [
         { name: 'send_reminder', path: '/remind', risk: 'high' },
         { name: 'get_invoice', method: 'GET', path: '/invoices/{invoice_id}', side_effects: false, risk: 'low' },
+        { name: 'refund', path: '/refund', risk: 'high', input_schema: REFUND_SCHEMA },
+        { name: 'refund_locked', path: '/refund', risk: 'high', input_schema: REFUND_SCHEMA, editable: false },
       ],
     });
     expect(res.status).toBe(201);
@@ -311,6 +321,148 @@ describe('review links and the web pages', () => {
     const answers = await Promise.all([postForm(`/approvals/${id}/review/approve`, form, { cookie }), postForm(`/approvals/${id}/review/approve`, form, { cookie })]);
     expect(answers.map((a) => a.statusCode).sort()).toEqual([200, 410]);
     expect(tools.count('POST', '/remind')).toBe(before + 1);
+  });
+
+  describe('edit, then approve, on the page', () => {
+    /** Freezes a refund whose deny rule an edit could trip; returns its id, its link, a signed-in cookie and the page's CSRF token. */
+    async function frozenRefund(body: Record<string, unknown> = {}) {
+      const res = await send(built.app, 'POST', '/v1/call', {
+        tool: 'billing.refund',
+        params: { invoice_id: 'inv_1', amount: 120, currency: 'EUR' },
+        agent_id: 'billing_agent',
+        approval_contract: { intent: 'refund_invoice' },
+        policy: { rules: [{ when: 'params.amount > 1000', effect: 'deny', reason: 'refunds over 1000 are never automated' }] },
+        ...body,
+      });
+      expect(res.status).toBe(202);
+      const id: string = res.body.approval.id;
+      const link: string = res.body.approval.review_url;
+      const cookie = await signIn(ALICE);
+      const page = await get(link, { cookie });
+      expect(page.statusCode).toBe(200);
+      return { id, link, cookie, page: page.body, csrf: csrfIn(page.body) };
+    }
+    const refunds = () => tools.requests.filter((r) => r.path === '/refund');
+    const editAs = (f: { id: string; link: string; cookie: string; csrf: string }, params: string, comment?: string) =>
+      postForm(`/approvals/${f.id}/review/edit`, { t: tokenOf(f.link), csrf: f.csrf, params, ...(comment ? { comment } : {}) }, { cookie: f.cookie });
+    const approveAs = (f: { id: string; link: string; cookie: string; csrf: string }) =>
+      postForm(`/approvals/${f.id}/review/approve`, { t: tokenOf(f.link), csrf: f.csrf }, { cookie: f.cookie });
+    const approvalOf = async (id: string) => (await send(built.app, 'GET', `/v1/approvals/${id}`)).body.approval;
+
+    it('runs the edited params; the approval records the edit and its diff, and the pages show it', async () => {
+      const f = await frozenRefund();
+      expect(f.page).toContain(`action="/approvals/${f.id}/review/edit"`);
+      const before = refunds().length;
+      const done = await editAs(f, JSON.stringify({ invoice_id: 'inv_1', amount: 80, currency: 'EUR' }), 'partial refund');
+      expect(done.statusCode).toBe(200);
+      expect(done.body).toContain('<strong class="outcome">executed</strong>');
+      expect(refunds().length).toBe(before + 1);
+      expect(refunds().at(-1)!.body).toEqual({ invoice_id: 'inv_1', amount: 80, currency: 'EUR' });
+      // The result page says what ran was edited, with the diff.
+      expect(done.body).toContain('Approved with edits by alice');
+      expect(done.body).toMatch(/<code>amount<\/code>: 120 → 80/);
+
+      const approval = await approvalOf(f.id);
+      expect(approval.status).toBe('executed');
+      const diff = [{ path: 'amount', change: 'changed', old: 120, new: 80 }];
+      expect(approval.edited).toMatchObject({ by: 'alice', original_params: { amount: 120 }, params: { amount: 80 }, diff });
+      expect(approval.decision).toMatchObject({ approver: 'alice', comment: 'partial refund', edited: { by: 'alice', diff } });
+
+      // Another link to the decided approval shows the decided state, with the edit.
+      const fresh = mintReviewLink(signer, undefined, { approvalId: f.id, expiresAt: new Date(Date.now() + 60_000) });
+      const decided = await get(fresh.review_url, { cookie: f.cookie });
+      expect(decided.statusCode).toBe(200);
+      expect(decided.body).toContain('Approved with edits by alice');
+      expect(decided.body).toMatch(/<code>amount<\/code>: 120 → 80/);
+      expect(decided.body).not.toContain('review/edit');
+    });
+
+    it('under a quorum, an edit restarts the count: the page names the fresh approval that now waits', async () => {
+      const f = await frozenRefund({ approval_contract: { intent: 'refund_invoice', approvals_required: 2 } });
+      const before = refunds().length;
+      const res = await editAs(f, JSON.stringify({ invoice_id: 'inv_1', amount: 60, currency: 'EUR' }));
+      expect(res.statusCode).toBe(200);
+      expect(res.body).toContain('<strong class="outcome">edited</strong>');
+      expect(res.body).toContain('Params edited by alice');
+      expect(refunds().length).toBe(before);
+      const replaced = await approvalOf(f.id);
+      expect(replaced.status).toBe('invalidated');
+      const freshId: string = replaced.decision.new_approval_id;
+      expect(res.body).toContain(`<code>${freshId}</code>`);
+      expect(res.body).toContain('1 of 2');
+    });
+
+    it('refuses params that are not JSON, or not a JSON object, with 400; the link still decides afterwards', async () => {
+      const f = await frozenRefund();
+      const notJson = await editAs(f, '{"amount": 80,');
+      expect(notJson.statusCode).toBe(400);
+      expect(notJson.body).toContain('not valid JSON');
+      // The page comes back with what was typed, to be corrected.
+      expect(notJson.body).toContain('<textarea class="params" name="params">{&quot;amount&quot;: 80,</textarea>');
+      const array = await editAs(f, '[{"amount": 80}]');
+      expect(array.statusCode).toBe(400);
+      expect(array.body).toContain('must be a JSON object');
+      expect((await approvalOf(f.id)).status).toBe('pending');
+      const before = refunds().length;
+      const ok = await approveAs(f);
+      expect(ok.statusCode).toBe(200);
+      expect(ok.body).toContain('<strong class="outcome">executed</strong>');
+      expect(refunds().at(-1)!.body).toMatchObject({ amount: 120 });
+      expect(refunds().length).toBe(before + 1);
+    });
+
+    it("refuses params the tool's schema refuses with 400 and every problem on the page; the link still decides", async () => {
+      const f = await frozenRefund();
+      const before = refunds().length;
+      const res = await editAs(f, JSON.stringify({ invoice_id: 'inv_1', amount: 0, currency: 'GBP' }));
+      expect(res.statusCode).toBe(400);
+      expect(res.headers['content-type']).toMatch(/^text\/html/);
+      expect(res.body).toContain('data-code="validation_error"');
+      expect(res.body).toMatch(/<li><code>params\.amount<\/code>[^<]*&gt;= 1/);
+      expect(res.body).toMatch(/<li><code>params\.currency<\/code>[^<]*allowed values/);
+      expect(refunds().length).toBe(before);
+      expect((await approvalOf(f.id)).status).toBe('pending');
+      expect((await approveAs(f)).statusCode).toBe(200);
+      expect(refunds().length).toBe(before + 1);
+    });
+
+    it('refuses an edit a deny rule matches: 403 edit_denied, nothing runs, the link still decides', async () => {
+      const f = await frozenRefund();
+      const before = refunds().length;
+      const res = await editAs(f, JSON.stringify({ invoice_id: 'inv_1', amount: 5000, currency: 'EUR' }));
+      expect(res.statusCode).toBe(403);
+      expect(res.body).toContain('data-code="edit_denied"');
+      expect(res.body).toContain('never automated');
+      expect(refunds().length).toBe(before);
+      expect((await approvalOf(f.id)).status).toBe('pending');
+      expect((await approveAs(f)).statusCode).toBe(200);
+      expect(refunds().at(-1)!.body).toMatchObject({ amount: 120 });
+    });
+
+    it('answers a JSON client with the one JSON error shape for a refused edit', async () => {
+      const f = await frozenRefund();
+      const res = await postForm(
+        `/approvals/${f.id}/review/edit`,
+        { t: tokenOf(f.link), csrf: f.csrf, params: JSON.stringify({ invoice_id: 'inv_1', amount: 0 }) },
+        { cookie: f.cookie, accept: 'application/json' },
+      );
+      expect(res.statusCode).toBe(400);
+      expect(res.json().error).toMatchObject({ code: 'validation_error', details: { problems: expect.any(Array) } });
+    });
+
+    it('shows no Edit form when the card or the contract opts out of edits, and refuses a forced edit (409)', async () => {
+      const byCard = await frozenRefund({ tool: 'billing.refund_locked' });
+      const byContract = await frozenRefund({ approval_contract: { intent: 'refund_invoice', editable: false } });
+      for (const f of [byCard, byContract]) {
+        expect(f.page).toContain(`action="/approvals/${f.id}/review/approve"`);
+        expect(f.page).not.toContain('review/edit');
+        expect(f.page).not.toContain('Edit params');
+        const forced = await editAs(f, JSON.stringify({ invoice_id: 'inv_1', amount: 10 }));
+        expect(forced.statusCode).toBe(409);
+        expect(forced.body).toContain('data-code="not_editable"');
+        expect((await approveAs(f)).statusCode).toBe(200);
+      }
+    });
   });
 
   /** The CSRF token Bob's page would carry if it showed forms (it does not: he may not decide). */
