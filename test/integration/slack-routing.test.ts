@@ -5,7 +5,9 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSlackEmulator } from '../../demo/slack-emulator.ts';
 import { buildApp, type BuiltApp } from '../../src/app.ts';
+import type { Checkpoint } from '../../src/approvals/checkpoint.ts';
 import { APPROVE_ACTION_ID, REFETCH_ACTION_ID } from '../../src/slack/blocks.ts';
+import { EDIT_MODAL_CALLBACK_ID, PARAMS_JSON_ACTION_ID, PARAMS_JSON_BLOCK_ID } from '../../src/slack/edit-modal.ts';
 import { signSlackRequest } from '../../src/slack/verify-request.ts';
 import { send, testConfig } from '../helpers/app.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
@@ -30,6 +32,7 @@ const BOB = 'UBOB';
 const FIN_BOT_KEY = 'key-fin-bot';
 const OPS_BOT_KEY = 'key-ops-bot';
 const FIONA_KEY = 'key-fiona';
+const LEAD_KEY = 'key-lead';
 
 async function waitFor<T>(probe: () => Promise<T | undefined | null | false>, ms = 5000): Promise<T> {
   const deadline = Date.now() + ms;
@@ -78,6 +81,15 @@ describe('Slack routing, escalation chains and DMs', () => {
         '    escalate_to:',
         `      - { approvers: [${CFO}], channel: '#exec', after_seconds: 60 }`,
         `      - { approvers: [${CEO}], after_seconds: 120 }`,
+        '  - name: big reminders need the lead and alice',
+        '    when: tool == billing.remind and params.n > 100000 and params.n < 200000',
+        '    effect: require_approval',
+        `    approvers: [${LEAD}, ${ALICE}]`,
+        '    approvals_required: 2',
+        '  - name: huge reminders go to the lead alone',
+        '    when: tool == billing.remind and params.n >= 200000',
+        '    effect: require_approval',
+        `    approvers: [${LEAD}]`,
       ].join('\n'),
     );
     built = await buildApp(
@@ -95,6 +107,7 @@ describe('Slack routing, escalation chains and DMs', () => {
           [FIN_BOT_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: 'fin-bot' },
           [OPS_BOT_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: 'ops-bot' },
           [FIONA_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: FIONA },
+          [LEAD_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: LEAD },
         }),
       }),
       { logger: false, clock: () => Date.now() + clockAheadMs },
@@ -339,6 +352,78 @@ describe('Slack routing, escalation chains and DMs', () => {
     await built.services.sweeps.runPass();
     expect(await statusOf(third.id)).toBe('expired');
     expect(await built.store.db.selectFrom('approvals').select('id').where('previous_approval_id', '=', third.id).execute()).toEqual([]);
+  });
+
+  /** An Edit & approve modal (JSON mode) submitted by `user`; resolves with Slack's answer to the submit. */
+  async function submitEdit(approvalId: string, user: string, params: Record<string, unknown>) {
+    const body = new URLSearchParams({
+      payload: JSON.stringify({
+        type: 'view_submission',
+        user: { id: user },
+        team: { id: 'T1' },
+        view: {
+          id: 'VEDIT',
+          callback_id: EDIT_MODAL_CALLBACK_ID,
+          private_metadata: JSON.stringify({ approval_id: approvalId, mode: 'json' }),
+          state: { values: { [PARAMS_JSON_BLOCK_ID]: { [PARAMS_JSON_ACTION_ID]: { type: 'plain_text_input', value: JSON.stringify(params) } } } },
+        },
+      }),
+    }).toString();
+    const res = await built.app.inject({
+      method: 'POST',
+      url: '/slack/events',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', ...signSlackRequest(SIGNING_SECRET, body, Math.floor(Date.now() / 1000)) },
+      payload: body,
+    });
+    return res.body ? (JSON.parse(res.body) as Record<string, unknown>) : null;
+  }
+
+  it('refuses an edit whose params a rule routes to approvers that do not include the editor (API and Slack modal)', async () => {
+    const reminders = () => tools.requests.filter((r) => r.path === '/remind').length;
+    const id = await freeze('billing.remind');
+    const before = reminders();
+    // Any approvals:write key decides an unrouted approval through the API (no INVOKE_APPROVERS)...
+    const viaApi = await send(built.app, 'POST', `/v1/approvals/${id}/approve`, { params: { n: 500_000 } }, { 'x-api-key': FIN_BOT_KEY });
+    // ...but the edited call is one the server routes to the lead alone: fin-bot may not approve it.
+    expect(viaApi.status).toBe(403);
+    expect(viaApi.body.error).toMatchObject({ code: 'not_an_approver', details: { approver: 'fin-bot', approvers: [LEAD] } });
+    // Alice, the global Slack approver, likewise: the modal stays open and says who may decide.
+    const viaSlack = await submitEdit(id, ALICE, { n: 500_000 });
+    expect(viaSlack).toMatchObject({ response_action: 'errors', errors: { [PARAMS_JSON_BLOCK_ID]: expect.stringContaining('not allowed to decide') } });
+    expect(JSON.stringify(viaSlack)).toContain(`<@${LEAD}>`);
+    expect(await statusOf(id)).toBe('pending');
+    expect(reminders()).toBe(before);
+    // The params as they are stay hers to approve.
+    expect((await send(built.app, 'POST', `/v1/approvals/${id}/approve`, {}, { 'x-api-key': FIN_BOT_KEY })).body.outcome).toBe('executed');
+  });
+
+  it("restarts an edit the new rule's approvers include under that rule's routing", async () => {
+    const id = await freeze('billing.remind');
+    const edited = await submitEdit(id, ALICE, { n: 150_000 });
+    expect(edited).toBeNull();
+    const fresh = await waitFor(() => built.store.db.selectFrom('approvals').selectAll().where('previous_approval_id', '=', id).executeTakeFirst());
+    expect(await statusOf(id)).toBe('invalidated');
+    // The edited call answers to its own rule: two of the lead and Alice, Alice's vote the first.
+    expect(fresh).toMatchObject({ status: 'pending', approvers: [LEAD, ALICE], approvals_required: 2 });
+    expect(await click(fresh.id, BOB)).toContain('not allowed to decide');
+    expect(await click(fresh.id, LEAD)).toBeNull();
+    expect(await statusOf(fresh.id)).toBe('executed');
+  });
+
+  it('keeps the escalation chain when an edit restarts the count on a chained approval', async () => {
+    const id = await freeze('billing.wire', { approval_contract: { intent: 'pay_supplier', approvals_required: 2 } });
+    const edited = await send(built.app, 'POST', `/v1/approvals/${id}/approve`, { params: { n: 7 } }, { 'x-api-key': LEAD_KEY });
+    expect(edited.body.outcome).toBe('edited');
+    const fresh = await approvalRow(edited.body.new_approval.id);
+    expect(fresh.approvers).toEqual([LEAD, '#treasury']);
+    expect((fresh.checkpoint as Checkpoint).escalation_chain?.map((level) => level.approvers)).toEqual([[CFO], [CEO]]);
+    // Undecided at the first level's deadline, it goes on to the CFO as the unedited one would.
+    await expireNow(fresh.id);
+    expect((await built.services.sweeps.runPass()).escalated).toBe(1);
+    expect(await statusOf(fresh.id)).toBe('escalated');
+    const next = await built.store.db.selectFrom('approvals').selectAll().where('previous_approval_id', '=', fresh.id).executeTakeFirstOrThrow();
+    expect(next).toMatchObject({ status: 'pending', approvers: [CFO, '#exec'] });
+    expect((next.checkpoint as Checkpoint).params).toEqual({ n: 7 });
   });
 
   it('lets an agent narrow the approvers to listed ones, never add strangers, another channel or a chain (400)', async () => {
