@@ -200,6 +200,29 @@ describe('Slack routing, escalation chains and DMs', () => {
     return JSON.stringify(response.body);
   }
 
+  /** Opens the App Home tab as `user`; resolves with the published view's blocks as text. */
+  async function openHome(user: string): Promise<string> {
+    const before = slack.homes.length;
+    const body = JSON.stringify({
+      token: 'legacy',
+      team_id: 'T1',
+      api_app_id: 'A1',
+      type: 'event_callback',
+      event_id: `Ev${++responses}`,
+      event_time: Math.floor(Date.now() / 1000),
+      event: { type: 'app_home_opened', user, channel: 'D1', tab: 'home' },
+    });
+    const res = await built.app.inject({
+      method: 'POST',
+      url: '/slack/events',
+      headers: { 'content-type': 'application/json', ...signSlackRequest(SIGNING_SECRET, body, Math.floor(Date.now() / 1000)) },
+      payload: body,
+    });
+    expect(res.statusCode).toBe(200);
+    const published = await waitFor(async () => slack.homes.slice(before).find((h) => h.user_id === user));
+    return JSON.stringify(published.view);
+  }
+
   /** Moves an approval's expiry into the past (the sweep's clock is the database's). */
   const expireNow = (id: string) => sql`update approvals set expires_at = now() - interval '1 second' where id = ${id}`.execute(built.store.db);
 
@@ -468,5 +491,17 @@ describe('Slack routing, escalation chains and DMs', () => {
     expect(lead).not.toContain(charge);
     // Someone no card names has nothing to decide.
     expect(await command('approvals mine', BOB)).toContain('nothing you may decide');
+
+    // The App Home tab asks the same question: a routed approver sees what is routed to them
+    // though no global list names them; a global approver does not see what routing keeps from them.
+    const fionaHome = await openHome(FIONA);
+    expect(fionaHome).toContain(charge);
+    expect(fionaHome).not.toContain(remind);
+    const aliceHome = await openHome(ALICE);
+    expect(aliceHome).toContain(remind);
+    expect(aliceHome).not.toContain(charge);
+    expect(aliceHome).not.toContain(wire);
+    expect(await openHome(LEAD)).toContain(wire);
+    expect(await openHome(BOB)).toContain('not an Invoke approver');
   });
 });
