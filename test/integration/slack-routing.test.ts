@@ -100,6 +100,8 @@ describe('Slack routing, escalation chains and DMs', () => {
         SLACK_APPROVER_IDS: ALICE,
         SLACK_API_URL: slack.url,
         SLACK_USERGROUP_TTL: '5m',
+        INVOKE_LINK_SECRET: 'routing-review-links-secret-0123456789',
+        INVOKE_PUBLIC_URL: 'https://invoke.example',
         INVOKE_OUTBOX_INTERVAL_MS: '0',
         INVOKE_POLICY_FILE: policyFile,
         INVOKE_REQUIRE_APPROVAL_AT: 'high',
@@ -358,7 +360,14 @@ describe('Slack routing, escalation chains and DMs', () => {
       await deliver();
       return dmsTo(CFO).some((c) => JSON.stringify(c.args).includes('You may decide'));
     });
-    expect(slack.callsTo('chat.postMessage').some((c) => c.args['channel'] === '#exec' && JSON.stringify(c.args['blocks']).includes(second.id))).toBe(true);
+    const exec = slack.callsTo('chat.postMessage').find((c) => c.args['channel'] === '#exec' && JSON.stringify(c.args['blocks']).includes(second.id));
+    // The new level's card links to the new approval's review page, not to the escalated one's.
+    const link = /<(https:\/\/invoke\.example\/approvals\/[^|>]+)\|Review in browser>/.exec(JSON.stringify(exec?.args['blocks']))?.[1];
+    expect(link).toContain(`/approvals/${second.id}/review?t=`);
+    const page = await built.app.inject({ method: 'GET', url: link!.replace('https://invoke.example', '') });
+    // A valid link (an altered or misplaced one is 403): it asks the reader to sign in.
+    expect(page.statusCode).toBe(401);
+    expect(page.body).toContain('Sign in to review');
     // The lead had their turn: only the CFO decides now.
     expect(await click(second.id, LEAD)).toContain('not allowed to decide');
 
