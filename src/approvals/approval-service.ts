@@ -63,6 +63,8 @@ export interface ApprovalServiceDeps {
   notifier: ApprovalNotifier;
   /** Slack user-group members, for approvers named as groups; none resolve without Slack. */
   groups?: GroupDirectory;
+  /** A review link for an approval that replaces another (as the freezer gives the first one), when links are on. */
+  reviewUrl?: ((approval: { id: string; expires_at: Date }) => string) | null;
 }
 
 /** Deciding approvals: the same code for the API, Slack and the sweeps. */

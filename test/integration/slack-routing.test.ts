@@ -365,6 +365,9 @@ describe('Slack routing, escalation chains and DMs', () => {
     const link = /<(https:\/\/invoke\.example\/approvals\/[^|>]+)\|Review in browser>/.exec(JSON.stringify(exec?.args['blocks']))?.[1];
     expect(link).toContain(`/approvals/${second.id}/review?t=`);
     const page = await built.app.inject({ method: 'GET', url: link!.replace('https://invoke.example', '') });
+    // The agent's answer (a replayed call, the MCP gateway's "still waiting") names the new approval with its link too.
+    const answer = (await send(built.app, 'GET', `/traces/${first.call_id}`)).body.answer;
+    expect(answer.approval).toMatchObject({ id: second.id, review_url: expect.stringContaining(`/approvals/${second.id}/review?t=`) });
     // A valid link (an altered or misplaced one is 403): it asks the reader to sign in.
     expect(page.statusCode).toBe(401);
     expect(page.body).toContain('Sign in to review');
