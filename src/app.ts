@@ -260,6 +260,7 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
     waiter,
     notifier,
     groups,
+    reviewUrl: reviewUrlFor,
   });
   // One pass per kind at a time in this process (the timer, the sweeps and Slack handlers all
   // ask for one), the two kinds side by side so a slow callback receiver never delays Slack.

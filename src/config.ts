@@ -169,6 +169,9 @@ export const envSchema = z.object({
     .string()
     .url()
     .refine((text) => /^https?:\/\//.test(text), 'use an http:// or https:// address')
+    // Review links are this address plus `/approvals/...`: a query or fragment would swallow the path.
+    .refine((text) => !text.includes('?'), 'use an address without a query (?...): review links are appended to it')
+    .refine((text) => !text.includes('#'), 'use an address without a fragment (#...): review links are appended to it')
     .transform((text) => trimEnd(text, '/'))
     .optional(),
   INVOKE_OUTBOX_INTERVAL_MS: intFrom(2_000, 0, 3_600_000),

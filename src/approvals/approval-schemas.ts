@@ -1,5 +1,6 @@
 import { APPROVAL_STATUSES } from '../vocabulary.ts';
 import { z } from 'zod';
+import { paramEditSchema } from '../calls/call-schemas.ts';
 import { openObject } from '../http/error-schema.ts';
 
 export const approvalListQuery = z.object({ status: z.enum(APPROVAL_STATUSES).optional(), limit: z.coerce.number().int().min(1).max(500).default(100) }).strict();
@@ -43,9 +44,15 @@ export const approvalViewSchema = openObject({
   decided_at: z.string().nullable(),
   decision: z.unknown(),
   approvals_required: z.number(),
+  /** The votes so far (a quorum needs `approvals_required` distinct approvers). */
+  approvals: z.array(z.object({ approver: z.string(), at: z.string() })),
   previous_approval_id: z.string().nullable(),
   /** Who may decide, when routed (a card, a rule or an escalation named them; may include the card's channel); null: the global lists. */
   approvers: z.array(z.string()).nullable(),
+  /** Set when the params were edited: on the decision of an approved edit, or on an approval an edit created. */
+  edited: paramEditSchema.optional(),
+  /** On `GET /v1/approvals/:id` of a pending approval, when INVOKE_LINK_SECRET is set: its review page. */
+  review_url: z.string().optional(),
 });
 export const approvalListAnswerSchema = z.object({ approvals: z.array(approvalViewSchema) });
 export const approvalAnswerSchema = z.object({ approval: approvalViewSchema });

@@ -63,6 +63,8 @@ export interface ApprovalServiceDeps {
   notifier: ApprovalNotifier;
   /** Slack user-group members, for approvers named as groups; none resolve without Slack. */
   groups?: GroupDirectory;
+  /** A review link for an approval that replaces another (as the freezer gives the first one), when links are on. */
+  reviewUrl?: ((approval: { id: string; expires_at: Date }) => string) | null;
 }
 
 /** Deciding approvals: the same code for the API, Slack and the sweeps. */
@@ -72,7 +74,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
   const settlement = createSettlement(deps);
   const thaw = createThaw({ ...deps, settlement });
   const { view, load, alreadyDecided, requesterPersonOf, settle } = settlement;
-  const editing = createApprovalEditing({ ...deps, settlement });
+  const editing = createApprovalEditing({ ...deps, settlement, groups });
 
   /** Never the requester (by key or person) nor the requesting agent; then only the approval's deciders (routing.ts). */
   async function assertMayDecide(row: Approval, actor: ApproverActor): Promise<void> {
@@ -196,7 +198,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     async checkEdit(actor: ApproverActor, id: string, params: Record<string, unknown>): Promise<void> {
       const row = await pendingOrConflict(id);
       await assertMayDecide(row, actor);
-      await editing.prepare(row, actor.approver, params);
+      await editing.prepare(row, actor, params);
     },
 
     /**
@@ -207,7 +209,7 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     async approve(actor: ApproverActor, id: string, input: ApproveInput): Promise<DecisionResult> {
       let row = await pendingOrConflict(id);
       await assertMayDecide(row, actor);
-      const edit = input.params === undefined ? null : await editing.prepare(row, actor.approver, input.params);
+      const edit = input.params === undefined ? null : await editing.prepare(row, actor, input.params);
       if (edit && editing.restartsQuorum(row, edit)) return editing.restartQuorum(row, actor.approver, edit, input.comment ?? null);
       if (row.approvals_required > 1) {
         const received = await approvals.addVote(row.id, actor.approver);

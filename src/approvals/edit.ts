@@ -9,6 +9,7 @@ import type { Approval } from './approval.ts';
 import type { ApprovalsRepository } from './approvals-repository.ts';
 import { actionDigest, actionOf, type Checkpoint } from './checkpoint.ts';
 import { approvalsRequired, buildPendingApproval } from './freeze.ts';
+import { assertAmongDeciders, resolveRouting, type DecisionDoor, type FrozenRouting, type GroupDirectory } from './routing.ts';
 import type { DecisionResult, Settlement } from './settle.ts';
 
 /*
@@ -20,7 +21,11 @@ import type { DecisionResult, Settlement } from './settle.ts';
  *     check on the edited params refuses an edit that points at another entity
  *     (409 `edit_entity_mismatch`); in both cases nothing runs and the approval stays pending;
  *   - the card (`editable: false`) or the approval contract (`editable: false`) may forbid edits
- *     (409 `not_editable`).
+ *     (409 `not_editable`);
+ *   - routing: when the edited call matches another `require_approval` rule than the frozen one,
+ *     it answers to that rule's routing (approvers, channel, chain), and the editor must be among
+ *     its deciders (403 `not_an_approver`): an edit never walks a call out of the hands a rule
+ *     puts it in. Under the same rule the approval's own routing (an escalation level's, say) stands.
  * Quorum: an edit restarts the count. When the approval or the edited call needs more than one
  * approver, the edit replaces the pending approval with a fresh one holding the edited params
  * (same thread), on which the editor's vote is the first: those who voted before approved other
@@ -39,6 +44,19 @@ export interface PreparedEdit {
   policyRule: MatchedRule | null;
   /** How many approvers the edited call needs. */
   approvalsRequired: number;
+  /** The edited call's routing when another rule routes it; null: the approval's own stands. */
+  routing: FrozenRouting | null;
+}
+
+/** Who edits, through which door: the routing check depends on both. */
+export interface Editor {
+  approver: string;
+  via: DecisionDoor;
+}
+
+/** Whether two matched rules are the same rule (a rule is not re-read between freeze and edit). */
+function sameRule(a: MatchedRule | null | undefined, b: MatchedRule | null | undefined): boolean {
+  return Boolean(a && b && a.source === b.source && a.index === b.index && a.when === b.when);
 }
 
 export interface ApprovalEditingDeps {
@@ -47,6 +65,8 @@ export interface ApprovalEditingDeps {
   callService: Pick<CallService, 'prepareApproved'>;
   approvals: Pick<ApprovalsRepository, 'addVote' | 'recordEvent'>;
   settlement: Pick<Settlement, 'settle' | 'requesterPersonOf'>;
+  /** Slack user-group members, for the edited call's approvers named as groups. */
+  groups: GroupDirectory;
 }
 
 /** What an edit form needs: the schema to build fields from and the params to fill them with. */
@@ -57,7 +77,7 @@ export interface EditForm {
 }
 
 export function createApprovalEditing(deps: ApprovalEditingDeps) {
-  const { config, registry, callService, approvals, settlement } = deps;
+  const { config, registry, callService, approvals, settlement, groups } = deps;
 
   /** The card is read as it is now: a tool that opted out since the freeze takes edits no more. */
   async function form(row: Approval): Promise<EditForm> {
@@ -69,7 +89,7 @@ export function createApprovalEditing(deps: ApprovalEditingDeps) {
    * Checks edited params for `row` and builds what the thaw runs instead; null when the params
    * are those already pending (an approval with nothing edited). Throws 400/403/409, see above.
    */
-  async function prepare(row: Approval, editor: string, params: Record<string, unknown>): Promise<PreparedEdit | null> {
+  async function prepare(row: Approval, editor: Editor, params: Record<string, unknown>): Promise<PreparedEdit | null> {
     const cp = row.checkpoint;
     if (!(await form(row)).editable) {
       throw new EditRefusedError(409, 'not_editable', `The params of this ${cp.tool} call may not be edited; approve or reject it as it is`, { approval_id: row.id });
@@ -92,9 +112,12 @@ export function createApprovalEditing(deps: ApprovalEditingDeps) {
       });
     }
     const policyRule = runnable.policy.effect === 'require_approval' ? (runnable.policy.rule ?? null) : cp.policy_rule;
+    const card = runnable.prepared.tool.card;
+    const routing = sameRule(policyRule, cp.policy_rule) || policyRule === null ? null : resolveRouting(config, card, policyRule);
+    if (routing) await assertAmongDeciders(config, groups, routing.entries, editor.approver, editor.via);
     const digest = actionDigest(request);
     const provenance: ParamEdit = {
-      by: editor,
+      by: editor.approver,
       at: new Date().toISOString(),
       original_params: originalParams,
       params,
@@ -106,7 +129,8 @@ export function createApprovalEditing(deps: ApprovalEditingDeps) {
       provenance,
       checkpoint: { ...cp, ...actionOf(request), request, action_digest: digest, edited: provenance },
       policyRule,
-      approvalsRequired: Math.max(row.approvals_required, approvalsRequired(config, runnable.prepared.tool.card, policyRule, request)),
+      approvalsRequired: Math.max(row.approvals_required, approvalsRequired(config, card, policyRule, request)),
+      routing,
     };
   }
 
@@ -133,8 +157,11 @@ export function createApprovalEditing(deps: ApprovalEditingDeps) {
       frozenState: cp.frozen_state,
       failure: cp.failure ?? undefined,
       previousApprovalId: row.id,
-      approvers: row.approvers,
-      expiresAt: row.expires_at,
+      // Rerouted: addressed, timed and escalated as that rule says. Otherwise as the pending one
+      // was, down to the escalation levels still ahead of it.
+      approvers: edit.routing ? edit.routing.entries : row.approvers,
+      escalationChain: edit.routing ? edit.routing.chain : (cp.escalation_chain ?? []),
+      ...(edit.routing ? {} : { expiresAt: row.expires_at }),
     });
     fresh.row.approvals_required = edit.approvalsRequired;
     fresh.summary.approvals_required = edit.approvalsRequired;

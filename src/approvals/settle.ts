@@ -95,6 +95,8 @@ export interface SettleDeps {
   registry: ToolRegistry;
   outbox: CallbackOutbox;
   notifier: ApprovalNotifier;
+  /** A review link for a replacement approval, when links are on. */
+  reviewUrl?: ((approval: { id: string; expires_at: Date }) => string) | null;
 }
 
 /** The edit an approval carries: decided with edited params, or created by an edit. */
@@ -117,7 +119,7 @@ function goneToolIsNull(error: unknown): null {
  * by one and set-based), and what a decision shows. Used by the service, the thaw and the sweeps.
  */
 export function createSettlement(deps: SettleDeps) {
-  const { config, transact, approvals, calls, traces, registry, outbox, notifier } = deps;
+  const { config, transact, approvals, calls, traces, registry, outbox, notifier, reviewUrl } = deps;
 
   async function view(row: Approval): Promise<ApprovalView> {
     const cp = row.checkpoint;
@@ -181,7 +183,8 @@ export function createSettlement(deps: SettleDeps) {
    * repeated call replays it), the audit and trace events, the callback, the Slack posts, the
    * wake-up. Losing to another decision is a 409; losing to the expiry expires the approval.
    */
-  async function settle(row: Approval, d: Decision): Promise<DecisionResult> {
+  async function settle(row: Approval, decision: Decision): Promise<DecisionResult> {
+    const d = withReplacementLink(decision);
     const cp = row.checkpoint;
     const trace = new TraceRecorder();
     trace.record('approval_decided', d.trace.status, d.trace.detail);
@@ -211,6 +214,21 @@ export function createSettlement(deps: SettleDeps) {
     });
     if (!won) return lost(row.id, d.actor, d.unexpiredOnly);
     return { outcome: d.outcome, ...d.shown, approval: await view(await load(row.id)), call: answer };
+  }
+
+  /**
+   * A replacement (requeue, escalation, restarted edit) is shown to the agent as the approval it
+   * now waits on: it gets its review link as the first approval got one from the freezer.
+   */
+  function withReplacementLink(d: Decision): Decision {
+    const pending = d.replacement?.pending;
+    if (!pending || !reviewUrl) return d;
+    const linked = { ...pending.summary, review_url: reviewUrl(pending.row) };
+    return {
+      ...d,
+      call: { ...d.call, fields: { ...d.call.fields, approval: linked } },
+      shown: d.shown.new_approval ? { ...d.shown, new_approval: linked } : d.shown,
+    };
   }
 
   /** A conditional update that changed nothing: someone decided first, or the approval is past its expiry. */

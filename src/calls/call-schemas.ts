@@ -11,6 +11,18 @@ const record = z.record(z.string(), z.unknown());
 /** One step of a call's trace. Open: each step carries its own detail fields. */
 export const traceEventSchema = openObject({ step: z.string(), status: z.string(), at: z.string() });
 
+/** Who edited a call's params before approving it, and what changed (param-edit.ts). */
+export const paramEditSchema = z.object({
+  by: z.string(),
+  at: z.string(),
+  original_params: record,
+  params: record,
+  /** One entry per changed path: `old` and/or `new` as the change is removed, added or changed. */
+  diff: z.array(z.object({ path: z.string(), change: z.enum(['added', 'removed', 'changed']), old: z.unknown().optional(), new: z.unknown().optional() })),
+  original_digest: z.string(),
+  action_digest: z.string(),
+});
+
 /** The pending approval a frozen (202) answer carries; the agent waits on its `id`. */
 export const approvalSummarySchema = openObject({
   id: z.string(),
@@ -21,6 +33,8 @@ export const approvalSummarySchema = openObject({
   approvals_required: z.number(),
   frozen_state: record.nullable(),
   previous_approval_id: z.string().optional(),
+  /** A signed, single-use link to the approval's review page, when INVOKE_LINK_SECRET is set. */
+  review_url: z.string().optional(),
 });
 
 /**
@@ -41,6 +55,8 @@ export const callAnswerSchema = openObject({
   mismatches: z.array(z.unknown()).optional(),
   reconciliation: record.optional(),
   fallback: z.object({ tool: z.string(), used: z.boolean() }).optional(),
+  /** Set when an approver edited the params before approving: what ran is `edited.params`. */
+  edited: paramEditSchema.optional(),
   trace: z.array(traceEventSchema),
 });
 

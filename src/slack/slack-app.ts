@@ -319,6 +319,8 @@ export function createSlackApp(deps: SlackAppDeps) {
         await tell(`Your approval is recorded (${result.approvals_received} of ${result.approval.approvals_required}); it runs once enough approvers agree.`);
       }
     });
+    // As after Approve and Reject: the decider's Home tab drops what they just decided.
+    await home.publish(user);
   });
 
   bolt.view(REJECT_MODAL_CALLBACK_ID, async ({ ack, body, view }) => {

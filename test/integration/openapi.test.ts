@@ -61,6 +61,16 @@ describe('GET /openapi.json', () => {
     expect(error.properties.error.required).toEqual(expect.arrayContaining(['code', 'message']));
   });
 
+  it('documents the routing, edit and review-link fields the answers carry', () => {
+    const propertiesOf = (schema: any): string[] => Object.keys(schema.properties ?? {});
+    const pending = doc.paths['/v1/call'].post.responses['202'].content['application/json'].schema;
+    expect(propertiesOf(pending)).toContain('edited');
+    expect(propertiesOf(pending.properties.approval)).toContain('review_url');
+    const approval = doc.paths['/v1/approvals/{id}'].get.responses['200'].content['application/json'].schema.properties.approval;
+    expect(propertiesOf(approval)).toEqual(expect.arrayContaining(['approvers', 'approvals', 'edited', 'review_url']));
+    expect(propertiesOf(approval.properties.edited)).toEqual(expect.arrayContaining(['by', 'original_params', 'params', 'diff']));
+  });
+
   it('hides the unversioned aliases, which still answer', async () => {
     expect(doc.paths['/call']).toBeUndefined();
     expect(doc.paths['/tools']).toBeUndefined();

@@ -3,6 +3,7 @@ import { startSlackEmulator, type SlackEmulator } from '../../demo/slack-emulato
 import { buildApp, type BuiltApp } from '../../src/app.ts';
 import { HOME_MAX_BLOCKS, HOME_MAX_CARDS } from '../../src/slack/app-home.ts';
 import { APPROVE_ACTION_ID, REFETCH_ACTION_ID, EDIT_ACTION_ID, REJECT_ACTION_ID, REJECT_REASON_ACTION_ID, REJECT_REASON_BLOCK_ID } from '../../src/slack/blocks.ts';
+import { EDIT_MODAL_CALLBACK_ID, PARAMS_JSON_ACTION_ID, PARAMS_JSON_BLOCK_ID } from '../../src/slack/edit-modal.ts';
 import { send, testConfig } from '../helpers/app.ts';
 import { SLACK_TRANSPORTS, slackDriver, type SlackDriver, httpOnlyTest } from '../helpers/slack-transport.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
@@ -199,6 +200,42 @@ describe.each(SLACK_TRANSPORTS)('Slack App Home over %s', (transport) => {
     });
     expect(submitted.acked).toBe(true);
     await waitFor(async () => (await statusOf(id)) === 'rejected');
+    const republished = await waitFor(() => slack.homes.slice(published).find((h) => h.user_id === DAVE));
+    expect(homeOf(republished.view).shownIds).not.toContain(id);
+  });
+
+  core('Edit & approve from the Home tab: errors come back in the ack, a good edit runs and the tab is republished', async () => {
+    const id = await freeze({}, 'inv_edit');
+    await clickInHome(EDIT_ACTION_ID, id, DAVE);
+    const opened = await waitFor(() => slack.callsTo('views.open').find((c) => String((c.args['view'] as { private_metadata?: string }).private_metadata).includes(id)));
+    const modal = opened.args['view'] as { callback_id: string; private_metadata: string };
+    expect(modal.callback_id).toBe(EDIT_MODAL_CALLBACK_ID);
+    const submit = (user: string, text: string) =>
+      driver.interaction({
+        type: 'view_submission',
+        user: { id: user },
+        team: { id: 'T1' },
+        view: {
+          id: 'VEDIT',
+          callback_id: modal.callback_id,
+          private_metadata: modal.private_metadata,
+          state: { values: { [PARAMS_JSON_BLOCK_ID]: { [PARAMS_JSON_ACTION_ID]: { type: 'plain_text_input', value: text } } } },
+        },
+      });
+
+    // Over either transport the modal's errors ride in the ack itself; nothing is decided.
+    const invalid = await submit(DAVE, '{"invoice_id": ');
+    expect(invalid.response).toMatchObject({ response_action: 'errors', errors: { [PARAMS_JSON_BLOCK_ID]: expect.stringMatching(/Not valid JSON/) } });
+    const stranger = await submit(BOB, '{"invoice_id": "inv_edited"}');
+    expect(stranger.response).toMatchObject({ response_action: 'errors', errors: { [PARAMS_JSON_BLOCK_ID]: expect.stringContaining('not allowed to decide') } });
+    expect(await statusOf(id)).toBe('pending');
+
+    const published = slack.homes.length;
+    const ok = await submit(DAVE, '{"invoice_id": "inv_edited"}');
+    expect(ok.acked).toBe(true);
+    expect(ok.response?.['response_action']).toBeUndefined();
+    await waitFor(async () => (await statusOf(id)) === 'executed');
+    // The decider's tab drops the approval, as after an Approve or a Reject.
     const republished = await waitFor(() => slack.homes.slice(published).find((h) => h.user_id === DAVE));
     expect(homeOf(republished.view).shownIds).not.toContain(id);
   });

@@ -5,7 +5,9 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSlackEmulator } from '../../demo/slack-emulator.ts';
 import { buildApp, type BuiltApp } from '../../src/app.ts';
+import type { Checkpoint } from '../../src/approvals/checkpoint.ts';
 import { APPROVE_ACTION_ID, REFETCH_ACTION_ID } from '../../src/slack/blocks.ts';
+import { EDIT_MODAL_CALLBACK_ID, PARAMS_JSON_ACTION_ID, PARAMS_JSON_BLOCK_ID } from '../../src/slack/edit-modal.ts';
 import { signSlackRequest } from '../../src/slack/verify-request.ts';
 import { send, testConfig } from '../helpers/app.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
@@ -30,6 +32,7 @@ const BOB = 'UBOB';
 const FIN_BOT_KEY = 'key-fin-bot';
 const OPS_BOT_KEY = 'key-ops-bot';
 const FIONA_KEY = 'key-fiona';
+const LEAD_KEY = 'key-lead';
 
 async function waitFor<T>(probe: () => Promise<T | undefined | null | false>, ms = 5000): Promise<T> {
   const deadline = Date.now() + ms;
@@ -78,6 +81,15 @@ describe('Slack routing, escalation chains and DMs', () => {
         '    escalate_to:',
         `      - { approvers: [${CFO}], channel: '#exec', after_seconds: 60 }`,
         `      - { approvers: [${CEO}], after_seconds: 120 }`,
+        '  - name: big reminders need the lead and alice',
+        '    when: tool == billing.remind and params.n > 100000 and params.n < 200000',
+        '    effect: require_approval',
+        `    approvers: [${LEAD}, ${ALICE}]`,
+        '    approvals_required: 2',
+        '  - name: huge reminders go to the lead alone',
+        '    when: tool == billing.remind and params.n >= 200000',
+        '    effect: require_approval',
+        `    approvers: [${LEAD}]`,
       ].join('\n'),
     );
     built = await buildApp(
@@ -88,6 +100,8 @@ describe('Slack routing, escalation chains and DMs', () => {
         SLACK_APPROVER_IDS: ALICE,
         SLACK_API_URL: slack.url,
         SLACK_USERGROUP_TTL: '5m',
+        INVOKE_LINK_SECRET: 'routing-review-links-secret-0123456789',
+        INVOKE_PUBLIC_URL: 'https://invoke.example',
         INVOKE_OUTBOX_INTERVAL_MS: '0',
         INVOKE_POLICY_FILE: policyFile,
         INVOKE_REQUIRE_APPROVAL_AT: 'high',
@@ -95,6 +109,7 @@ describe('Slack routing, escalation chains and DMs', () => {
           [FIN_BOT_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: 'fin-bot' },
           [OPS_BOT_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: 'ops-bot' },
           [FIONA_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: FIONA },
+          [LEAD_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: LEAD },
         }),
       }),
       { logger: false, clock: () => Date.now() + clockAheadMs },
@@ -185,6 +200,29 @@ describe('Slack routing, escalation chains and DMs', () => {
     });
     const response = await waitFor(async () => slack.responses.find((r) => r.id === responseId));
     return JSON.stringify(response.body);
+  }
+
+  /** Opens the App Home tab as `user`; resolves with the published view's blocks as text. */
+  async function openHome(user: string): Promise<string> {
+    const before = slack.homes.length;
+    const body = JSON.stringify({
+      token: 'legacy',
+      team_id: 'T1',
+      api_app_id: 'A1',
+      type: 'event_callback',
+      event_id: `Ev${++responses}`,
+      event_time: Math.floor(Date.now() / 1000),
+      event: { type: 'app_home_opened', user, channel: 'D1', tab: 'home' },
+    });
+    const res = await built.app.inject({
+      method: 'POST',
+      url: '/slack/events',
+      headers: { 'content-type': 'application/json', ...signSlackRequest(SIGNING_SECRET, body, Math.floor(Date.now() / 1000)) },
+      payload: body,
+    });
+    expect(res.statusCode).toBe(200);
+    const published = await waitFor(async () => slack.homes.slice(before).find((h) => h.user_id === user));
+    return JSON.stringify(published.view);
   }
 
   /** Moves an approval's expiry into the past (the sweep's clock is the database's). */
@@ -322,7 +360,17 @@ describe('Slack routing, escalation chains and DMs', () => {
       await deliver();
       return dmsTo(CFO).some((c) => JSON.stringify(c.args).includes('You may decide'));
     });
-    expect(slack.callsTo('chat.postMessage').some((c) => c.args['channel'] === '#exec' && JSON.stringify(c.args['blocks']).includes(second.id))).toBe(true);
+    const exec = slack.callsTo('chat.postMessage').find((c) => c.args['channel'] === '#exec' && JSON.stringify(c.args['blocks']).includes(second.id));
+    // The new level's card links to the new approval's review page, not to the escalated one's.
+    const link = /<(https:\/\/invoke\.example\/approvals\/[^|>]+)\|Review in browser>/.exec(JSON.stringify(exec?.args['blocks']))?.[1];
+    expect(link).toContain(`/approvals/${second.id}/review?t=`);
+    const page = await built.app.inject({ method: 'GET', url: link!.replace('https://invoke.example', '') });
+    // The agent's answer (a replayed call, the MCP gateway's "still waiting") names the new approval with its link too.
+    const answer = (await send(built.app, 'GET', `/traces/${first.call_id}`)).body.answer;
+    expect(answer.approval).toMatchObject({ id: second.id, review_url: expect.stringContaining(`/approvals/${second.id}/review?t=`) });
+    // A valid link (an altered or misplaced one is 403): it asks the reader to sign in.
+    expect(page.statusCode).toBe(401);
+    expect(page.body).toContain('Sign in to review');
     // The lead had their turn: only the CFO decides now.
     expect(await click(second.id, LEAD)).toContain('not allowed to decide');
 
@@ -339,6 +387,78 @@ describe('Slack routing, escalation chains and DMs', () => {
     await built.services.sweeps.runPass();
     expect(await statusOf(third.id)).toBe('expired');
     expect(await built.store.db.selectFrom('approvals').select('id').where('previous_approval_id', '=', third.id).execute()).toEqual([]);
+  });
+
+  /** An Edit & approve modal (JSON mode) submitted by `user`; resolves with Slack's answer to the submit. */
+  async function submitEdit(approvalId: string, user: string, params: Record<string, unknown>) {
+    const body = new URLSearchParams({
+      payload: JSON.stringify({
+        type: 'view_submission',
+        user: { id: user },
+        team: { id: 'T1' },
+        view: {
+          id: 'VEDIT',
+          callback_id: EDIT_MODAL_CALLBACK_ID,
+          private_metadata: JSON.stringify({ approval_id: approvalId, mode: 'json' }),
+          state: { values: { [PARAMS_JSON_BLOCK_ID]: { [PARAMS_JSON_ACTION_ID]: { type: 'plain_text_input', value: JSON.stringify(params) } } } },
+        },
+      }),
+    }).toString();
+    const res = await built.app.inject({
+      method: 'POST',
+      url: '/slack/events',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', ...signSlackRequest(SIGNING_SECRET, body, Math.floor(Date.now() / 1000)) },
+      payload: body,
+    });
+    return res.body ? (JSON.parse(res.body) as Record<string, unknown>) : null;
+  }
+
+  it('refuses an edit whose params a rule routes to approvers that do not include the editor (API and Slack modal)', async () => {
+    const reminders = () => tools.requests.filter((r) => r.path === '/remind').length;
+    const id = await freeze('billing.remind');
+    const before = reminders();
+    // Any approvals:write key decides an unrouted approval through the API (no INVOKE_APPROVERS)...
+    const viaApi = await send(built.app, 'POST', `/v1/approvals/${id}/approve`, { params: { n: 500_000 } }, { 'x-api-key': FIN_BOT_KEY });
+    // ...but the edited call is one the server routes to the lead alone: fin-bot may not approve it.
+    expect(viaApi.status).toBe(403);
+    expect(viaApi.body.error).toMatchObject({ code: 'not_an_approver', details: { approver: 'fin-bot', approvers: [LEAD] } });
+    // Alice, the global Slack approver, likewise: the modal stays open and says who may decide.
+    const viaSlack = await submitEdit(id, ALICE, { n: 500_000 });
+    expect(viaSlack).toMatchObject({ response_action: 'errors', errors: { [PARAMS_JSON_BLOCK_ID]: expect.stringContaining('not allowed to decide') } });
+    expect(JSON.stringify(viaSlack)).toContain(`<@${LEAD}>`);
+    expect(await statusOf(id)).toBe('pending');
+    expect(reminders()).toBe(before);
+    // The params as they are stay hers to approve.
+    expect((await send(built.app, 'POST', `/v1/approvals/${id}/approve`, {}, { 'x-api-key': FIN_BOT_KEY })).body.outcome).toBe('executed');
+  });
+
+  it("restarts an edit the new rule's approvers include under that rule's routing", async () => {
+    const id = await freeze('billing.remind');
+    const edited = await submitEdit(id, ALICE, { n: 150_000 });
+    expect(edited).toBeNull();
+    const fresh = await waitFor(() => built.store.db.selectFrom('approvals').selectAll().where('previous_approval_id', '=', id).executeTakeFirst());
+    expect(await statusOf(id)).toBe('invalidated');
+    // The edited call answers to its own rule: two of the lead and Alice, Alice's vote the first.
+    expect(fresh).toMatchObject({ status: 'pending', approvers: [LEAD, ALICE], approvals_required: 2 });
+    expect(await click(fresh.id, BOB)).toContain('not allowed to decide');
+    expect(await click(fresh.id, LEAD)).toBeNull();
+    expect(await statusOf(fresh.id)).toBe('executed');
+  });
+
+  it('keeps the escalation chain when an edit restarts the count on a chained approval', async () => {
+    const id = await freeze('billing.wire', { approval_contract: { intent: 'pay_supplier', approvals_required: 2 } });
+    const edited = await send(built.app, 'POST', `/v1/approvals/${id}/approve`, { params: { n: 7 } }, { 'x-api-key': LEAD_KEY });
+    expect(edited.body.outcome).toBe('edited');
+    const fresh = await approvalRow(edited.body.new_approval.id);
+    expect(fresh.approvers).toEqual([LEAD, '#treasury']);
+    expect((fresh.checkpoint as Checkpoint).escalation_chain?.map((level) => level.approvers)).toEqual([[CFO], [CEO]]);
+    // Undecided at the first level's deadline, it goes on to the CFO as the unedited one would.
+    await expireNow(fresh.id);
+    expect((await built.services.sweeps.runPass()).escalated).toBe(1);
+    expect(await statusOf(fresh.id)).toBe('escalated');
+    const next = await built.store.db.selectFrom('approvals').selectAll().where('previous_approval_id', '=', fresh.id).executeTakeFirstOrThrow();
+    expect(next).toMatchObject({ status: 'pending', approvers: [CFO, '#exec'] });
+    expect((next.checkpoint as Checkpoint).params).toEqual({ n: 7 });
   });
 
   it('lets an agent narrow the approvers to listed ones, never add strangers, another channel or a chain (400)', async () => {
@@ -383,5 +503,17 @@ describe('Slack routing, escalation chains and DMs', () => {
     expect(lead).not.toContain(charge);
     // Someone no card names has nothing to decide.
     expect(await command('approvals mine', BOB)).toContain('nothing you may decide');
+
+    // The App Home tab asks the same question: a routed approver sees what is routed to them
+    // though no global list names them; a global approver does not see what routing keeps from them.
+    const fionaHome = await openHome(FIONA);
+    expect(fionaHome).toContain(charge);
+    expect(fionaHome).not.toContain(remind);
+    const aliceHome = await openHome(ALICE);
+    expect(aliceHome).toContain(remind);
+    expect(aliceHome).not.toContain(charge);
+    expect(aliceHome).not.toContain(wire);
+    expect(await openHome(LEAD)).toContain(wire);
+    expect(await openHome(BOB)).toContain('not an Invoke approver');
   });
 });

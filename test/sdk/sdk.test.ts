@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import {
   Invoke,
   InvokeAuthError,
@@ -116,8 +116,18 @@ describe('the TypeScript SDK', () => {
     const answer = await agent.call('billing.refund', { payment_id: 'pay_later' });
     if (answer.status !== 'pending_approval') throw new Error(`expected pending_approval, got ${answer.status}`);
     expect(answer.approval.id).toBeTruthy();
+    // The fields the server schemas carry reach the SDK typed (tsc checks these lines).
+    expectTypeOf(answer.approval.review_url).toEqualTypeOf<string | undefined>();
+    const view = await bob.approvals.get(answer.approval.id);
+    expectTypeOf(view.approvers).toEqualTypeOf<string[] | null>();
+    expectTypeOf(view.review_url).toEqualTypeOf<string | undefined>();
+    expectTypeOf(view.approvals).toEqualTypeOf<Array<{ approver: string; at: string }>>();
+    expectTypeOf<NonNullable<typeof view.edited>['by']>().toEqualTypeOf<string>();
+    expect(view.approvers).toBeNull();
+    expect(view.approvals).toEqual([]);
     await bob.approvals.reject(answer.approval.id, 'not this one');
     const final: CallAnswer = await answer.approval.wait({ timeoutMs: 5_000 });
+    expectTypeOf<NonNullable<typeof final.edited>['params']>().toEqualTypeOf<Record<string, unknown>>();
     expect(final.status).toBe('rejected');
     expect(final.call_id).toBe(answer.call_id);
   });

@@ -128,6 +128,11 @@ describe('link configuration', () => {
     expect(() => loadConfig({ INVOKE_PUBLIC_URL: 'ftp://invoke.example' })).toThrow(ConfigError);
   });
 
+  it('refuses an INVOKE_PUBLIC_URL with a query or a fragment: a review link is appended to it', () => {
+    expect(() => loadConfig({ INVOKE_PUBLIC_URL: 'https://invoke.example/?tenant=a' })).toThrow(/INVOKE_PUBLIC_URL: .*query/);
+    expect(() => loadConfig({ INVOKE_PUBLIC_URL: 'https://invoke.example/#top' })).toThrow(/INVOKE_PUBLIC_URL: .*fragment/);
+  });
+
   it('wants INVOKE_LINK_SECRET of 32 characters at least', () => {
     expect(() => loadConfig({ INVOKE_LINK_SECRET: 'short' })).toThrow(/INVOKE_LINK_SECRET/);
   });
