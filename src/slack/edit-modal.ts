@@ -24,7 +24,7 @@ export const PARAM_ACTION_ID = 'value';
 export const PARAMS_JSON_BLOCK_ID = 'params_json';
 export const PARAMS_JSON_ACTION_ID = 'params_json_input';
 export const COMMENT_BLOCK_ID = 'comment';
-export const COMMENT_ACTION_ID = 'comment_input';
+export const COMMENT_INPUT_ACTION_ID = 'comment_input';
 
 /** Slack's caps: a plain_text_input holds 3000 characters; we keep a modal to a few dozen inputs. */
 const TEXT_INPUT_MAX = 3000;
@@ -172,7 +172,7 @@ function commentBlock(): Block {
     block_id: COMMENT_BLOCK_ID,
     optional: true,
     label: plainText('Comment'),
-    element: { type: 'plain_text_input', action_id: COMMENT_ACTION_ID, multiline: true, max_length: 2000 },
+    element: { type: 'plain_text_input', action_id: COMMENT_INPUT_ACTION_ID, multiline: true, max_length: 2000 },
   };
 }
 
@@ -234,7 +234,7 @@ export type EditSubmission = { ok: true; params?: Record<string, unknown>; comme
  * there before, so an untouched form edits nothing); JSON mode parses the text.
  */
 export function readEditSubmission(mode: EditMode, values: StateValues, pending: Record<string, unknown>): EditSubmission {
-  const comment = values[COMMENT_BLOCK_ID]?.[COMMENT_ACTION_ID]?.value?.trim();
+  const comment = values[COMMENT_BLOCK_ID]?.[COMMENT_INPUT_ACTION_ID]?.value?.trim();
   const withComment = comment ? { comment } : {};
   if (mode === 'none') return { ok: true, ...withComment };
   if (mode === 'json') {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  COMMENT_ACTION_ID,
+  COMMENT_INPUT_ACTION_ID,
   COMMENT_BLOCK_ID,
   EDIT_MODAL_CALLBACK_ID,
   PARAMS_JSON_ACTION_ID,
@@ -85,7 +85,7 @@ describe('readEditSubmission', () => {
         currency: { type: 'static_select', selected_option: { value: 'USD' } },
         notify: { type: 'checkboxes', selected_options: [] },
       }),
-      [COMMENT_BLOCK_ID]: { [COMMENT_ACTION_ID]: { type: 'plain_text_input', value: ' ok ' } },
+      [COMMENT_BLOCK_ID]: { [COMMENT_INPUT_ACTION_ID]: { type: 'plain_text_input', value: ' ok ' } },
     };
     expect(readEditSubmission('fields', values, params)).toEqual({ ok: true, params: { invoice_id: 'inv_2', amount: 80, currency: 'USD', notify: false }, comment: 'ok' });
     expect(readEditSubmission('fields', values, { invoice_id: 'inv_1', amount: 1 })).toMatchObject({ params: { invoice_id: 'inv_2', amount: 80, currency: 'USD' } });
