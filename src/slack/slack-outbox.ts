@@ -148,7 +148,8 @@ export function createSlackOutbox(
      * Delivers due posts, claiming each row just before it is sent (SKIP LOCKED: one replica per
      * row), DM work after every other due post. A 429 reschedules at Slack's Retry-After and ends
      * the pass; other errors back off. A post waiting for its card backs off too, and gives up with
-     * the card. At most `limit` posts: `more` says the pass stopped there, not for want of posts.
+     * the card. At most `limit` posts: `more` says the pass stopped there having delivered some, so
+     * more may be due.
      */
     async deliverDue(limit = 20): Promise<{ delivered: number; failed: number; waiting: number; more: boolean }> {
       const counts = { delivered: 0, failed: 0, waiting: 0, more: false };
@@ -182,8 +183,10 @@ export function createSlackOutbox(
           await outbox.reschedule(row.id, Math.min(600, 2 ** row.attempts), e.message, dead);
         }
       }
-      // A full pass may have left due posts behind: the caller goes on (nothing else would wake it).
-      counts.more = counts.delivered + counts.failed + counts.waiting === limit;
+      // A full pass may have left due posts behind: the caller goes on (nothing else would wake it),
+      // as long as posts go out. Posts waiting for a card come back every few seconds and failing
+      // ones back off: passes of only those would go round and round.
+      counts.more = counts.delivered + counts.failed + counts.waiting === limit && counts.delivered > 0;
       return counts;
     },
   };
