@@ -85,6 +85,20 @@ function coalescedRunner<T>(run: () => Promise<T>): () => Promise<T> {
   };
 }
 
+/**
+ * Slack passes until one ends short of its limit: a backlog bigger than one pass (a burst of
+ * approvals, Slack back after an outage) goes on at once, since no commit may come to wake it.
+ */
+async function deliverAllDue(outbox: SlackOutbox): Promise<{ delivered: number; failed: number }> {
+  const total = { delivered: 0, failed: 0 };
+  for (;;) {
+    const pass = await outbox.deliverDue();
+    total.delivered += pass.delivered;
+    total.failed += pass.failed;
+    if (!pass.more) return total;
+  }
+}
+
 /** INVOKE_TRUST_PROXY as Fastify takes it: a hop count becomes "trust the nearest n hops". */
 function trustProxyOption(setting: Config['trustProxy']): boolean | string[] | ((address: string, hop: number) => boolean) {
   if (typeof setting === 'number') return (_address, hop) => hop < setting;
@@ -265,7 +279,7 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
   // One pass per kind at a time in this process (the timer, the sweeps and Slack handlers all
   // ask for one), the two kinds side by side so a slow callback receiver never delays Slack.
   const deliverCallbacks = coalescedRunner(() => callbacks.deliverDue());
-  const deliverSlack = coalescedRunner(async () => (slackOutbox ? slackOutbox.deliverDue() : { delivered: 0, failed: 0 }));
+  const deliverSlack = coalescedRunner(async () => (slackOutbox ? deliverAllDue(slackOutbox) : { delivered: 0, failed: 0 }));
   const deliverOutbox = async () => {
     const [sent, posted] = await Promise.all([deliverCallbacks(), deliverSlack()]);
     return { delivered: sent.delivered + posted.delivered, failed: sent.failed + posted.failed };

@@ -39,27 +39,21 @@ export function createOutboxRepository(db: Kysely<Database>) {
     /**
      * Claims the next due outbox row of a kind, just before it is sent: `FOR UPDATE SKIP LOCKED`,
      * so replicas and overlapping passes never take the same row, and a lease (the pushed-back
-     * `next_attempt_at`) so a sender that dies leaves it to be retried, not lost.
+     * `next_attempt_at`) so a sender that dies leaves it to be retried, not lost. Rows whose
+     * target is in `last` come only once no other row of the kind is due (oldest first within each).
      */
-    async claimDue(kind: OutboxKind) {
+    async claimDue(kind: OutboxKind, last: readonly string[] = []) {
+      let due = db
+        .selectFrom('outbox')
+        .select('id')
+        .where('kind', '=', kind)
+        .where('status', '=', 'pending')
+        .where('next_attempt_at', '<=', sql<Date>`now()`);
+      if (last.length > 0) due = due.orderBy(sql`target in (${sql.join([...last])})`);
       return db
         .updateTable('outbox')
         .set({ next_attempt_at: sql`now() + ${`${CLAIM_SECONDS} seconds`}::interval`, attempts: sql`attempts + 1` })
-        .where(
-          'id',
-          'in',
-          db
-            .selectFrom('outbox')
-            .select('id')
-            .where('kind', '=', kind)
-            .where('status', '=', 'pending')
-            .where('next_attempt_at', '<=', sql<Date>`now()`)
-            .orderBy('next_attempt_at')
-            .orderBy('id')
-            .limit(1)
-            .forUpdate()
-            .skipLocked(),
-        )
+        .where('id', 'in', due.orderBy('next_attempt_at').orderBy('id').limit(1).forUpdate().skipLocked())
         .returning(['id', 'target', 'payload', 'attempts'])
         .executeTakeFirst();
     },

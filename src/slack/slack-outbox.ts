@@ -10,6 +10,11 @@ import { slackMessageLink } from './mrkdwn.ts';
 const MAX_ATTEMPTS = 20;
 /** A card's update or thread reply waits this long for the card itself to be posted. */
 const WAIT_FOR_CARD_SECONDS = 2;
+/**
+ * Posts that give way to every other due post: a DM is a nudge towards a card, so cards (and
+ * decisions) never queue behind the fan-out's lookups or a DM per approver.
+ */
+const DM_ROLES = ['dm_fanout', 'dm'] as const satisfies ReadonlyArray<SlackPost['role']>;
 
 /**
  * What to post, as an outbox row: the approval it belongs to and its role.
@@ -141,15 +146,17 @@ export function createSlackOutbox(
 
     /**
      * Delivers due posts, claiming each row just before it is sent (SKIP LOCKED: one replica per
-     * row). A 429 reschedules at Slack's Retry-After and ends the pass; other errors back off. A
-     * post waiting for its card backs off too, and gives up with the card.
+     * row), DM work after every other due post. A 429 reschedules at Slack's Retry-After and ends
+     * the pass; other errors back off. A post waiting for its card backs off too, and gives up with
+     * the card. At most `limit` posts: `more` says the pass stopped there having delivered some, so
+     * more may be due.
      */
-    async deliverDue(limit = 20): Promise<{ delivered: number; failed: number; waiting: number }> {
-      const counts = { delivered: 0, failed: 0, waiting: 0 };
+    async deliverDue(limit = 20): Promise<{ delivered: number; failed: number; waiting: number; more: boolean }> {
+      const counts = { delivered: 0, failed: 0, waiting: 0, more: false };
       // Slack said 429: the whole client waits, rather than spend other rows' attempts on it.
       if (clock() < rateLimitedUntil) return counts;
       for (let i = 0; i < limit; i++) {
-        const row = await outbox.claimDue('slack');
+        const row = await outbox.claimDue('slack', DM_ROLES);
         if (!row) break;
         const dead = row.attempts >= MAX_ATTEMPTS;
         try {
@@ -176,6 +183,10 @@ export function createSlackOutbox(
           await outbox.reschedule(row.id, Math.min(600, 2 ** row.attempts), e.message, dead);
         }
       }
+      // A full pass may have left due posts behind: the caller goes on (nothing else would wake it),
+      // as long as posts go out. Posts waiting for a card come back every few seconds and failing
+      // ones back off: passes of only those would go round and round.
+      counts.more = counts.delivered + counts.failed + counts.waiting === limit && counts.delivered > 0;
       return counts;
     },
   };

@@ -58,6 +58,8 @@ describe('Slack routing, escalation chains and DMs', () => {
   let responses = 0;
   /** How far the app's clock runs ahead of the wall clock: the user-group cache reads it. */
   let clockAheadMs = 0;
+  /** The app's environment, for a second app on the same store. */
+  let appEnv: Record<string, string>;
 
   beforeAll(async () => {
     slack = await startSlackEmulator({ userGroups: { S0FINANCE: [FIONA], S0AUDIT: [BOB] } });
@@ -92,28 +94,26 @@ describe('Slack routing, escalation chains and DMs', () => {
         `    approvers: [${LEAD}]`,
       ].join('\n'),
     );
-    built = await buildApp(
-      testConfig({
-        SLACK_BOT_TOKEN: 'xoxb-test',
-        SLACK_SIGNING_SECRET: SIGNING_SECRET,
-        SLACK_APPROVAL_CHANNEL: DEFAULT_CHANNEL,
-        SLACK_APPROVER_IDS: ALICE,
-        SLACK_API_URL: slack.url,
-        SLACK_USERGROUP_TTL: '5m',
-        INVOKE_LINK_SECRET: 'routing-review-links-secret-0123456789',
-        INVOKE_PUBLIC_URL: 'https://invoke.example',
-        INVOKE_OUTBOX_INTERVAL_MS: '0',
-        INVOKE_POLICY_FILE: policyFile,
-        INVOKE_REQUIRE_APPROVAL_AT: 'high',
-        INVOKE_API_KEY_SCOPES: JSON.stringify({
-          [FIN_BOT_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: 'fin-bot' },
-          [OPS_BOT_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: 'ops-bot' },
-          [FIONA_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: FIONA },
-          [LEAD_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: LEAD },
-        }),
+    appEnv = {
+      SLACK_BOT_TOKEN: 'xoxb-test',
+      SLACK_SIGNING_SECRET: SIGNING_SECRET,
+      SLACK_APPROVAL_CHANNEL: DEFAULT_CHANNEL,
+      SLACK_APPROVER_IDS: ALICE,
+      SLACK_API_URL: slack.url,
+      SLACK_USERGROUP_TTL: '5m',
+      INVOKE_LINK_SECRET: 'routing-review-links-secret-0123456789',
+      INVOKE_PUBLIC_URL: 'https://invoke.example',
+      INVOKE_OUTBOX_INTERVAL_MS: '0',
+      INVOKE_POLICY_FILE: policyFile,
+      INVOKE_REQUIRE_APPROVAL_AT: 'high',
+      INVOKE_API_KEY_SCOPES: JSON.stringify({
+        [FIN_BOT_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: 'fin-bot' },
+        [OPS_BOT_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: 'ops-bot' },
+        [FIONA_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: FIONA },
+        [LEAD_KEY]: { scopes: ['approvals:read', 'approvals:write'], approver_id: LEAD },
       }),
-      { logger: false, clock: () => Date.now() + clockAheadMs },
-    );
+    };
+    built = await buildApp(testConfig(appEnv), { logger: false, clock: () => Date.now() + clockAheadMs });
     const registered = await send(built.app, 'POST', '/v1/providers', {
       name: 'billing',
       base_url: tools.url,
@@ -339,6 +339,57 @@ describe('Slack routing, escalation chains and DMs', () => {
       return dmsTo(FIONA).some((c) => String(c.args['text']).includes('Still waiting for a decision') && String(c.args['text']).includes(permalink));
     });
     expect(dmsTo(GREG).filter((c) => String(c.args['text']).includes(permalink))).toHaveLength(2);
+  });
+
+  it('posts the card and DMs its approver right after the commit that froze the call, without waiting for the timer', async () => {
+    // The timer would come only after the test's deadline: only the wake-ups at commit can deliver.
+    const prompt = await buildApp(testConfig({ ...appEnv, INVOKE_OUTBOX_INTERVAL_MS: '60000' }), { store: built.store, logger: false });
+    try {
+      const res = await send(prompt.app, 'POST', '/v1/call', { tool: 'billing.wire', params: { n: ++responses }, agent_id: 'billing_agent' });
+      expect(res.status).toBe(202);
+      const answeredAt = Date.now();
+      const id = res.body.approval.id as string;
+      const card = await waitFor(async () => slack.callsTo('chat.postMessage').find((c) => JSON.stringify(c.args).includes(id)), 2000);
+      const ts = await waitFor(async () => (await approvalRow(id)).slack_ts, 2000);
+      const dm = await waitFor(async () => dmsTo(LEAD).find((c) => String(c.args['text']).includes(`/p${ts.replace('.', '')}|`)), 2000);
+      expect(card.at - answeredAt).toBeLessThan(2000);
+      expect(dm.at - answeredAt).toBeLessThan(2000);
+      // The card first: the DM links to it.
+      expect(dm.at).toBeGreaterThanOrEqual(card.at);
+    } finally {
+      await prompt.app.close();
+    }
+  });
+
+  it('posts every due card before any DM work in a pass: a DM never holds up a card', async () => {
+    await deliver();
+    const before = slack.calls.length;
+    const first = await freeze('billing.wire');
+    const second = await freeze('billing.wire');
+    await deliver();
+    const methods = slack.calls.slice(before).map((c) => (c.method === 'chat.postMessage' && c.args['channel'] === slack.dmChannelOf(LEAD) ? 'dm' : c.method));
+    const cardOf = (id: string) => slack.calls.findIndex((c) => c.method === 'chat.postMessage' && JSON.stringify(c.args).includes(id)) - before;
+    // Both cards go out first, then each fan-out (its permalink) and each DM.
+    expect([cardOf(first), cardOf(second)].sort((a, b) => a - b)).toEqual([0, 1]);
+    expect(methods.slice(2).filter((m) => m === 'chat.getPermalink')).toHaveLength(2);
+    expect(methods.filter((m) => m === 'dm')).toHaveLength(2);
+  });
+
+  it('goes on with a backlog bigger than one pass at once, rather than leaving the rest to the timer', async () => {
+    await deliver();
+    // 25 cards (no DMs) queued while no replica listens: more than one pass (20) delivers.
+    const backlog: string[] = [];
+    for (let i = 0; i < 25; i++) backlog.push(await freeze('billing.remind'));
+    const prompt = await buildApp(testConfig({ ...appEnv, INVOKE_OUTBOX_INTERVAL_MS: '60000' }), { store: built.store, logger: false });
+    try {
+      // One commit wakes the listener once; the timer is a minute away.
+      const last = await send(prompt.app, 'POST', '/v1/call', { tool: 'billing.remind', params: { n: ++responses }, agent_id: 'billing_agent' });
+      expect(last.status).toBe(202);
+      const posted = (id: string) => slack.callsTo('chat.postMessage').some((c) => JSON.stringify(c.args).includes(id));
+      await waitFor(async () => [...backlog, last.body.approval.id as string].every(posted), 2000);
+    } finally {
+      await prompt.app.close();
+    }
   });
 
   it('walks a server rule escalation chain: each level after its delay, in its channel, DMed; the last level expires', async () => {
