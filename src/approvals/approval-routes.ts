@@ -112,7 +112,11 @@ export function registerApprovalRoutes(
         config: write,
         schema: { hide, summary: 'Read live state again and report drift', params: approvalIdParams, response: { 200: approvalDecisionAnswerSchema, ...errorResponses } },
       },
-      async (request) => approvals.refetch(request.params.id),
+      async (request) => {
+        // Refetch decides nothing (the requester may refetch), but only the approval's deciders may, as in Slack.
+        await approvals.assertAddressedTo(actorOf(request, undefined), request.params.id);
+        return approvals.refetch(request.params.id);
+      },
     );
   }
 }

@@ -161,7 +161,9 @@ export function createReviewService(deps: ReviewServiceDeps) {
 
     /** Live state, read the way the card's Refetch reads it; needs what the API's refetch needs. */
     async refetch(opened: OpenedReview) {
-      deciderOf(opened);
+      const identity = deciderOf(opened);
+      // Only the approval's deciders read live state, as for the API's and Slack's Refetch.
+      await approvals.assertAddressedTo(actorFor(identity, opened.claims), opened.approval.id);
       return approvals.refetch(opened.approval.id);
     },
   };

@@ -69,6 +69,10 @@ describe('review links for routed approvals', () => {
     expect(forced.body).toContain('data-code="not_an_approver"');
     const edited = await postForm(`/approvals/${id}/review/edit`, { t: tokenOf(alicesLink), csrf: csrfOf(alicesLink), params: '{"n": 2}' });
     expect(edited.statusCode).toBe(403);
+    // Live state is for the deciders too, as the card's Refetch is.
+    const refreshed = await postForm(`/approvals/${id}/review/refresh`, { t: tokenOf(alicesLink), csrf: csrfOf(alicesLink) });
+    expect(refreshed.statusCode).toBe(403);
+    expect(refreshed.body).toContain('data-code="not_an_approver"');
     expect(tools.count('POST', '/charge')).toBe(charges);
     expect((await send(built.app, 'GET', `/v1/approvals/${id}`)).body.approval.status).toBe('pending');
 

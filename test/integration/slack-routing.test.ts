@@ -265,6 +265,11 @@ describe('Slack routing, escalation chains and DMs', () => {
     expect(refused.body.error).toMatchObject({ code: 'not_an_approver', details: { approver: 'ops-bot', approvers: ['S0FINANCE', 'fin-bot'] } });
     const rejected = await send(built.app, 'POST', `/v1/approvals/${id}/reject`, { reason: 'no' }, { 'x-api-key': OPS_BOT_KEY });
     expect(rejected.body.error.code).toBe('not_an_approver');
+    // Refetch decides nothing, but reads live state for the deciders only, as Slack's Refetch does.
+    const refetched = await send(built.app, 'POST', `/v1/approvals/${id}/refetch`, {}, { 'x-api-key': OPS_BOT_KEY });
+    expect(refetched.status).toBe(403);
+    expect(refetched.body.error.code).toBe('not_an_approver');
+    expect((await send(built.app, 'POST', `/v1/approvals/${id}/refetch`, {}, { 'x-api-key': FIN_BOT_KEY })).status).toBe(200);
     // Named directly, or (a key bound to a Slack user) through the group.
     expect((await send(built.app, 'POST', `/v1/approvals/${id}/approve`, {}, { 'x-api-key': FIN_BOT_KEY })).body.outcome).toBe('executed');
     const other = await freeze('billing.charge');
