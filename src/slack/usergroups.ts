@@ -19,10 +19,13 @@ export function createUserGroups(client: WebClient, options: { ttlMs: number; cl
   const reading = new Map<string, Promise<ReadonlySet<string> | null>>();
 
   async function read(groupId: string): Promise<ReadonlySet<string> | null> {
+    // Trusted for the TTL from when Slack was asked, not from when it answered: a change made
+    // while the read was under way is never masked for longer than the TTL.
+    const askedAt = clock();
     try {
       const listed = await client.usergroups.users.list({ usergroup: groupId });
       const members = new Set(listed.users ?? []);
-      known.set(groupId, { members, at: clock() });
+      known.set(groupId, { members, at: askedAt });
       return members;
     } catch (error) {
       options.warn?.({ err: error, usergroup: groupId }, 'could not read a Slack user group; using its last known members');

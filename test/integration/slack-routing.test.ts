@@ -327,7 +327,9 @@ describe('Slack routing, escalation chains and DMs', () => {
     const row = await waitFor(async () => {
       await deliver();
       const posted = await approvalRow(id);
-      return posted.slack_ts && dmsTo(GREG).some((c) => String(c.args['text']).includes(posted.slack_ts!.replace('.', ''))) ? posted : null;
+      // One DM row each, possibly sent by different outbox passes: wait for both people.
+      const dmed = (user: string) => dmsTo(user).some((c) => String(c.args['text']).includes(posted.slack_ts!.replace('.', '')));
+      return posted.slack_ts && dmed(GREG) && dmed(FIONA) ? posted : null;
     });
     const permalink = `https://invoke-emulator.slack.com/archives/${FINANCE_CHANNEL}/p${row.slack_ts!.replace('.', '')}`;
     expect(dmsTo(FIONA).filter((c) => String(c.args['text']).includes(`<${permalink}|Open the card>`))).toHaveLength(1);
