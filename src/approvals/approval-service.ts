@@ -67,6 +67,9 @@ export interface ApprovalServiceDeps {
   reviewUrl?: ((approval: { id: string; expires_at: Date }) => string) | null;
 }
 
+/** How many of the oldest pending approvals a "what may I decide" list looks through (each is checked on its own). */
+const DECIDABLE_SCANNED = 200;
+
 /** Deciding approvals: the same code for the API, Slack and the sweeps. */
 export function createApprovalService(deps: ApprovalServiceDeps) {
   const { config, approvals, waiter } = deps;
@@ -121,18 +124,25 @@ export function createApprovalService(deps: ApprovalServiceDeps) {
     },
 
     /**
-     * Whether `actor` may decide this approval now: the decision check itself, and not twice for
-     * a quorum. What `/invoke approvals mine` lists.
+     * The pending approvals `actor` may decide now (what `/invoke approvals mine` and App Home
+     * list): the decision check itself on each row, and not twice for a quorum. Looks through the
+     * oldest DECIDABLE_SCANNED pending approvals; `scannedAll` is false when more are pending.
      */
-    async mayDecide(actor: ApproverActor, view: ApprovalView): Promise<boolean> {
-      if (view.approvals.some((vote) => vote.approver === actor.approver)) return false;
-      return assertMayDecide(await load(view.id), actor).then(
-        () => true,
-        (error: unknown) => {
-          if (error instanceof AppError) return false;
-          throw error;
-        },
+    async pendingDecidableBy(actor: ApproverActor): Promise<{ approvals: ApprovalView[]; scannedAll: boolean }> {
+      const rows = await approvals.listApprovals('pending', DECIDABLE_SCANNED);
+      const allowed = await Promise.all(
+        rows.map((row) =>
+          assertMayDecide(row, actor).then(
+            () => true,
+            (error: unknown) => {
+              if (error instanceof AppError) return false;
+              throw error;
+            },
+          ),
+        ),
       );
+      const views = await Promise.all(rows.filter((_, i) => allowed[i]).map(view));
+      return { approvals: views.filter((v) => !v.approvals.some((vote) => vote.approver === actor.approver)), scannedAll: rows.length < DECIDABLE_SCANNED };
     },
 
     /** Throws unless `actor` is among the approval's deciders (refetch: not a decision, open to the requester). */

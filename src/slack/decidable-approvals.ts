@@ -1,8 +1,5 @@
 import type { ApprovalService, ApprovalView } from '../approvals/approval-service.ts';
 
-/** How many of the oldest pending approvals are looked through (each is checked on its own). */
-const SCANNED = 200;
-
 export interface DecidableApprovals {
   /** Whether the Slack user is an approver at all: a global one, or one some pending approval is routed to. */
   isApprover: boolean;
@@ -22,11 +19,9 @@ export function createDecidableApprovals(deps: { approvals: ApprovalService; isG
 
   return {
     async pendingFor(userId: string): Promise<DecidableApprovals> {
-      const pending = await approvals.list('pending', SCANNED);
-      const allowed = await Promise.all(pending.map((view) => approvals.mayDecide({ approver: userId, via: 'slack' }, view)));
-      const decidable = pending.filter((_, i) => allowed[i]);
+      const { approvals: decidable, scannedAll } = await approvals.pendingDecidableBy({ approver: userId, via: 'slack' });
       const isApprover = decidable.length > 0 || (await deps.isGlobalApprover(userId));
-      return { isApprover, approvals: decidable, scannedAll: pending.length < SCANNED };
+      return { isApprover, approvals: decidable, scannedAll };
     },
   };
 }

@@ -52,9 +52,6 @@ export interface InvokeCommand {
 }
 
 const APPROVALS_SHOWN = 25;
-/** How many of the oldest pending approvals `approvals mine` looks through (each is checked on its own). */
-const MINE_SCANNED = 200;
-
 export function createInvokeCommand(deps: InvokeCommandDeps): InvokeCommand {
   const { traces, calls, approvals, registry } = deps;
   const queries = createCommandQueriesRepository(deps.db);
@@ -81,15 +78,13 @@ export function createInvokeCommand(deps: InvokeCommandDeps): InvokeCommand {
   }
 
   async function approvalsForCaller(caller: CommandCaller, now: Date): Promise<SlackMessage> {
-    const pending = await approvals.list('pending', MINE_SCANNED);
     // The decision check itself (routing, self-approval, quorum votes): what a click would be allowed.
-    const allowed = await Promise.all(pending.map((view) => approvals.mayDecide({ approver: caller.userId, via: 'slack' }, view)));
-    const mine = pending.filter((_, i) => allowed[i]);
+    const { approvals: mine, scannedAll } = await approvals.pendingDecidableBy({ approver: caller.userId, via: 'slack' });
     if (mine.length === 0 && !(await caller.isApprover())) return renderNotAnApprover();
     const shown = mine.slice(0, APPROVALS_SHOWN);
     return renderPendingApprovals(shown, mine.length, await cardLinks(shown.map((a) => a.id)), now, {
       mine: true,
-      scannedAll: pending.length < MINE_SCANNED,
+      scannedAll,
     });
   }
 
