@@ -111,7 +111,10 @@ export interface InvokeProcess extends Running {
 /** Starts Invoke as its own process and waits until /health answers 200. */
 export async function startInvokeProcess(options: { storeEnv: Record<string, string>; env?: Record<string, string>; runtime?: Runtime }): Promise<InvokeProcess> {
   const port = await freePort();
-  const [command, args] = COMMANDS[options.runtime ?? 'compiled'];
+  const [command, commandArgs] = COMMANDS[options.runtime ?? 'compiled'];
+  // BENCH_CPU_PROF=<dir>: each Invoke process writes a V8 CPU profile there when it stops.
+  const profileDir = process.env['BENCH_CPU_PROF'];
+  const args = profileDir && command === process.execPath ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, ...commandArgs] : commandArgs;
   const started = performance.now();
   const child = spawn(command, args, { cwd: ROOT, env: invokeEnv(options.storeEnv, options.env ?? {}, port), stdio: ['ignore', 'pipe', 'pipe'] });
   const output = tail(child);

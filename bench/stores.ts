@@ -28,6 +28,8 @@ export interface StoreProvider {
   fresh(): Promise<BenchDatabase>;
   /** Safe to pass around on its own: the bench keeps it in its interrupt handlers. */
   close: () => Promise<void>;
+  /** CPU seconds of a Postgres server the bench started (undefined for DATABASE_URL and the embedded store). */
+  serverCpuSeconds(): number | undefined;
 }
 
 export async function openProvider(kind: StoreKind): Promise<StoreProvider> {
@@ -38,7 +40,7 @@ export async function openProvider(kind: StoreKind): Promise<StoreProvider> {
 async function postgresProvider(): Promise<StoreProvider> {
   const given = process.env['DATABASE_URL'];
   // Durable, as in production: every call and trace is on disk before its answer.
-  const server = given ? { url: given, stop() {} } : await startPostgres({ durable: true });
+  const server = given ? { url: given, stop() {}, cpuSeconds: () => undefined } : await startPostgres({ durable: true });
   const created: string[] = [];
   const admin = async <T>(run: (client: pg.Client) => Promise<T>): Promise<T> => {
     const client = new pg.Client({ connectionString: server.url });
@@ -53,6 +55,7 @@ async function postgresProvider(): Promise<StoreProvider> {
   return {
     kind: 'postgres',
     describe: `PostgreSQL ${version} (${given ? 'DATABASE_URL' : 'throwaway local server, fsync and synchronous commit on'})`,
+    serverCpuSeconds: () => server.cpuSeconds(),
     async fresh() {
       const name = `invoke_bench_${crypto.randomUUID().replaceAll('-', '').slice(0, 12)}`;
       await admin((c) => c.query(`create database ${name}`));
@@ -86,6 +89,7 @@ async function embeddedProvider(): Promise<StoreProvider> {
   return {
     kind: 'embedded',
     describe: 'embedded (PGlite, data directory on local disk)',
+    serverCpuSeconds: () => undefined,
     async fresh() {
       const dataDir = path.join(root, `db-${++count}`);
       await cp(template, dataDir, { recursive: true });

@@ -16,6 +16,8 @@ export const throughputSection: Section = async (ctx) => {
   await warmUp(governed(invoke.url), 300);
 
   const rows: string[][] = [];
+  // A Postgres server the bench started: its CPU per call too (the other half of a call's cost).
+  const showServer = ctx.store.serverCpuSeconds() !== undefined;
   const data: Record<string, Record<string, LoadResult>> = {};
   const chart: ChartPoint[] = [];
   for (const concurrency of CONCURRENCY) {
@@ -29,14 +31,23 @@ export const throughputSection: Section = async (ctx) => {
       ['/v1/call, new idempotency key', governed(invoke.url, (i) => `k-${run}-${concurrency}-${i}`)],
       ['/v1/call, replayed idempotency key', replay],
     ];
-    const results: Record<string, LoadResult & { invokeCpuMsPerCall?: number }> = {};
+    const results: Record<string, LoadResult & { invokeCpuMsPerCall?: number; postgresCpuMsPerCall?: number }> = {};
     for (const [name, send] of cases) {
       const before = await processMetrics(invoke.url);
+      const serverBefore = ctx.store.serverCpuSeconds();
       const result = await runLoad(send, { concurrency, durationMs });
       const after = await processMetrics(invoke.url);
+      const serverAfter = ctx.store.serverCpuSeconds();
       // The direct case does not touch Invoke: whatever CPU it used then was not a call's.
       const governedCase = name !== cases[0]![0];
-      results[name] = governedCase ? { ...result, invokeCpuMsPerCall: ((after.cpuSeconds - before.cpuSeconds) * 1000) / result.requests } : result;
+      const perCall = (seconds: number) => (seconds * 1000) / result.requests;
+      results[name] = governedCase
+        ? {
+            ...result,
+            invokeCpuMsPerCall: perCall(after.cpuSeconds - before.cpuSeconds),
+            ...(serverBefore !== undefined && serverAfter !== undefined ? { postgresCpuMsPerCall: perCall(serverAfter - serverBefore) } : {}),
+          }
+        : result;
     }
     const base = results[cases[0]![0]]!;
     for (const [name] of cases) {
@@ -50,6 +61,7 @@ export const throughputSection: Section = async (ctx) => {
         ms(r.latency.p99),
         r === base ? '' : ratio(r.latency.p99, base.latency.p99),
         r.invokeCpuMsPerCall === undefined ? '' : ms(r.invokeCpuMsPerCall),
+        ...(showServer ? [r.postgresCpuMsPerCall === undefined ? '' : ms(r.postgresCpuMsPerCall)] : []),
         r.errors > 0 ? `${r.errors} (${r.firstError})` : '0',
       ]);
     }
@@ -60,11 +72,12 @@ export const throughputSection: Section = async (ctx) => {
     tables: [
       {
         title: `Throughput, closed loop (${durationMs / 1000} s per case)`,
-        columns: ['conc.', 'case', 'calls/s', 'slower', 'p50 ms', 'p99 ms', 'p99 vs direct', 'Invoke CPU ms/call', 'errors'],
+        columns: ['conc.', 'case', 'calls/s', 'slower', 'p50 ms', 'p99 ms', 'p99 vs direct', 'Invoke CPU ms/call', ...(showServer ? ['Postgres CPU ms/call'] : []), 'errors'],
         rows,
         notes: [
           '"slower": direct calls/s divided by this case\'s calls/s.',
           `"Invoke CPU ms/call": CPU time of the Invoke process per call (its /metrics), steadier than calls/s on a busy machine${ctx.store.kind === 'embedded' ? '; includes the embedded database' : "; the Postgres server's own CPU is not in it"}.`,
+          ...(showServer ? ['"Postgres CPU ms/call": CPU time of the Postgres server\'s processes per call (/proc), all its work for the call: statements, WAL, commits.'] : []),
         ],
       },
     ],

@@ -45,7 +45,7 @@ export interface Store {
   ping(): Promise<void>;
   /**
    * One hot-path statement, outside any transaction (it commits by itself). On Postgres it is a
-   * named prepared statement, parsed and planned once per connection; on the embedded store it
+   * named prepared statement, parsed once per connection and planned on each run; on the embedded store it
    * queues behind open transactions like every other query.
    */
   run<Row>(statement: Statement, values: readonly unknown[]): Promise<Row[]>;
@@ -67,7 +67,15 @@ export interface Statement {
 export async function openStore(options: StoreOptions): Promise<Store> {
   const { databaseUrl } = options;
   if (databaseUrl) {
-    const pool = new pg.Pool({ connectionString: databaseUrl, max: options.poolSize ?? 10, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+    const pool = new pg.Pool({
+      connectionString: databaseUrl,
+      max: options.poolSize ?? 10,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      // The hot path's prepared statements are parsed once and planned on every run. After five
+      // runs Postgres would keep a generic plan made while the tables were small (a sequential
+      // scan of calls), and keep it as they grow. Kysely's own queries are unnamed: planned anyway.
+      options: '-c plan_cache_mode=force_custom_plan',
+    });
     // A connection dies when Postgres stops or restarts; that must never crash the process. An
     // idle one: the pool emits 'error' and drops it. A checked-out one (Kysely holds one per
     // query or transaction): pg emits 'error' on the client itself, where pg-pool does not

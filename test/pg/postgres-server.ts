@@ -1,5 +1,5 @@
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -48,6 +48,8 @@ export interface RunningPostgres {
   halt(mode: 'fast' | 'immediate'): Promise<void>;
   /** Starts the halted server again on the same data directory and port (after `immediate`, with crash recovery). */
   startAgain(): Promise<void>;
+  /** CPU seconds used so far by the server's processes alive now (Linux /proc; undefined elsewhere). */
+  cpuSeconds(): number | undefined;
 }
 
 /**
@@ -94,6 +96,7 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     halt: (mode) => runAsync('pg_ctl', ['-D', dataDir, '-m', mode, '-w', '-t', '60', 'stop']),
     startAgain: () => runAsync('pg_ctl', startArgs),
+    cpuSeconds: () => serverCpuSeconds(dataDir),
     stop() {
       try {
         // Already stopped (a test that halted it and failed before starting it again): nothing to stop.
@@ -103,4 +106,33 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
       }
     },
   };
+}
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ: 100 on every Linux this runs on). */
+const TICKS_PER_SECOND = 100;
+
+/**
+ * utime + stime of the postmaster and its children (backends, WAL writer, checkpointer), read
+ * from /proc. A backend that exited took its CPU with it: the bench's pool keeps its connections.
+ */
+function serverCpuSeconds(dataDir: string): number | undefined {
+  try {
+    const postmaster = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    let ticks = 0;
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      } catch {
+        continue; // exited meanwhile
+      }
+      // Fields after the command name (which may hold spaces): state, ppid, ..., utime (14th), stime (15th).
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(entry) === postmaster || Number(fields[1]) === postmaster) ticks += Number(fields[11]) + Number(fields[12]);
+    }
+    return ticks / TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
 }
