@@ -6,6 +6,7 @@ import * as sweeps from './20261123_0004_sweeps.ts';
 import * as approvalRequester from './20261124_0005_approval_requester.ts';
 import * as traceIndexes from './20261129_0001_trace_indexes.ts';
 import * as reviewLinkUses from './20261201_0001_review_link_uses.ts';
+import * as traceOnCall from './20261202_0001_trace_on_call.ts';
 
 /**
  * Every migration, by its timestamped name. Listed statically (rather than read from the folder
@@ -19,4 +20,5 @@ export const migrations: Record<string, Migration> = {
   '20261124_0005_approval_requester': approvalRequester,
   '20261129_0001_trace_indexes': traceIndexes,
   '20261201_0001_review_link_uses': reviewLinkUses,
+  '20261202_0001_trace_on_call': traceOnCall,
 };

@@ -17,7 +17,7 @@ import { API_KEY, startInvokeProcess } from '../processes.ts';
 import { AUTH, count, governed, ms, ratio, registerBenchTool, TOOL_KEY, type Section } from '../section.ts';
 
 /**
- * N copies of one approval and its call (and the call's trace events), expired an hour ago.
+ * N copies of one approval and its call (with the call's trace), expired an hour ago.
  * jsonb_populate_record keeps every other column as it is, whatever columns the tables have.
  */
 async function cloneExpired(db: Kysely<Database>, approvalId: string, callId: string, n: number): Promise<void> {
@@ -25,10 +25,6 @@ async function cloneExpired(db: Kysely<Database>, approvalId: string, callId: st
     insert into calls
     select (jsonb_populate_record(c, jsonb_build_object('id', c.id || '_' || g, 'created_at', now() - interval '2 hours'))).*
     from calls c, generate_series(1, ${n}::int) g where c.id = ${callId}`.execute(db);
-  await sql`
-    insert into trace_events (call_id, step, status, detail, duration_ms, at)
-    select e.call_id || '_' || g, e.step, e.status, e.detail, e.duration_ms, now() - interval '2 hours'
-    from trace_events e, generate_series(1, ${n}::int) g where e.call_id = ${callId}`.execute(db);
   await sql`
     insert into approvals
     select (jsonb_populate_record(a, jsonb_build_object(

@@ -3,7 +3,7 @@ import type { Database } from '../db/schema.ts';
 import { jsonb, jsonForPostgres, type Statement, type Store } from '../db/store.ts';
 import { createWriteBatcher } from '../db/write-batcher.ts';
 import type { TraceEvent } from '../traces/trace-recorder.ts';
-import { insertTraceEvents, OPEN_CALL_STATUSES, toCallSummary, type CallDetail } from '../traces/traces-repository.ts';
+import { OPEN_CALL_STATUSES, toCallSummary, type CallDetail } from '../traces/traces-repository.ts';
 import type { CallAnswer, CallStatus } from './call-types.ts';
 import type { CallRequest } from './call-request.ts';
 
@@ -22,7 +22,7 @@ export type ClaimResult =
 
 type Db = Kysely<Database> | Transaction<Database>;
 
-async function insertCall(trx: Db, call: NewCall): Promise<void> {
+async function insertCall(trx: Db, call: NewCall, trace: TraceEvent[]): Promise<void> {
   await trx
     .insertInto('calls')
     .values({
@@ -32,6 +32,7 @@ async function insertCall(trx: Db, call: NewCall): Promise<void> {
       tool: call.tool,
       status: 'in_flight',
       request: jsonb(call.request),
+      trace: jsonb(trace),
       idempotency_key: call.idempotency_key,
       lease_expires_at: sql<Date>`now() + ${`${call.lease_ms} milliseconds`}::interval`,
     })
@@ -81,31 +82,23 @@ async function writeAnswer(trx: Transaction<Database>, callId: string, httpStatu
 /** The batch: one jsonb array parameter, each element one call's write, kept in order. */
 const INPUT = `input as (select i.ord, i.value as v from jsonb_array_elements($1::jsonb) with ordinality as i(value, ord))`;
 
-/** The trace events each element carries, inserted in order (a call's trace is read back by id). */
-const traceOf = (filter: string) => `
-  insert into trace_events (call_id, step, status, detail, duration_ms, at)
-  select i.v->>'id', e.value->>'step', e.value->>'status', e.value->'detail', (e.value->>'duration_ms')::integer, (e.value->>'at')::timestamptz
-  from input i cross join lateral jsonb_array_elements(i.v->'events') with ordinality as e(value, ord)
-  ${filter}
-  order by i.ord, e.ord`;
-
 const LEASE = `now() + (v->>'lease_ms')::float8 * interval '1 millisecond'`;
 
 /**
  * The hot path of `/v1/call` is two statements, each its own commit, and concurrent calls share
- * them (see write-batcher.ts): the claim (the call row, the idempotency key when there is one,
- * and the trace so far) and the completion (the answer, the key's state, and the rest of the
- * trace). A crash between them leaves an in-flight call with a readable trace, for the recovery
- * sweep.
+ * them (see write-batcher.ts): the claim (the call row with the trace so far, and the idempotency
+ * key when there is one) and the completion (the answer, the key's state, and the rest of the
+ * trace, appended on the row). A crash between them leaves an in-flight call with a readable
+ * trace, for the recovery sweep.
  */
 const CLAIM_CALLS: Statement = {
   name: 'invoke_claim_calls',
   text: `
     with ${INPUT}, call as (
-      insert into calls (id, api_key_id, agent_id, tool, status, request, idempotency_key, lease_expires_at)
-      select v->>'id', v->>'api_key_id', v->>'agent_id', v->>'tool', 'in_flight', v->'request', null, ${LEASE}
+      insert into calls (id, api_key_id, agent_id, tool, status, request, trace, idempotency_key, lease_expires_at)
+      select v->>'id', v->>'api_key_id', v->>'agent_id', v->>'tool', 'in_flight', v->'request', v->'events', null, ${LEASE}
       from input order by ord
-    ), trace as (${traceOf('')})
+    )
     select count(*)::int as written from input`,
 };
 
@@ -126,10 +119,10 @@ const CLAIM_KEYED_CALLS: Statement = {
       on conflict (api_key_id, key) do nothing
       returning call_id
     ), call as (
-      insert into calls (id, api_key_id, agent_id, tool, status, request, idempotency_key, lease_expires_at)
-      select v->>'id', v->>'api_key_id', v->>'agent_id', v->>'tool', 'in_flight', v->'request', v->>'key', ${LEASE}
+      insert into calls (id, api_key_id, agent_id, tool, status, request, trace, idempotency_key, lease_expires_at)
+      select v->>'id', v->>'api_key_id', v->>'agent_id', v->>'tool', 'in_flight', v->'request', v->'events', v->>'key', ${LEASE}
       from input where v->>'id' in (select call_id from claim) order by ord
-    ), trace as (${traceOf(`where i.v->>'id' in (select call_id from claim)`)})
+    )
     select i.v->>'id' as id, c.call_id is not null as claimed, k.fingerprint, k.state, k.call_id, k.http_status,
            k.expires_at < now() as expired, coalesce(k.response, held.answer) as response
     from input i
@@ -145,7 +138,7 @@ const COMPLETE_CALLS: Statement = {
   text: `
     with ${INPUT}, call as (
       update calls c
-      set status = i.v->>'status', answer = i.v->'answer', attempts = (i.v->>'attempts')::integer,
+      set status = i.v->>'status', answer = i.v->'answer', attempts = (i.v->>'attempts')::integer, trace = c.trace || (i.v->'events'),
           duration_ms = coalesce((i.v->>'duration_ms')::integer, c.duration_ms), finished_at = now(), lease_expires_at = null
       from input i
       -- A final answer stands: a run that finishes after recovery settled it changes nothing.
@@ -155,7 +148,7 @@ const COMPLETE_CALLS: Statement = {
       update idempotency_keys k set state = 'completed', http_status = call.http_status, response = null
       from call
       where k.api_key_id = call.api_key_id and k.key = call.idempotency_key and k.call_id = call.id
-    ), trace as (${traceOf('')})
+    )
     select count(*)::int as written from call`,
 };
 
@@ -168,28 +161,19 @@ const COMPLETE_CALLS: Statement = {
 const END_CALLS_UNRUN: Statement = {
   name: 'invoke_end_calls_unrun',
   text: `
-    with ${INPUT}, earlier as (
-      select e.call_id, jsonb_agg(
-          jsonb_build_object('step', e.step, 'status', e.status, 'at', to_char(e.at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
-          || case when e.duration_ms is null then '{}'::jsonb else jsonb_build_object('duration_ms', e.duration_ms) end
-          || case when e.detail is null then '{}'::jsonb else jsonb_build_object('detail', e.detail) end
-          order by e.id) as trace
-      from trace_events e
-      where e.call_id in (select v->>'id' from input)
-      group by e.call_id
-    ), call as (
+    with ${INPUT}, call as (
       update calls c
-      set status = $2::text, attempts = 0, finished_at = now(), lease_expires_at = null,
+      set status = $2::text, attempts = 0, finished_at = now(), lease_expires_at = null, trace = c.trace || (i.v->'events'),
           answer = jsonb_build_object('status', $2::text, 'call_id', c.id, 'tool', c.tool, 'agent_id', c.agent_id, 'attempts', 0, 'reason', $3::text,
-                                      'trace', coalesce(earlier.trace, '[]'::jsonb) || (i.v->'events'))
-      from input i left join earlier on earlier.call_id = i.v->>'id'
+                                      'trace', c.trace || (i.v->'events'))
+      from input i
       where c.id = i.v->>'id' and c.status in ('in_flight', 'pending_approval', 'escalated')
       returning c.id, c.api_key_id, c.idempotency_key, case when (i.v->>'answer_wanted')::boolean then c.answer end as answer
     ), key as (
       update idempotency_keys k set state = 'completed', http_status = 200, response = null
       from call
       where k.api_key_id = call.api_key_id and k.key = call.idempotency_key and k.call_id = call.id
-    ), trace as (${traceOf('')})
+    )
     select id, answer from call where answer is not null`,
 };
 
@@ -315,8 +299,7 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
           return settledClaim(call, fingerprint, existing);
         }
       }
-      await insertCall(trx, call);
-      await insertTraceEvents(trx, call.id, trace);
+      await insertCall(trx, call, trace);
       return { kind: 'claimed' } as const;
     });
   }
@@ -445,9 +428,8 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
     /** Gives back a claim whose call never reached the tool (an internal error before any attempt). */
     async releaseClaim(apiKeyId: string, callId: string, idempotencyKey: string | null): Promise<void> {
       await db.transaction().execute(async (trx) => {
-        const released = await trx.deleteFrom('calls').where('id', '=', callId).where('status', '=', 'in_flight').executeTakeFirst();
         // The trace written with the claim goes with it: nothing happened.
-        if (Number(released.numDeletedRows) > 0) await trx.deleteFrom('trace_events').where('call_id', '=', callId).execute();
+        await trx.deleteFrom('calls').where('id', '=', callId).where('status', '=', 'in_flight').execute();
         if (idempotencyKey !== null) {
           await trx
             .deleteFrom('idempotency_keys')

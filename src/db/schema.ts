@@ -34,6 +34,8 @@ export interface CallsTable {
   status: string;
   request: Json;
   answer: Json | null;
+  /** The call's trace: a JSON array of its events, in order (appended to, never rewritten). */
+  trace: ColumnType<unknown, string | undefined, string>;
   attempts: Generated<number>;
   idempotency_key: string | null;
   duration_ms: number | null;
@@ -53,16 +55,6 @@ export interface IdempotencyKeysTable {
   created_at: Timestamp;
   expires_at: Timestamp;
   replays: Generated<number>;
-}
-
-export interface TraceEventsTable {
-  id: Generated<string>;
-  call_id: string;
-  step: string;
-  status: string;
-  detail: Json | null;
-  duration_ms: number | null;
-  at: Timestamp;
 }
 
 export interface ApprovalsTable {
@@ -154,7 +146,6 @@ export interface Database {
   tools: ToolsTable;
   calls: CallsTable;
   idempotency_keys: IdempotencyKeysTable;
-  trace_events: TraceEventsTable;
   approvals: ApprovalsTable;
   approval_votes: ApprovalVotesTable;
   approval_events: ApprovalEventsTable;

@@ -147,10 +147,9 @@ export function createSweepService(deps: SweepDeps) {
   /** Bounded batches, so a large backlog never holds long locks. */
   async function trimRetention(counts: SweepCounts): Promise<void> {
     counts.idempotency_keys_removed += await calls.trimExpiredKeys(1000);
-    const events = await traces.trimEventsBefore(config.traceRetentionMs, 5000);
-    const oldCalls = await calls.trimFinishedBefore(config.traceRetentionMs, 1000);
+    // A call's trace is on its row: it goes with the call.
+    counts.traces_removed += await calls.trimFinishedBefore(config.traceRetentionMs, 1000);
     await deps.trimCronClaims();
-    counts.traces_removed += events + oldCalls;
   }
 
   return {

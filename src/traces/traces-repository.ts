@@ -71,47 +71,20 @@ export function toCallSummary(row: {
 
 const SUMMARY_COLUMNS = ['id', 'agent_id', 'tool', 'status', 'attempts', 'idempotency_key', 'created_at', 'finished_at', 'duration_ms'] as const;
 
-/** Appends a call's trace events, inside the caller's transaction or on their own. */
-export async function insertTraceEvents(trx: Db, callId: string, events: TraceEvent[]): Promise<void> {
+/** Appends events to a call's trace (on its row), inside the caller's transaction or on their own. */
+export async function appendTraceEvents(trx: Db, callId: string, events: TraceEvent[]): Promise<void> {
   if (events.length === 0) return;
   await trx
-    .insertInto('trace_events')
-    .values(
-      events.map((e) => ({
-        call_id: callId,
-        step: e.step,
-        status: e.status,
-        detail: e.detail ? jsonb(e.detail) : null,
-        duration_ms: e.duration_ms ?? null,
-        at: e.at,
-      })),
-    )
+    .updateTable('calls')
+    .set({ trace: sql`trace || ${jsonb(events)}` })
+    .where('id', '=', callId)
     .execute();
 }
 
 export function createTracesRepository(db: Kysely<Database>) {
   return {
     async appendEvents(callId: string, events: TraceEvent[], trx: Db = db): Promise<void> {
-      await insertTraceEvents(trx, callId, events);
-    },
-
-    /** Events older than the retention, a bounded batch; a call still open keeps its history. */
-    async trimEventsBefore(retentionMs: number, limit: number): Promise<number> {
-      const cutoff = sql<Date>`now() - ${`${retentionMs} milliseconds`}::interval`;
-      const removed = await db
-        .deleteFrom('trace_events')
-        .where(
-          'id',
-          'in',
-          db
-            .selectFrom('trace_events')
-            .select('id')
-            .where('at', '<', cutoff)
-            .where('call_id', 'not in', db.selectFrom('calls').select('id').where('status', 'in', OPEN_CALL_STATUSES))
-            .limit(limit),
-        )
-        .executeTakeFirst();
-      return Number(removed.numDeletedRows ?? 0);
+      await appendTraceEvents(trx, callId, events);
     },
 
     async eventsFor(callId: string): Promise<TraceEvent[]> {
@@ -141,22 +114,12 @@ export function createTracesRepository(db: Kysely<Database>) {
       return rows.map((row) => ({ ...toCallSummary(row), cursor_at: row.cursor_at }));
     },
 
-    /** Events of many calls at once, for exports. */
+    /** Events of many calls at once, for exports: each call's trace as its row holds it. */
     async eventsForCalls(callIds: string[], trx: Db = db): Promise<Map<string, TraceEvent[]>> {
       const byCall = new Map<string, TraceEvent[]>(callIds.map((id) => [id, []]));
       if (callIds.length === 0) return byCall;
-      const rows = await trx
-        .selectFrom('trace_events')
-        .select(['call_id', 'step', 'status', 'detail', 'duration_ms', 'at'])
-        .where('call_id', 'in', callIds)
-        .orderBy('id')
-        .execute();
-      for (const r of rows) {
-        const event: TraceEvent = { step: r.step, status: r.status, at: r.at.toISOString() };
-        if (r.duration_ms !== null) event.duration_ms = r.duration_ms;
-        if (r.detail !== null) event.detail = r.detail as Record<string, unknown>;
-        byCall.get(r.call_id)?.push(event);
-      }
+      const rows = await trx.selectFrom('calls').select(['id', 'trace']).where('id', 'in', callIds).execute();
+      for (const row of rows) byCall.set(row.id, row.trace as TraceEvent[]);
       return byCall;
     },
   };

@@ -317,7 +317,6 @@ describe('/invoke command', () => {
         await built.services.approvals.reject({ approver: 'alice', via: 'slack' }, another.body.approval.id, 'cleanup');
         await built.store.db.deleteFrom('approval_events').where('approval_id', '=', another.body.approval.id).execute();
         await built.store.db.deleteFrom('approvals').where('id', '=', another.body.approval.id).execute();
-        await built.store.db.deleteFrom('trace_events').where('call_id', '=', another.body.call_id).execute();
         await built.store.db.deleteFrom('calls').where('id', '=', another.body.call_id).execute();
       }
     });

@@ -112,8 +112,9 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
 const TICKS_PER_SECOND = 100;
 
 /**
- * utime + stime of the postmaster and its children (backends, WAL writer, checkpointer), read
- * from /proc. A backend that exited took its CPU with it: the bench's pool keeps its connections.
+ * CPU of the server, read from /proc: utime + stime of the postmaster and of its children alive
+ * now (backends, WAL writer, checkpointer), plus the postmaster's cutime + cstime, which holds
+ * the children that exited (a connection the pool closed).
  */
 function serverCpuSeconds(dataDir: string): number | undefined {
   try {
@@ -129,7 +130,9 @@ function serverCpuSeconds(dataDir: string): number | undefined {
       }
       // Fields after the command name (which may hold spaces): state, ppid, ..., utime (14th), stime (15th).
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(entry) === postmaster || Number(fields[1]) === postmaster) ticks += Number(fields[11]) + Number(fields[12]);
+      // The postmaster's own, plus its children that exited (cutime, cstime: it waits for them all).
+      if (Number(entry) === postmaster) ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+      else if (Number(fields[1]) === postmaster) ticks += Number(fields[11]) + Number(fields[12]);
     }
     return ticks / TICKS_PER_SECOND;
   } catch {

@@ -199,7 +199,9 @@ describe('two replicas sweeping the same rows on a real Postgres server', () => 
     expect(approvals).toHaveLength(EXPIRED + 2 * DRIFTED);
 
     // Recovery: one recovery_started per call, the right outcome, no tool re-run.
-    const recoveryEvents = await db().selectFrom('trace_events').select(['call_id']).where('step', '=', 'recovery_started').execute();
+    const recoveryEvents = (await db().selectFrom('calls').select(['id', 'trace']).execute()).flatMap((c) =>
+      (c.trace as Array<{ step: string }>).filter((e) => e.step === 'recovery_started').map(() => ({ call_id: c.id })),
+    );
     expect(recoveryEvents).toHaveLength(RECONCILABLE + BLIND);
     for (const { callId, body, blind } of interrupted) {
       expect(
