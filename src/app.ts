@@ -292,7 +292,6 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
     approvals: approvalService,
     approvalsRepository,
     calls: callsRepository,
-    traces: tracesRepository,
     recovery: createCallRecovery({
       transact,
       callService: calls,

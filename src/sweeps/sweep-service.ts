@@ -6,7 +6,6 @@ import type { Config } from '../config.ts';
 import type { Transact } from '../db/transact.ts';
 import { AppError } from '../errors.ts';
 import type { ToolRegistry } from '../tools/tool-registry.ts';
-import type { TracesRepository } from '../traces/traces-repository.ts';
 import type { CallRecovery } from './call-recovery.ts';
 
 export const SWEEP_ACTOR = 'system:sweep';
@@ -40,7 +39,6 @@ export interface SweepDeps {
   approvals: ApprovalService;
   approvalsRepository: ApprovalsRepository;
   calls: CallsRepository;
-  traces: TracesRepository;
   recovery: CallRecovery;
   registry: ToolRegistry;
   notifier: ApprovalNotifier;
@@ -56,7 +54,7 @@ export interface SweepDeps {
  * can sweep at once and none changes a row another already changed.
  */
 export function createSweepService(deps: SweepDeps) {
-  const { config, transact, approvals, approvalsRepository, calls, traces, recovery, registry, notifier, log } = deps;
+  const { config, transact, approvals, approvalsRepository, calls, recovery, registry, notifier, log } = deps;
 
   /** Runs `step` for each item; one failure is logged and counted, not fatal to the pass. */
   async function each<T>(items: T[], counts: SweepCounts, step: (item: T) => Promise<void>, concurrency = 1): Promise<void> {
