@@ -123,16 +123,26 @@ const CLAIM_KEYED_CALLS: Statement = {
       select v->>'id', v->>'api_key_id', v->>'agent_id', v->>'tool', 'in_flight', v->'request', v->'events', v->>'key', ${LEASE}
       from input where v->>'id' in (select call_id from claim) order by ord
     )
-    select i.v->>'id' as id, c.call_id is not null as claimed, k.fingerprint, k.state, k.call_id, k.http_status,
-           k.expires_at < now() as expired, coalesce(k.response, held.answer) as response
+    select i.v->>'id' as id, c.call_id is not null as claimed, k.fingerprint, k.state, k.call_id, k.http_status, k.expired, k.response
     from input i
     left join claim c on c.call_id = i.v->>'id'
-    left join idempotency_keys k on c.call_id is null and k.api_key_id = i.v->>'api_key_id' and k.key = i.v->>'key'
-    left join calls held on held.id = k.call_id
+    -- Only a key that was not claimed is looked up, one primary-key probe each (lateral: never a
+    -- scan of the table, whatever the planner guesses of the input's size).
+    left join lateral (
+      select k.fingerprint, k.state, k.call_id, k.http_status, k.expires_at < now() as expired, coalesce(k.response, held.answer) as response
+      from idempotency_keys k left join calls held on held.id = k.call_id
+      where c.call_id is null and k.api_key_id = i.v->>'api_key_id' and k.key = i.v->>'key'
+      limit 1 -- at most one row anyway (the primary key); the limit keeps the planner from flattening the lateral into a join
+    ) k on true
     order by i.ord`,
 };
 
-/** Calls' final answers, their keys' states and the rest of their traces, in one commit. */
+/**
+ * Calls' final answers, their keys' states and the rest of their traces, in one commit. `$2` is
+ * the calls' ids again, as an array: the planner sees how many rows it is after and looks them up
+ * by primary key. Joined on the JSON input alone, it guessed a hundred rows and went through
+ * `calls_status_idx` instead, over every in-flight entry not yet vacuumed.
+ */
 const COMPLETE_CALLS: Statement = {
   name: 'invoke_complete_calls',
   text: `
@@ -142,7 +152,7 @@ const COMPLETE_CALLS: Statement = {
           duration_ms = coalesce((i.v->>'duration_ms')::integer, c.duration_ms), finished_at = now(), lease_expires_at = null
       from input i
       -- A final answer stands: a run that finishes after recovery settled it changes nothing.
-      where c.id = i.v->>'id' and c.status in ('in_flight', 'pending_approval', 'escalated')
+      where c.id = any($2::text[]) and c.id = i.v->>'id' and c.status in ('in_flight', 'pending_approval', 'escalated')
       returning c.id, c.api_key_id, c.idempotency_key, (i.v->>'http_status')::integer as http_status
     ), key as (
       update idempotency_keys k set state = 'completed', http_status = call.http_status, response = null
@@ -155,8 +165,9 @@ const COMPLETE_CALLS: Statement = {
 /**
  * Calls ended without running (their approvals expired), many at once: the answer is built in
  * the statement from the call and the trace it already has, so nothing is read back to build it.
- * `$2` is the status, `$3` the reason; each element carries the call's id, its new trace events
- * and whether its answer is wanted back (for a callback).
+ * `$2` is the status, `$3` the reason, `$4` the ids (looked up by primary key, as in
+ * COMPLETE_CALLS); each element carries the call's id, its new trace events and whether its
+ * answer is wanted back (for a callback).
  */
 const END_CALLS_UNRUN: Statement = {
   name: 'invoke_end_calls_unrun',
@@ -167,7 +178,7 @@ const END_CALLS_UNRUN: Statement = {
           answer = jsonb_build_object('status', $2::text, 'call_id', c.id, 'tool', c.tool, 'agent_id', c.agent_id, 'attempts', 0, 'reason', $3::text,
                                       'trace', c.trace || (i.v->'events'))
       from input i
-      where c.id = i.v->>'id' and c.status in ('in_flight', 'pending_approval', 'escalated')
+      where c.id = any($4::text[]) and c.id = i.v->>'id' and c.status in ('in_flight', 'pending_approval', 'escalated')
       returning c.id, c.api_key_id, c.idempotency_key, case when (i.v->>'answer_wanted')::boolean then c.answer end as answer
     ), key as (
       update idempotency_keys k set state = 'completed', http_status = 200, response = null
@@ -227,6 +238,9 @@ interface CompletionInput {
 const IN_FLIGHT = { postgres: 4, embedded: 1 } as const;
 const MAX_BATCH = 256;
 
+/** The statements of the hot path, for tests that check how Postgres plans them. */
+export const HOT_PATH_STATEMENTS = { CLAIM_CALLS, CLAIM_KEYED_CALLS, COMPLETE_CALLS, END_CALLS_UNRUN } as const;
+
 export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>) {
   const { db } = store;
   const batched = <I, O>(write: (items: I[]) => Promise<O[]>) => createWriteBatcher({ write, maxBatch: MAX_BATCH, maxInFlight: IN_FLIGHT[store.kind] });
@@ -236,7 +250,7 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
   });
   const claimKeyedCalls = batched<KeyedClaimInput, KeyClaimRow>((items) => store.run<KeyClaimRow>(CLAIM_KEYED_CALLS, [jsonForPostgres(items)]));
   const completeCalls = batched<CompletionInput, void>(async (items) => {
-    await store.run(COMPLETE_CALLS, [jsonForPostgres(items)]);
+    await store.run(COMPLETE_CALLS, [jsonForPostgres(items), items.map((i) => i.id)]);
     return items.map(() => undefined);
   });
   // Repeats are counted off the answer's path: a replay never waits on, or queues behind, its
@@ -372,7 +386,9 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
     ): Promise<Map<string, CallAnswer>> {
       if (calls.length === 0) return new Map();
       const input = calls.map((c) => ({ id: c.id, events: c.events, answer_wanted: c.answerWanted }));
-      const { rows } = await trx.executeQuery<{ id: string; answer: CallAnswer }>(CompiledQuery.raw(END_CALLS_UNRUN.text, [jsonForPostgres(input), status, reason]));
+      const { rows } = await trx.executeQuery<{ id: string; answer: CallAnswer }>(
+        CompiledQuery.raw(END_CALLS_UNRUN.text, [jsonForPostgres(input), status, reason, calls.map((c) => c.id)]),
+      );
       return new Map(rows.map((row) => [row.id, row.answer]));
     },
 
