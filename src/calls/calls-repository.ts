@@ -79,8 +79,15 @@ async function writeAnswer(trx: Transaction<Database>, callId: string, httpStatu
   }
 }
 
-/** The batch: one jsonb array parameter, each element one call's write, kept in order. */
-const INPUT = `input as (select i.ord, i.value as v from jsonb_array_elements($1::jsonb) with ordinality as i(value, ord))`;
+/**
+ * The batch: `$1` a jsonb array, each element one call's write, and `$2` their ids in the same
+ * order. Rows come from the ids, so the planner knows how many there are (a jsonb array it
+ * guesses at a hundred, whatever it holds, and then prefers scans to primary-key probes).
+ */
+const INPUT = `input as (select u.ord, u.id, ($1::jsonb) -> (u.ord::int - 1) as v from unnest($2::text[]) with ordinality as u(id, ord))`;
+
+/** `$1` and `$2` of {@link INPUT}. */
+const batchValues = (items: Array<{ id: string }>) => [jsonForPostgres(items), items.map((item) => item.id)];
 
 const LEASE = `now() + (v->>'lease_ms')::float8 * interval '1 millisecond'`;
 
@@ -138,9 +145,8 @@ const CLAIM_KEYED_CALLS: Statement = {
 };
 
 /**
- * Calls' final answers, their keys' states and the rest of their traces, in one commit. `$2` is
- * the calls' ids again, as an array: the planner sees how many rows it is after and looks them up
- * by primary key. Joined on the JSON input alone, it guessed a hundred rows and went through
+ * Calls' final answers, their keys' states and the rest of their traces, in one commit. The calls
+ * are found by primary key: with the batch's size unknown, the planner went through
  * `calls_status_idx` instead, over every in-flight entry not yet vacuumed.
  */
 const COMPLETE_CALLS: Statement = {
@@ -152,7 +158,7 @@ const COMPLETE_CALLS: Statement = {
           duration_ms = coalesce((i.v->>'duration_ms')::integer, c.duration_ms), finished_at = now(), lease_expires_at = null
       from input i
       -- A final answer stands: a run that finishes after recovery settled it changes nothing.
-      where c.id = any($2::text[]) and c.id = i.v->>'id' and c.status in ('in_flight', 'pending_approval', 'escalated')
+      where c.id = i.id and c.status in ('in_flight', 'pending_approval', 'escalated')
       returning c.id, c.api_key_id, c.idempotency_key, (i.v->>'http_status')::integer as http_status
     ), key as (
       update idempotency_keys k set state = 'completed', http_status = call.http_status, response = null
@@ -165,20 +171,19 @@ const COMPLETE_CALLS: Statement = {
 /**
  * Calls ended without running (their approvals expired), many at once: the answer is built in
  * the statement from the call and the trace it already has, so nothing is read back to build it.
- * `$2` is the status, `$3` the reason, `$4` the ids (looked up by primary key, as in
- * COMPLETE_CALLS); each element carries the call's id, its new trace events and whether its
- * answer is wanted back (for a callback).
+ * `$3` is the status, `$4` the reason; each element carries the call's id, its new trace events
+ * and whether its answer is wanted back (for a callback).
  */
 const END_CALLS_UNRUN: Statement = {
   name: 'invoke_end_calls_unrun',
   text: `
     with ${INPUT}, call as (
       update calls c
-      set status = $2::text, attempts = 0, finished_at = now(), lease_expires_at = null, trace = c.trace || (i.v->'events'),
-          answer = jsonb_build_object('status', $2::text, 'call_id', c.id, 'tool', c.tool, 'agent_id', c.agent_id, 'attempts', 0, 'reason', $3::text,
+      set status = $3::text, attempts = 0, finished_at = now(), lease_expires_at = null, trace = c.trace || (i.v->'events'),
+          answer = jsonb_build_object('status', $3::text, 'call_id', c.id, 'tool', c.tool, 'agent_id', c.agent_id, 'attempts', 0, 'reason', $4::text,
                                       'trace', c.trace || (i.v->'events'))
       from input i
-      where c.id = any($4::text[]) and c.id = i.v->>'id' and c.status in ('in_flight', 'pending_approval', 'escalated')
+      where c.id = i.id and c.status in ('in_flight', 'pending_approval', 'escalated')
       returning c.id, c.api_key_id, c.idempotency_key, case when (i.v->>'answer_wanted')::boolean then c.answer end as answer
     ), key as (
       update idempotency_keys k set state = 'completed', http_status = 200, response = null
@@ -245,12 +250,12 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
   const { db } = store;
   const batched = <I, O>(write: (items: I[]) => Promise<O[]>) => createWriteBatcher({ write, maxBatch: MAX_BATCH, maxInFlight: IN_FLIGHT[store.kind] });
   const claimCalls = batched<ClaimInput, void>(async (items) => {
-    await store.run(CLAIM_CALLS, [jsonForPostgres(items)]);
+    await store.run(CLAIM_CALLS, batchValues(items));
     return items.map(() => undefined);
   });
-  const claimKeyedCalls = batched<KeyedClaimInput, KeyClaimRow>((items) => store.run<KeyClaimRow>(CLAIM_KEYED_CALLS, [jsonForPostgres(items)]));
+  const claimKeyedCalls = batched<KeyedClaimInput, KeyClaimRow>((items) => store.run<KeyClaimRow>(CLAIM_KEYED_CALLS, batchValues(items)));
   const completeCalls = batched<CompletionInput, void>(async (items) => {
-    await store.run(COMPLETE_CALLS, [jsonForPostgres(items), items.map((i) => i.id)]);
+    await store.run(COMPLETE_CALLS, batchValues(items));
     return items.map(() => undefined);
   });
   // Repeats are counted off the answer's path: a replay never waits on, or queues behind, its
@@ -387,7 +392,7 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
       if (calls.length === 0) return new Map();
       const input = calls.map((c) => ({ id: c.id, events: c.events, answer_wanted: c.answerWanted }));
       const { rows } = await trx.executeQuery<{ id: string; answer: CallAnswer }>(
-        CompiledQuery.raw(END_CALLS_UNRUN.text, [jsonForPostgres(input), status, reason, calls.map((c) => c.id)]),
+        CompiledQuery.raw(END_CALLS_UNRUN.text, [jsonForPostgres(input), calls.map((c) => c.id), status, reason]),
       );
       return new Map(rows.map((row) => [row.id, row.answer]));
     },

@@ -69,11 +69,11 @@ describe('hot-path statement plans', () => {
       { id: 'new1', api_key_id: 'k', agent_id: 'a', tool: 't.x', request: {}, lease_ms: 60_000, events, key: 'fresh', fingerprint: 'fp', ttl_ms: 60_000 },
       { id: 'new2', api_key_id: 'k', agent_id: 'a', tool: 't.x', request: {}, lease_ms: 60_000, events, key: 'key7', fingerprint: 'fp', ttl_ms: 60_000 },
     ];
-    byPrimaryKeyOnly(await accesses(HOT_PATH_STATEMENTS.CLAIM_KEYED_CALLS.text, [jsonForPostgres(input)]));
+    byPrimaryKeyOnly(await accesses(HOT_PATH_STATEMENTS.CLAIM_KEYED_CALLS.text, [jsonForPostgres(input), input.map((i) => i.id)]));
   });
 
   it('ending calls that never ran finds them by primary key', async () => {
     const input = [{ id: 'old100', events, answer_wanted: false }];
-    byPrimaryKeyOnly(await accesses(HOT_PATH_STATEMENTS.END_CALLS_UNRUN.text, [jsonForPostgres(input), 'cancelled', 'expired', ['old100']]));
+    byPrimaryKeyOnly(await accesses(HOT_PATH_STATEMENTS.END_CALLS_UNRUN.text, [jsonForPostgres(input), ['old100'], 'cancelled', 'expired']));
   });
 });
