@@ -255,8 +255,11 @@ export function createApprovalsRepository(db: Kysely<Database>) {
             .where('status', '=', 'pending')
             .where('expires_at', '<=', sql<Date>`now()`)
             .where(sql<boolean>`coalesce(checkpoint->'contract'->>'on_expire', checkpoint->'policy_rule'->>'on_expire', 'cancel') <> 'escalate'`)
-            // An escalation chain hands over rather than cancels.
-            .where(sql<boolean>`checkpoint->'escalation_chain' is null`)
+            // An escalation chain hands over rather than cancels. Written as "has no such key"
+            // (`?`), which the planner estimates from the column: `-> ... is null` it guessed true
+            // for 0.5% of rows, so it sorted every pending approval instead of walking
+            // approvals_pending_expiry_idx to the first `limit` (a pass over 100,000 went quadratic).
+            .where(sql<boolean>`not (checkpoint ? 'escalation_chain')`)
             .orderBy('expires_at')
             .limit(limit)
             .forUpdate()
