@@ -18,6 +18,7 @@ import type { Config } from './config.ts';
 import { migrateToLatest } from './db/migrate.ts';
 import { createOutboxRepository, OUTBOX_CHANNEL } from './db/outbox-repository.ts';
 import { transactorFor } from './db/transact.ts';
+import { createVacuumer } from './db/maintenance.ts';
 import { openStore, type Store } from './db/store.ts';
 import { registerExecutionRoutes } from './executions/execution-routes.ts';
 import { createExecutionService } from './executions/execution-service.ts';
@@ -308,7 +309,8 @@ async function createServices(config: Config, deps: AppDeps, store: Store, serve
     notifier,
     deliverOutbox,
     trimCronClaims: () => cronClaims.trimOlderThanADay(),
-    log: { warn: (obj, msg) => log.warn(obj, msg) },
+    vacuumDue: createVacuumer(store),
+    log: { warn: (obj, msg) => log.warn(obj, msg), info: (obj, msg) => log.info(obj, msg) },
   });
   return {
     metrics,

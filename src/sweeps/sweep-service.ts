@@ -49,7 +49,9 @@ export interface SweepDeps {
   deliverOutbox: () => Promise<{ delivered: number; failed: number }>;
   /** Removes the schedule's claims older than a day (sweep-scheduler.ts owns that table). */
   trimCronClaims: () => Promise<void>;
-  log: { warn(obj: unknown, msg?: string): void };
+  /** Vacuums and analyzes the tables that need it where nothing else does (the embedded store); returns their names. */
+  vacuumDue: () => Promise<string[]>;
+  log: { warn(obj: unknown, msg?: string): void; info(obj: unknown, msg?: string): void };
 }
 
 /**
@@ -184,6 +186,13 @@ export function createSweepService(deps: SweepDeps) {
           },
         ],
         ['retention', trimRetention],
+        [
+          'vacuum',
+          async () => {
+            const tables = await deps.vacuumDue();
+            if (tables.length > 0) log.info({ tables }, 'sweep vacuumed the embedded store');
+          },
+        ],
       ];
       for (const [name, step] of steps) {
         try {
