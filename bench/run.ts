@@ -64,6 +64,14 @@ function parseOptions(argv: string[]): Options {
  * stores are temp directories), then exit. The Invoke processes get the terminal's SIGINT too.
  */
 const onInterrupt = new Set<() => Promise<void>>();
+
+// The official MCP SDK client (section mcp) adds an abort listener per request to a signal of its
+// own; past 1,500 Node prints a warning for every request. That is this process's client, not
+// Invoke: other warnings still print.
+process.removeAllListeners('warning');
+process.on('warning', (warning) => {
+  if (warning.name !== 'MaxListenersExceededWarning') console.warn(`${warning.name}: ${warning.message}`);
+});
 process.once('SIGINT', () => {
   void Promise.allSettled([...onInterrupt].map((stop) => stop())).then(() => process.exit(130));
 });
