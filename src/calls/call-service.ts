@@ -409,7 +409,7 @@ export function createCallService(deps: CallServiceDeps) {
             await calls.writeAnswer(trx, callId, httpStatus, answer, performance.now() - started);
           });
         } else {
-          await calls.finishCall(callId, httpStatus, answer, performance.now() - started, trace.takePending());
+          await calls.finishCall(callId, httpStatus, answer, performance.now() - started, trace.takePending(), idempotencyKey !== undefined);
         }
         metrics.calls.inc({ status: answer.status });
         metrics.callDuration.observe({ status: answer.status }, (performance.now() - started) / 1000);
@@ -426,7 +426,7 @@ export function createCallService(deps: CallServiceDeps) {
           error: `internal error after the tool was called: ${(error as Error).message}`,
           reason: 'Invoke failed after sending the request; reconcile against live state before repeating the action',
         });
-        await calls.finishCall(callId, 200, answer, performance.now() - started, trace.takePending());
+        await calls.finishCall(callId, 200, answer, performance.now() - started, trace.takePending(), idempotencyKey !== undefined);
         metrics.calls.inc({ status: answer.status });
         return { httpStatus: 200, answer, replayed: false };
       }

@@ -145,12 +145,14 @@ const CLAIM_KEYED_CALLS: Statement = {
 };
 
 /**
- * Calls' final answers, their keys' states and the rest of their traces, in one commit. The calls
- * are found by primary key: with the batch's size unknown, the planner went through
- * `calls_status_idx` instead, over every in-flight entry not yet vacuumed.
+ * Calls' final answers, the rest of their traces and (for calls with an idempotency key) their
+ * keys' states, in one commit. Calls without a key have a statement of their own, without the
+ * keys' part: less for Postgres to plan on every run. The calls are found by primary key: with
+ * the batch's size unknown, the planner went through `calls_status_idx` instead, over every
+ * in-flight entry not yet vacuumed.
  */
-const COMPLETE_CALLS: Statement = {
-  name: 'invoke_complete_calls',
+const completeStatement = (keyed: boolean): Statement => ({
+  name: keyed ? 'invoke_complete_keyed_calls' : 'invoke_complete_calls',
   text: `
     with ${INPUT}, call as (
       update calls c
@@ -160,13 +162,19 @@ const COMPLETE_CALLS: Statement = {
       -- A final answer stands: a run that finishes after recovery settled it changes nothing.
       where c.id = i.id and c.status in ('in_flight', 'pending_approval', 'escalated')
       returning c.id, c.api_key_id, c.idempotency_key, (i.v->>'http_status')::integer as http_status
-    ), key as (
+    )${
+      keyed
+        ? `, key as (
       update idempotency_keys k set state = 'completed', http_status = call.http_status, response = null
       from call
       where k.api_key_id = call.api_key_id and k.key = call.idempotency_key and k.call_id = call.id
-    )
+    )`
+        : ''
+    }
     select count(*)::int as written from call`,
-};
+});
+const COMPLETE_CALLS = completeStatement(false);
+const COMPLETE_KEYED_CALLS = completeStatement(true);
 
 /**
  * Calls ended without running (their approvals expired), many at once: the answer is built in
@@ -249,7 +257,7 @@ const IN_FLIGHT = { postgres: 4, embedded: 1 } as const;
 const MAX_BATCH = 256;
 
 /** The statements of the hot path, for tests that check how Postgres plans them. */
-export const HOT_PATH_STATEMENTS = { CLAIM_CALLS, CLAIM_KEYED_CALLS, COMPLETE_CALLS, END_CALLS_UNRUN } as const;
+export const HOT_PATH_STATEMENTS = { CLAIM_CALLS, CLAIM_KEYED_CALLS, COMPLETE_CALLS, COMPLETE_KEYED_CALLS, END_CALLS_UNRUN } as const;
 
 export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>) {
   const { db } = store;
@@ -259,10 +267,13 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
     return items.map(() => undefined);
   });
   const claimKeyedCalls = batched<KeyedClaimInput, KeyClaimRow>((items) => store.run<KeyClaimRow>(CLAIM_KEYED_CALLS, batchValues(items)));
-  const completeCalls = batched<CompletionInput, void>(async (items) => {
-    await store.run(COMPLETE_CALLS, batchValues(items));
-    return items.map(() => undefined);
-  });
+  const completer = (statement: Statement) =>
+    batched<CompletionInput, void>(async (items) => {
+      await store.run(statement, batchValues(items));
+      return items.map(() => undefined);
+    });
+  const completeCalls = completer(COMPLETE_CALLS);
+  const completeKeyedCalls = completer(COMPLETE_KEYED_CALLS);
   // Repeats are counted off the answer's path: a replay never waits on, or queues behind, its
   // key's row; the repeats that arrive together are added in one statement.
   const addReplays = batched<{ apiKeyId: string; key: string }, void>(async (items) => {
@@ -371,9 +382,9 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
       return settledClaim(call, fingerprint, { fingerprint: row.fingerprint, state: row.state, call_id: row.call_id, http_status: row.http_status, response: row.response });
     },
 
-    /** Records a call's final answer, its key's state and the rest of its trace, in one commit. */
-    async finishCall(callId: string, httpStatus: number, answer: CallAnswer, durationMs: number | null, trace: TraceEvent[]): Promise<void> {
-      await completeCalls({
+    /** Records a call's final answer, its key's state (`keyed`: it has one) and the rest of its trace, in one commit. */
+    async finishCall(callId: string, httpStatus: number, answer: CallAnswer, durationMs: number | null, trace: TraceEvent[], keyed: boolean): Promise<void> {
+      await (keyed ? completeKeyedCalls : completeCalls)({
         id: callId,
         status: answer.status,
         answer,

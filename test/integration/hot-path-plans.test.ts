@@ -59,9 +59,11 @@ describe('hot-path statement plans', () => {
     for (const access of scans) expect(access, found.join('; ')).toMatch(/^(calls: Index Scan calls_pkey|idempotency_keys: Index Scan idempotency_keys_(pk|call_idx))$/);
   };
 
-  it('the completion finds its calls by primary key', async () => {
+  it('the completion finds its calls (and their keys) by primary key', async () => {
     const input = [{ id: 'old300', status: 'executed', answer: { status: 'executed' }, attempts: 1, duration_ms: 1, http_status: 200, events }];
-    byPrimaryKeyOnly(await accesses(HOT_PATH_STATEMENTS.COMPLETE_CALLS.text, [jsonForPostgres(input), ['old300']]));
+    for (const statement of [HOT_PATH_STATEMENTS.COMPLETE_CALLS, HOT_PATH_STATEMENTS.COMPLETE_KEYED_CALLS]) {
+      byPrimaryKeyOnly(await accesses(statement.text, [jsonForPostgres(input), ['old300']]));
+    }
   });
 
   it("a key's claim looks up only the keys it did not get, by primary key", async () => {

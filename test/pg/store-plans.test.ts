@@ -30,7 +30,7 @@ describe('hot-path statements on a real Postgres server', () => {
       const id = `call-${i}`;
       await calls.createCall({ id, api_key_id: 'k', agent_id: 'a', tool: 't.x', request: {}, idempotency_key: null, lease_ms: 60_000 });
       const answer: CallAnswer = { status: 'executed', call_id: id, tool: 't.x', agent_id: 'a', attempts: 1, trace: [] };
-      await calls.finishCall(id, 200, answer, 1, []);
+      await calls.finishCall(id, 200, answer, 1, [], false);
     }
     const { rows } = await sql<{ name: string; generic_plans: string; custom_plans: string }>`
       select name, generic_plans, custom_plans from pg_prepared_statements where name like 'invoke_%' order by name`.execute(store.db);
