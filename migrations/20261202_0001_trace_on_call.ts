@@ -1,10 +1,11 @@
 import { sql, type Kysely } from 'kysely';
 
 /**
- * A call's trace lives on its row, as one JSONB array of events in order: the claim writes it with
- * the call, every later step appends to it in the statement that changes the call anyway, and a
- * trace is read with the call. A row per event cost each call six inserts and eighteen index
- * entries on the hot path (a quarter of Postgres's work per call). Existing events move over.
+ * A call's trace lives on its row, as one JSONB array of events in order: the claim writes it
+ * with the call, the completion appends in its own statement, other steps append in their
+ * transaction, and a trace is read with the call. A row per event cost each call six inserts and
+ * eighteen index entries on the hot path (a quarter of Postgres's work per call). Existing events
+ * move over.
  */
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema

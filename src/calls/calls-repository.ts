@@ -89,6 +89,16 @@ const INPUT = `input as (select u.ord, u.id, ($1::jsonb) -> (u.ord::int - 1) as 
 /** `$1` and `$2` of {@link INPUT}. */
 const batchValues = (items: Array<{ id: string }>) => [jsonForPostgres(items), items.map((item) => item.id)];
 
+/**
+ * A call another step settled meanwhile (recovery, expiry) keeps its answer, but the events of
+ * this late step still go on its trace: what a late run did stays on record.
+ */
+const LATE = `late as (
+      update calls c set trace = c.trace || (i.v->'events')
+      from input i
+      where c.id = i.id and c.status not in ('in_flight', 'pending_approval', 'escalated') and jsonb_array_length(i.v->'events') > 0
+    )`;
+
 const LEASE = `now() + (v->>'lease_ms')::float8 * interval '1 millisecond'`;
 
 /**
@@ -162,7 +172,7 @@ const completeStatement = (keyed: boolean): Statement => ({
       -- A final answer stands: a run that finishes after recovery settled it changes nothing.
       where c.id = i.id and c.status in ('in_flight', 'pending_approval', 'escalated')
       returning c.id, c.api_key_id, c.idempotency_key, (i.v->>'http_status')::integer as http_status
-    )${
+    ), ${LATE}${
       keyed
         ? `, key as (
       update idempotency_keys k set state = 'completed', http_status = call.http_status, response = null
@@ -193,7 +203,7 @@ const END_CALLS_UNRUN: Statement = {
       from input i
       where c.id = i.id and c.status in ('in_flight', 'pending_approval', 'escalated')
       returning c.id, c.api_key_id, c.idempotency_key, case when (i.v->>'answer_wanted')::boolean then c.answer end as answer
-    ), key as (
+    ), ${LATE}, key as (
       update idempotency_keys k set state = 'completed', http_status = 200, response = null
       from call
       where k.api_key_id = call.api_key_id and k.key = call.idempotency_key and k.call_id = call.id

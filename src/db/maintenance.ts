@@ -13,11 +13,11 @@ export function createVacuumer(store: Pick<Store, 'db' | 'kind'>) {
   return async function vacuumDue(): Promise<string[]> {
     if (store.kind !== 'embedded') return [];
     // autovacuum_vacuum_threshold 50 + scale factor 0.2; autovacuum_analyze_threshold 50 + 0.1.
-    const { rows } = await sql<{ relname: string }>`
-      select relname from pg_stat_user_tables
+    const { rows } = await sql<{ schemaname: string; relname: string }>`
+      select schemaname, relname from pg_stat_user_tables
       where n_dead_tup > 50 + 0.2 * n_live_tup or n_mod_since_analyze > 50 + 0.1 * n_live_tup
-      order by relname`.execute(store.db);
-    for (const { relname } of rows) await sql`vacuum (analyze) ${sql.table(relname)}`.execute(store.db);
-    return rows.map((row) => row.relname);
+      order by schemaname, relname`.execute(store.db);
+    for (const { schemaname, relname } of rows) await sql`vacuum (analyze) ${sql.id(schemaname, relname)}`.execute(store.db);
+    return rows.map((row) => `${row.schemaname}.${row.relname}`);
   };
 }

@@ -71,10 +71,6 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       connectionString: databaseUrl,
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-      // The hot path's prepared statements are parsed once and planned on every run. After five
-      // runs Postgres would keep a generic plan made while the tables were small (a sequential
-      // scan of calls), and keep it as they grow. Kysely's own queries are unnamed: planned anyway.
-      options: '-c plan_cache_mode=force_custom_plan',
     });
     // A connection dies when Postgres stops or restarts; that must never crash the process. An
     // idle one: the pool emits 'error' and drops it. A checked-out one (Kysely holds one per
@@ -82,7 +78,15 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     // listen; the query in progress is rejected with the error (answered 503), and the client,
     // no longer queryable, is dropped when it is released.
     pool.on('error', () => {});
-    pool.on('connect', (client) => client.on('error', () => {}));
+    pool.on('connect', (client) => {
+      client.on('error', () => {});
+      // The hot path's prepared statements are parsed once and planned on every run. After five
+      // runs Postgres would keep a generic plan made while the tables were small (a sequential
+      // scan of calls), and keep it as they grow. Kysely's own queries are unnamed: planned anyway.
+      // Queued before anything the pool's caller sends on this connection; a SET here (rather than
+      // the startup `options`) survives a DATABASE_URL with options of its own.
+      client.query('set plan_cache_mode = force_custom_plan').catch(() => {});
+    });
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     const run = async <Row>(statement: Statement, values: readonly unknown[]) =>
       (await pool.query({ name: statement.name, text: statement.text, values: [...values] })).rows as Row[];

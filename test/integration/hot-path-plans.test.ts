@@ -79,3 +79,37 @@ describe('hot-path statement plans', () => {
     byPrimaryKeyOnly(await accesses(HOT_PATH_STATEMENTS.END_CALLS_UNRUN.text, [jsonForPostgres(input), ['old100'], 'cancelled', 'expired']));
   });
 });
+
+/**
+ * A run that finishes after recovery (or expiry) settled its call keeps the settled answer, but
+ * its trace events are still recorded: what the late run did stays on the call's trace.
+ */
+describe('a completion after the call was settled', () => {
+  it("keeps the settled answer and appends the late run's events to the trace", async () => {
+    const store = await openStore({ dataDir: 'memory://' });
+    try {
+      await migrateToLatest(store.db);
+      const { createCallsRepository } = await import('../../src/calls/calls-repository.ts');
+      const calls = createCallsRepository(store);
+      const at = '2026-11-29T10:00:00.000Z';
+      for (const keyed of [false, true]) {
+        const id = `late-${keyed}`;
+        await calls.createCall({ id, api_key_id: 'k', agent_id: 'a', tool: 't.x', request: {}, idempotency_key: null, lease_ms: 60_000 }, [
+          { step: 'request_received', status: 'completed', at },
+        ]);
+        // Recovery settled it meanwhile.
+        await sql`update calls set status = 'outcome_reconciled', answer = '{"status": "outcome_reconciled"}', trace = trace || '[{"step": "recovery_started", "status": "completed", "at": "2026-11-29T10:00:01.000Z"}]' where id = ${id}`.execute(
+          store.db,
+        );
+        const late = { step: 'attempt', status: 'completed', at: '2026-11-29T10:00:02.000Z' };
+        await calls.finishCall(id, 200, { status: 'executed', call_id: id, tool: 't.x', agent_id: 'a', attempts: 1, trace: [] }, 5, [late], keyed);
+        const row = await store.db.selectFrom('calls').select(['status', 'answer', 'trace']).where('id', '=', id).executeTakeFirstOrThrow();
+        expect(row.status).toBe('outcome_reconciled');
+        expect(row.answer).toEqual({ status: 'outcome_reconciled' });
+        expect((row.trace as Array<{ step: string }>).map((e) => e.step)).toEqual(['request_received', 'recovery_started', 'attempt']);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+});

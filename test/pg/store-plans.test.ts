@@ -46,4 +46,16 @@ describe('hot-path statements on a real Postgres server', () => {
       .executeTakeFirstOrThrow();
     expect(Number(finished.n)).toBe(12);
   });
+
+  it('keep to plans made per run when DATABASE_URL brings startup options of its own', async () => {
+    const url = new URL(await createTestDatabase(inject('pgUrl')));
+    url.searchParams.set('options', '-c work_mem=8MB');
+    const own = await openStore({ databaseUrl: url.toString(), dataDir: 'memory://', poolSize: 1 });
+    try {
+      const { rows } = await sql<{ mode: string; work_mem: string }>`select current_setting('plan_cache_mode') as mode, current_setting('work_mem') as work_mem`.execute(own.db);
+      expect(rows[0]).toEqual({ mode: 'force_custom_plan', work_mem: '8MB' });
+    } finally {
+      await own.close();
+    }
+  });
 });
