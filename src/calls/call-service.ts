@@ -85,7 +85,8 @@ export async function finishLaterAnswer(
 ): Promise<CallAnswer> {
   const earlier = await traces.eventsFor(callId);
   const answer = finishAnswer(callId, request, trace, status, fields);
-  return { ...answer, trace: [...earlier, ...trace.events] };
+  // Events this step already saved (before its first attempt) are in `earlier`: not twice.
+  return { ...answer, trace: [...earlier, ...trace.peekPending()] };
 }
 
 /** The call's answer with its final trace event. */

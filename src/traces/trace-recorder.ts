@@ -23,6 +23,11 @@ export class TraceRecorder {
     return event;
   }
 
+  /** Events not yet persisted, left pending. */
+  peekPending(): TraceEvent[] {
+    return this.events.slice(this.flushedCount);
+  }
+
   /** Events not yet persisted; marks them persisted. */
   takePending(): TraceEvent[] {
     const pending = this.events.slice(this.flushedCount);

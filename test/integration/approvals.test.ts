@@ -119,6 +119,10 @@ describe('approvals', () => {
     expect(again.status).toBe(200);
     expect(again.body.status).toBe('executed');
     expect(reminders()).toBe(before + 1);
+    // Each step once in the answer's trace, as in the stored one (the thaw's first event was saved
+    // before the attempt and must not come back twice).
+    const answerSteps = again.body.trace.map((e: { step: string }) => e.step);
+    expect(answerSteps.filter((s: string) => s === 'approval_thawed')).toHaveLength(1);
 
     // A second decision is a 409 with the current status; nothing runs again.
     const second = await approve(frozen.approval.id, BOB);
@@ -129,6 +133,7 @@ describe('approvals', () => {
     const trace = await send(built.app, 'GET', `/traces/${frozen.call_id}`);
     const steps = trace.body.events.map((e: { step: string }) => e.step);
     expect(steps).toEqual(expect.arrayContaining(['approval_requested', 'approval_decided', 'approval_thawed', 'attempt_started']));
+    expect(steps).toEqual(answerSteps);
     const audit = await send(built.app, 'GET', `/approvals/${frozen.approval.id}/audit`, undefined, { 'x-api-key': ALICE });
     expect(audit.body.audit.map((a: { kind: string }) => a.kind)).toEqual(['approved', 'executed']);
     expect(audit.body.audit[0]).toMatchObject({ actor: 'alice', detail: { state_source: 'billing.get_invoice', live_state: { balance: 100 } } });
