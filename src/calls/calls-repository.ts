@@ -524,7 +524,9 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
       const found = new Map<string, CallDetail>();
       if (callIds.length === 0) return found;
       const rows = await db.selectFrom('calls').selectAll().where('id', 'in', callIds).execute();
-      for (const row of rows) found.set(row.id, { summary: toCallSummary(row), api_key_id: row.api_key_id, request: row.request, answer: row.answer });
+      for (const row of rows) {
+        found.set(row.id, { summary: toCallSummary(row), api_key_id: row.api_key_id, request: row.request, answer: row.answer, trace: row.trace as TraceEvent[] });
+      }
       return found;
     },
   };

@@ -69,7 +69,7 @@ export function createInvokeCommand(deps: InvokeCommandDeps): InvokeCommand {
   async function callTimeline(callId: string, now: Date): Promise<SlackMessage> {
     const detail = (await calls.findCallDetails([callId])).get(callId);
     if (!detail) return renderNotice(`No call ${callId}.`);
-    return renderCallTimeline(detail.summary, detail.answer, await traces.eventsFor(callId), now);
+    return renderCallTimeline(detail.summary, detail.answer, detail.trace, now);
   }
 
   async function pendingApprovals(now: Date): Promise<SlackMessage> {

@@ -127,11 +127,11 @@ export function registerTraceRoutes(app: FastifyInstance, traces: TracesReposito
         while (sent < query.limit) {
           const page = await traces.listCalls({ ...filters, before, limit: Math.min(200, query.limit - sent) });
           if (page.length === 0) break;
+          // Each call's trace comes with it: one read a page.
           const details = await calls.findCallDetails(page.map((p) => p.call_id));
-          const events = await traces.eventsForCalls(page.map((p) => p.call_id));
           for (const { cursor_at: _cursor, ...summary } of page) {
             const detail = details.get(summary.call_id);
-            const record = exportShape(query.format, { summary, request: detail?.request ?? null, answer: detail?.answer ?? null, events: events.get(summary.call_id) ?? [] });
+            const record = exportShape(query.format, { summary, request: detail?.request ?? null, answer: detail?.answer ?? null, events: detail?.trace ?? [] });
             yield asArray ? `${sent === 0 ? '' : ','}\n${JSON.stringify(record)}` : `${JSON.stringify(record)}\n`;
             sent++;
           }
@@ -157,7 +157,7 @@ export function registerTraceRoutes(app: FastifyInstance, traces: TracesReposito
       const detail = (await calls.findCallDetails([call_id])).get(call_id);
       const own = ownCallsOnly(request.identity);
       if (!detail || (own !== undefined && detail.api_key_id !== own)) throw new NotFoundError(`No call ${call_id}`, { call_id });
-      return { ...detail.summary, request: detail.request, answer: detail.answer, events: await traces.eventsFor(call_id) };
+      return { ...detail.summary, request: detail.request, answer: detail.answer, events: detail.trace };
     },
   );
 }

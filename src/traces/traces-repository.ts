@@ -21,6 +21,8 @@ export interface CallDetail {
   api_key_id: string;
   request: unknown;
   answer: unknown;
+  /** Its trace, in order (on the call's row). */
+  trace: TraceEvent[];
 }
 
 /** Reads calls' details (the calls repository is one): what trace views need of the calls folder. */
@@ -87,8 +89,10 @@ export function createTracesRepository(db: Kysely<Database>) {
       await appendTraceEvents(trx, callId, events);
     },
 
+    /** A call's trace as its row holds it (empty for an unknown call). */
     async eventsFor(callId: string): Promise<TraceEvent[]> {
-      return (await this.eventsForCalls([callId])).get(callId) ?? [];
+      const row = await db.selectFrom('calls').select('trace').where('id', '=', callId).executeTakeFirst();
+      return (row?.trace as TraceEvent[] | undefined) ?? [];
     },
 
     /**
@@ -112,15 +116,6 @@ export function createTracesRepository(db: Kysely<Database>) {
       }
       const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filters.limit).execute();
       return rows.map((row) => ({ ...toCallSummary(row), cursor_at: row.cursor_at }));
-    },
-
-    /** Events of many calls at once, for exports: each call's trace as its row holds it. */
-    async eventsForCalls(callIds: string[], trx: Db = db): Promise<Map<string, TraceEvent[]>> {
-      const byCall = new Map<string, TraceEvent[]>(callIds.map((id) => [id, []]));
-      if (callIds.length === 0) return byCall;
-      const rows = await trx.selectFrom('calls').select(['id', 'trace']).where('id', 'in', callIds).execute();
-      for (const row of rows) byCall.set(row.id, row.trace as TraceEvent[]);
-      return byCall;
     },
   };
 }
