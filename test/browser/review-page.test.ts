@@ -8,6 +8,7 @@ import { mintReviewLink } from '../../src/web/review-links.ts';
 import { createSigner } from '../../src/web/signing.ts';
 import { send, testConfig } from '../helpers/app.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -27,16 +28,6 @@ const ALICE = 'key-alice';
 /** Bob's agent requests calls; Bob's approver key is the same person. */
 const BOB_AGENT = 'key-bob-agent';
 const BOB = 'key-bob';
-
-async function waitFor<T>(probe: () => Promise<T | undefined | null | false>, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** A port free right now on 127.0.0.1: the public URL (in every card) must name it before the app is built. */
 async function freePort(): Promise<number> {
@@ -138,7 +129,7 @@ describe('review page in Chromium', () => {
     );
     expect(res.status).toBe(202);
     const id: string = res.body.approval.id;
-    const card = await waitFor(async () => slack.messages.find((m) => m.channel === CHANNEL && !m.thread_ts && JSON.stringify(m.blocks).includes(id)));
+    const card = await waitFor(async () => slack.messages.find((m) => m.channel === CHANNEL && !m.thread_ts && JSON.stringify(m.blocks).includes(id)), 10_000);
     return { id, ts: card.ts };
   }
 
@@ -186,13 +177,13 @@ describe('review page in Chromium', () => {
     await expect.poll(() => page.locator('.outcome').textContent()).toBe('executed');
     expect(tools.count('POST', '/remind')).toBe(before + 1);
 
-    const update = await waitFor(async () => slack.callsTo('chat.update').find((c) => c.args['ts'] === ts));
+    const update = await waitFor(async () => slack.callsTo('chat.update').find((c) => c.args['ts'] === ts), 10_000);
     const blocks = JSON.stringify(update.args['blocks']);
     expect(blocks).not.toContain('approval_approve');
     expect(blocks).not.toContain('Review in browser');
     expect(blocks).toContain('Executed');
     expect(blocks).toContain('alice');
-    const reply = await waitFor(async () => slack.messages.find((m) => m.thread_ts === ts));
+    const reply = await waitFor(async () => slack.messages.find((m) => m.thread_ts === ts), 10_000);
     expect(String(reply.text)).toMatch(/Executed/);
 
     // The same link a second time: refused.
@@ -218,7 +209,7 @@ describe('review page in Chromium', () => {
     expect(ran.body).toEqual({ invoice_id: 'inv_1', note: 'second notice' });
     expect(await statusOf(id)).toBe('executed');
 
-    const update = await waitFor(async () => slack.callsTo('chat.update').find((c) => c.args['ts'] === ts));
+    const update = await waitFor(async () => slack.callsTo('chat.update').find((c) => c.args['ts'] === ts), 10_000);
     const blocks = JSON.stringify(update.args['blocks']);
     expect(blocks).toContain('Approved with edits by');
     expect(blocks).toContain('second notice');
@@ -233,7 +224,7 @@ describe('review page in Chromium', () => {
     await page.getByRole('button', { name: 'Reject' }).click();
     await expect.poll(() => page.locator('.outcome').textContent()).toBe('rejected');
     expect(await statusOf(id)).toBe('rejected');
-    const update = await waitFor(async () => slack.callsTo('chat.update').find((c) => c.args['ts'] === ts));
+    const update = await waitFor(async () => slack.callsTo('chat.update').find((c) => c.args['ts'] === ts), 10_000);
     expect(JSON.stringify(update.args['blocks'])).toContain('wrong customer');
   });
 

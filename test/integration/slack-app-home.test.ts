@@ -7,6 +7,7 @@ import { EDIT_MODAL_CALLBACK_ID, PARAMS_JSON_ACTION_ID, PARAMS_JSON_BLOCK_ID } f
 import { send, testConfig } from '../helpers/app.ts';
 import { SLACK_TRANSPORTS, slackDriver, type SlackDriver, httpOnlyTest } from '../helpers/slack-transport.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const CHANNEL = 'C0APPROVALS';
 /** An approver whose agent key requests calls: they may not decide those. */
@@ -17,16 +18,6 @@ const BOB = 'UBOB';
 const ALICE_AGENT_KEY = 'key-alice-agent';
 
 type Block = { type: string; block_id?: string; text?: { text?: string }; elements?: Array<{ action_id?: string; value?: string; text?: string }> };
-
-async function waitFor<T>(probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /**
  * The App Home tab: opened (`app_home_opened`), it shows the viewer's pending approvals as their

@@ -17,6 +17,7 @@ import { signSlackRequest } from '../../src/slack/verify-request.ts';
 import { startSlackEmulator } from '../../demo/slack-emulator.ts';
 import { send, testConfig } from '../helpers/app.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const SIGNING_SECRET = 'test-signing-secret';
 const CHANNEL = 'C0APPROVALS';
@@ -25,16 +26,6 @@ const BOB = 'UBOB';
 const ALICE_AGENT_KEY = 'key-alice-agent';
 
 type Node = Record<string, any>;
-
-async function waitFor<T>(probe: () => Promise<T | undefined | null | false>, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const FLAT_SCHEMA = {
   type: 'object',

@@ -11,6 +11,7 @@ import { EDIT_MODAL_CALLBACK_ID, PARAMS_JSON_ACTION_ID, PARAMS_JSON_BLOCK_ID } f
 import { signSlackRequest } from '../../src/slack/verify-request.ts';
 import { send, testConfig } from '../helpers/app.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const SIGNING_SECRET = 'test-signing-secret';
 const DEFAULT_CHANNEL = 'C0APPROVALS';
@@ -33,16 +34,6 @@ const FIN_BOT_KEY = 'key-fin-bot';
 const OPS_BOT_KEY = 'key-ops-bot';
 const FIONA_KEY = 'key-fiona';
 const LEAD_KEY = 'key-lead';
-
-async function waitFor<T>(probe: () => Promise<T | undefined | null | false>, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /**
  * Routing, escalation chains and DMs, driven as Slack drives the app (signed requests) with its

@@ -16,6 +16,7 @@ import { buildApp } from '../../src/app.ts';
 import { buildTestApp, send, testConfig } from '../helpers/app.ts';
 import { SIGNING_SECRET, SLACK_TRANSPORTS, slackDriver, type SlackDriver, httpOnlyTest, httpOnlySuite } from '../helpers/slack-transport.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const CHANNEL = 'C0APPROVALS';
 const ALICE = 'UALICE';
@@ -24,16 +25,6 @@ const VIEWER = 'UVIEWER';
 const CAROL = 'UCAROL';
 /** Alice's agent key: calls tools on behalf of the Slack user UALICE. */
 const ALICE_AGENT_KEY = 'key-alice-agent';
-
-async function waitFor<T>(probe: () => Promise<T | undefined | null | false>, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /**
  * The Slack app, driven the way Slack drives it: signed HTTP requests to /slack/events, or
