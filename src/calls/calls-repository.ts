@@ -56,7 +56,7 @@ async function writeAnswer(trx: Transaction<Database>, callId: string, httpStatu
     })
     .where('id', '=', callId)
     // A final answer stands: a run that finishes after recovery settled it changes nothing.
-    .where('status', 'in', ['in_flight', 'pending_approval', 'escalated'])
+    .where('status', 'in', OPEN_CALL_STATUSES)
     .returning(['api_key_id', 'idempotency_key'])
     .executeTakeFirst();
   if (call?.idempotency_key) {
@@ -89,6 +89,9 @@ const INPUT = `input as (select u.ord, u.id, ($1::jsonb) -> (u.ord::int - 1) as 
 /** `$1` and `$2` of {@link INPUT}. */
 const batchValues = (items: Array<{ id: string }>) => [jsonForPostgres(items), items.map((item) => item.id)];
 
+/** {@link OPEN_CALL_STATUSES} as an SQL list: the statements below hold calls still open to it. */
+const OPEN = OPEN_CALL_STATUSES.map((status) => `'${status}'`).join(', ');
+
 /**
  * A call another step settled meanwhile (recovery, expiry) keeps its answer, but the events of
  * this late step still go on its trace: what a late run did stays on record.
@@ -96,7 +99,7 @@ const batchValues = (items: Array<{ id: string }>) => [jsonForPostgres(items), i
 const LATE = `late as (
       update calls c set trace = c.trace || (i.v->'events')
       from input i
-      where c.id = i.id and c.status not in ('in_flight', 'pending_approval', 'escalated') and jsonb_array_length(i.v->'events') > 0
+      where c.id = i.id and c.status not in (${OPEN}) and jsonb_array_length(i.v->'events') > 0
     )`;
 
 const LEASE = `now() + (v->>'lease_ms')::float8 * interval '1 millisecond'`;
@@ -170,7 +173,7 @@ const completeStatement = (keyed: boolean): Statement => ({
           duration_ms = coalesce((i.v->>'duration_ms')::integer, c.duration_ms), finished_at = now(), lease_expires_at = null
       from input i
       -- A final answer stands: a run that finishes after recovery settled it changes nothing.
-      where c.id = i.id and c.status in ('in_flight', 'pending_approval', 'escalated')
+      where c.id = i.id and c.status in (${OPEN})
       returning c.id, c.api_key_id, c.idempotency_key, (i.v->>'http_status')::integer as http_status
     ), ${LATE}${
       keyed
@@ -201,7 +204,7 @@ const END_CALLS_UNRUN: Statement = {
           answer = jsonb_build_object('status', $3::text, 'call_id', c.id, 'tool', c.tool, 'agent_id', c.agent_id, 'attempts', 0, 'reason', $4::text,
                                       'trace', c.trace || (i.v->'events'))
       from input i
-      where c.id = i.id and c.status in ('in_flight', 'pending_approval', 'escalated')
+      where c.id = i.id and c.status in (${OPEN})
       returning c.id, c.api_key_id, c.idempotency_key, case when (i.v->>'answer_wanted')::boolean then c.answer end as answer
     ), ${LATE}, key as (
       update idempotency_keys k set state = 'completed', http_status = 200, response = null

@@ -67,11 +67,7 @@ export interface Statement {
 export async function openStore(options: StoreOptions): Promise<Store> {
   const { databaseUrl } = options;
   if (databaseUrl) {
-    const pool = new pg.Pool({
-      connectionString: databaseUrl,
-      max: options.poolSize ?? 10,
-      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-    });
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: options.poolSize ?? 10, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
     // A connection dies when Postgres stops or restarts; that must never crash the process. An
     // idle one: the pool emits 'error' and drops it. A checked-out one (Kysely holds one per
     // query or transaction): pg emits 'error' on the client itself, where pg-pool does not

@@ -30,7 +30,7 @@ export class TraceRecorder {
 
   /** Events not yet persisted; marks them persisted. */
   takePending(): TraceEvent[] {
-    const pending = this.events.slice(this.flushedCount);
+    const pending = this.peekPending();
     this.flushedCount = this.events.length;
     return pending;
   }

@@ -73,20 +73,16 @@ export function toCallSummary(row: {
 
 const SUMMARY_COLUMNS = ['id', 'agent_id', 'tool', 'status', 'attempts', 'idempotency_key', 'created_at', 'finished_at', 'duration_ms'] as const;
 
-/** Appends events to a call's trace (on its row), inside the caller's transaction or on their own. */
-export async function appendTraceEvents(trx: Db, callId: string, events: TraceEvent[]): Promise<void> {
-  if (events.length === 0) return;
-  await trx
-    .updateTable('calls')
-    .set({ trace: sql`trace || ${jsonb(events)}` })
-    .where('id', '=', callId)
-    .execute();
-}
-
 export function createTracesRepository(db: Kysely<Database>) {
   return {
+    /** Appends events to a call's trace (on its row), inside the caller's transaction or on their own. */
     async appendEvents(callId: string, events: TraceEvent[], trx: Db = db): Promise<void> {
-      await appendTraceEvents(trx, callId, events);
+      if (events.length === 0) return;
+      await trx
+        .updateTable('calls')
+        .set({ trace: sql`trace || ${jsonb(events)}` })
+        .where('id', '=', callId)
+        .execute();
     },
 
     /** A call's trace as its row holds it (empty for an unknown call). */

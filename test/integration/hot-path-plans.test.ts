@@ -1,6 +1,6 @@
 import { CompiledQuery, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HOT_PATH_STATEMENTS } from '../../src/calls/calls-repository.ts';
+import { createCallsRepository, HOT_PATH_STATEMENTS } from '../../src/calls/calls-repository.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import { jsonForPostgres, openStore, type Store } from '../../src/db/store.ts';
 
@@ -89,7 +89,6 @@ describe('a completion after the call was settled', () => {
     const store = await openStore({ dataDir: 'memory://' });
     try {
       await migrateToLatest(store.db);
-      const { createCallsRepository } = await import('../../src/calls/calls-repository.ts');
       const calls = createCallsRepository(store);
       const at = '2026-11-29T10:00:00.000Z';
       for (const keyed of [false, true]) {
