@@ -11,7 +11,7 @@ import { ensureBootstrapKey, loadKeyring, type Keyring } from './auth/keyring.ts
 import { registerCallRoutes } from './calls/call-routes.ts';
 import { createCallService, type CallService } from './calls/call-service.ts';
 import type { CallAnswer } from './calls/call-types.ts';
-import { createCallsRepository } from './calls/calls-repository.ts';
+import { createCallsRepository, type CallsRepository } from './calls/calls-repository.ts';
 import { createStateReader } from './calls/state-reader.ts';
 import { createStateService } from './calls/state-service.ts';
 import type { Config } from './config.ts';
@@ -125,6 +125,8 @@ export interface BuiltApp {
   store: Store;
   services: {
     calls: CallService;
+    /** The calls' store (its replay counts are held in memory for a second: see flushReplays). */
+    callsRepository: CallsRepository;
     registry: ToolRegistry;
     metrics: Metrics;
     approvals: ApprovalService;
@@ -457,8 +459,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Buil
       await slackApp.start();
     }
     await startBackgroundWork(config, deps, store, core, app.log, closers);
-    const { calls, registry, metrics, approvalService, callbacks, slackOutbox, deliverOutbox, sweeps } = core;
-    return { app, store, services: { calls, registry, metrics, approvals: approvalService, callbacks, slackOutbox, deliverOutbox, sweeps }, generatedApiKey };
+    const { calls, callsRepository, registry, metrics, approvalService, callbacks, slackOutbox, deliverOutbox, sweeps } = core;
+    return { app, store, services: { calls, callsRepository, registry, metrics, approvals: approvalService, callbacks, slackOutbox, deliverOutbox, sweeps }, generatedApiKey };
   } catch (error) {
     await closers.closeAll();
     await app.close().catch(() => undefined);

@@ -93,6 +93,14 @@ const batchValues = (items: Array<{ id: string }>) => [jsonForPostgres(items), i
 const OPEN = OPEN_CALL_STATUSES.map((status) => `'${status}'`).join(', ');
 
 /**
+ * A call of the batch still open, as a filter no index can serve (`is true`): the call is found by
+ * its primary key, never through `calls_status_idx`, whose in-flight entries pile up dead until
+ * vacuum. On Postgres these statements run on one plan made once (see store.ts), so it must not
+ * depend on what the statistics say of the open calls.
+ */
+const STILL_OPEN = `(c.status in (${OPEN})) is true`;
+
+/**
  * A call another step settled meanwhile (recovery, expiry) keeps its answer, but the events of
  * this late step still go on its trace: what a late run did stays on record.
  */
@@ -173,7 +181,7 @@ const completeStatement = (keyed: boolean): Statement => ({
           duration_ms = coalesce((i.v->>'duration_ms')::integer, c.duration_ms), finished_at = now(), lease_expires_at = null
       from input i
       -- A final answer stands: a run that finishes after recovery settled it changes nothing.
-      where c.id = i.id and c.status in (${OPEN})
+      where c.id = i.id and ${STILL_OPEN}
       returning c.id, c.api_key_id, c.idempotency_key, (i.v->>'http_status')::integer as http_status
     ), ${LATE}${
       keyed
@@ -204,7 +212,7 @@ const END_CALLS_UNRUN: Statement = {
           answer = jsonb_build_object('status', $3::text, 'call_id', c.id, 'tool', c.tool, 'agent_id', c.agent_id, 'attempts', 0, 'reason', $4::text,
                                       'trace', c.trace || (i.v->'events'))
       from input i
-      where c.id = i.id and c.status in (${OPEN})
+      where c.id = i.id and ${STILL_OPEN}
       returning c.id, c.api_key_id, c.idempotency_key, case when (i.v->>'answer_wanted')::boolean then c.answer end as answer
     ), ${LATE}, key as (
       update idempotency_keys k set state = 'completed', http_status = 200, response = null
@@ -214,10 +222,13 @@ const END_CALLS_UNRUN: Statement = {
     select id, answer from call where answer is not null`,
 };
 
+/** How long repeats of keys are counted in memory before they are added to the keys. */
+const REPLAY_FLUSH_MS = 1_000;
+
 /**
  * Repeats of keys, added together. A count is a statistic, not an outcome, so it commits without
- * waiting for the disk (synchronous_commit off for this transaction only): while its commit
- * waited, the key's row stayed locked and the next repeat's claim waited on it.
+ * waiting for the disk (synchronous_commit off for this transaction only): while a commit waits,
+ * the keys' rows stay locked and repeats' claims of them wait.
  */
 const ADD_REPLAYS: Statement = {
   name: 'invoke_add_replays',
@@ -287,25 +298,40 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
     });
   const completeCalls = completer(COMPLETE_CALLS);
   const completeKeyedCalls = completer(COMPLETE_KEYED_CALLS);
-  // Repeats are counted off the answer's path: a replay never waits on, or queues behind, its
-  // key's row; the repeats that arrive together are added in one statement.
-  const addReplays = batched<{ apiKeyId: string; key: string }, void>(async (items) => {
-    const byKey = new Map<string, { apiKeyId: string; key: string; n: number }>();
-    for (const { apiKeyId, key } of items) {
-      const id = `${apiKeyId}\u0000${key}`;
-      const entry = byKey.get(id);
-      if (entry) entry.n += 1;
-      else byKey.set(id, { apiKeyId, key, n: 1 });
+  // Repeats are counted off the answer's path, in memory, and added to their keys once a second
+  // (REPLAY_FLUSH_MS) in one statement: a replay never waits on its key's row, which a count
+  // being written locks. `/invoke stats` flushes first; another replica's counts are at most a
+  // second behind. A process that dies loses its last second of counts: a statistic, not an outcome.
+  const pendingReplays = new Map<string, { apiKeyId: string; key: string; n: number }>();
+  let flushTimer: NodeJS.Timeout | null = null;
+  let flushed: Promise<void> = Promise.resolve();
+
+  function flushReplays(): Promise<void> {
+    if (flushTimer) clearTimeout(flushTimer);
+    flushTimer = null;
+    if (pendingReplays.size > 0) {
+      const counts = [...pendingReplays.values()];
+      pendingReplays.clear();
+      const add = () => store.run(ADD_REPLAYS, [counts.map((r) => r.apiKeyId), counts.map((r) => r.key), counts.map((r) => r.n)]);
+      // One flush at a time, in order; a count lost to a store error is a statistic, not an outcome.
+      flushed = flushed.then(add).then(
+        () => undefined,
+        () => undefined,
+      );
     }
-    const counts = [...byKey.values()];
-    await store.run(ADD_REPLAYS, [counts.map((r) => r.apiKeyId), counts.map((r) => r.key), counts.map((r) => r.n)]);
-    return items.map(() => undefined);
-  });
-  let replaysPending: Promise<unknown> = Promise.resolve();
+    return flushed;
+  }
 
   function countReplay(apiKeyId: string, key: string): void {
-    // A count lost to a store error is a statistic, not an outcome.
-    replaysPending = addReplays({ apiKeyId, key }).catch(() => {});
+    const id = `${apiKeyId}\u0000${key}`;
+    const entry = pendingReplays.get(id);
+    if (entry) entry.n += 1;
+    else pendingReplays.set(id, { apiKeyId, key, n: 1 });
+    if (!flushTimer) {
+      flushTimer = setTimeout(() => void flushReplays(), REPLAY_FLUSH_MS);
+      // Counting alone never keeps a process alive (close flushes).
+      flushTimer.unref();
+    }
   }
 
   /**
@@ -426,9 +452,12 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
       return new Map(rows.map((row) => [row.id, row.answer]));
     },
 
-    /** Waits for the replay counts already handed over (on close). */
+    /** Adds the repeats counted so far to their keys (before counts are read, and on close). */
+    flushReplays,
+
+    /** Writes the replay counts still held (on close). */
     async close(): Promise<void> {
-      await replaysPending;
+      await flushReplays();
     },
 
     writeAnswer,

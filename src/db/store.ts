@@ -45,8 +45,8 @@ export interface Store {
   ping(): Promise<void>;
   /**
    * One hot-path statement, outside any transaction (it commits by itself). On Postgres it is a
-   * named prepared statement, parsed once per connection and planned on each run; on the embedded store it
-   * queues behind open transactions like every other query.
+   * named prepared statement, parsed and planned once per connection (see {@link HOT_PATH_SETTINGS});
+   * on the embedded store it queues behind open transactions like every other query.
    */
   run<Row>(statement: Statement, values: readonly unknown[]): Promise<Row[]>;
   /**
@@ -58,6 +58,33 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/**
+ * The hot path's named statements run on connections of their own, where each is planned once
+ * (a generic plan) with sequential scans, hash and merge joins and bitmap scans priced out. What is
+ * left is the plan they are written for, at any table size: a nested loop over the batch, probing
+ * primary keys. Planning on every run (`force_custom_plan`) had been a third of Postgres's CPU per
+ * call; a generic plan made the default way, while the tables were small, chose sequential scans
+ * of `calls` and kept them as the table grew. Invoke's other queries (Kysely's, unnamed) run on
+ * the main pool with the server's settings, planned on each run as unnamed statements always are.
+ */
+const HOT_PATH_SETTINGS = ['plan_cache_mode = force_generic_plan', 'enable_seqscan = off', 'enable_hashjoin = off', 'enable_mergejoin = off', 'enable_bitmapscan = off']
+  .map((setting) => `set ${setting}`)
+  .join('; ');
+
+/**
+ * A pool of connections to Postgres. A connection dies when Postgres stops or restarts; that must
+ * never crash the process. An idle one: the pool emits 'error' and drops it. A checked-out one
+ * (Kysely holds one per query or transaction): pg emits 'error' on the client itself, where
+ * pg-pool does not listen; the query in progress is rejected with the error (answered 503), and
+ * the client, no longer queryable, is dropped when it is released.
+ */
+function openPool(databaseUrl: string, size = 10): pg.Pool {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: size, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
+  return pool;
+}
+
 /** A statement of the hot path: fixed text, so a server can keep it prepared by name. */
 export interface Statement {
   name: string;
@@ -67,31 +94,35 @@ export interface Statement {
 export async function openStore(options: StoreOptions): Promise<Store> {
   const { databaseUrl } = options;
   if (databaseUrl) {
-    const pool = new pg.Pool({ connectionString: databaseUrl, max: options.poolSize ?? 10, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
-    // A connection dies when Postgres stops or restarts; that must never crash the process. An
-    // idle one: the pool emits 'error' and drops it. A checked-out one (Kysely holds one per
-    // query or transaction): pg emits 'error' on the client itself, where pg-pool does not
-    // listen; the query in progress is rejected with the error (answered 503), and the client,
-    // no longer queryable, is dropped when it is released.
-    pool.on('error', () => {});
-    pool.on('connect', (client) => {
-      client.on('error', () => {});
-      // The hot path's prepared statements are parsed once and planned on every run. After five
-      // runs Postgres would keep a generic plan made while the tables were small (a sequential
-      // scan of calls), and keep it as they grow. Kysely's own queries are unnamed: planned anyway.
-      // Queued before anything the pool's caller sends on this connection; a SET here (rather than
-      // the startup `options`) survives a DATABASE_URL with options of its own.
-      client.query('set plan_cache_mode = force_custom_plan').catch(() => {});
-    });
+    const pool = openPool(databaseUrl, options.poolSize);
+    const hotPath = openPool(databaseUrl, options.poolSize);
+    // Each connection of the hot path gets its settings before its first statement (a SET, rather
+    // than the startup `options`, so a DATABASE_URL with options of its own keeps both).
+    const settled = new WeakSet<pg.PoolClient>();
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    const run = async <Row>(statement: Statement, values: readonly unknown[]) =>
-      (await pool.query({ name: statement.name, text: statement.text, values: [...values] })).rows as Row[];
+    const run = async <Row>(statement: Statement, values: readonly unknown[]) => {
+      const client = await hotPath.connect();
+      let failure: Error | undefined;
+      try {
+        if (!settled.has(client)) {
+          await client.query(HOT_PATH_SETTINGS);
+          settled.add(client);
+        }
+        return (await client.query({ name: statement.name, text: statement.text, values: [...values] })).rows as Row[];
+      } catch (error) {
+        failure = error as Error;
+        throw error;
+      } finally {
+        // A connection that failed is not reused (pool.query does the same).
+        client.release(failure);
+      }
+    };
     return storeFor(
       db,
       'postgres',
       run,
       (channel, onPayload) => listenWithReconnect(databaseUrl, channel, onPayload),
-      async () => {},
+      () => hotPath.end(),
     );
   }
   const inMemory = options.dataDir.startsWith('memory://');
@@ -215,7 +246,7 @@ function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-function storeFor(db: Kysely<Database>, kind: Store['kind'], run: Store['run'], listen: Store['listen'], unlock: () => Promise<void>): Store {
+function storeFor(db: Kysely<Database>, kind: Store['kind'], run: Store['run'], listen: Store['listen'], release: () => Promise<void>): Store {
   return {
     db,
     kind,
@@ -228,8 +259,9 @@ function storeFor(db: Kysely<Database>, kind: Store['kind'], run: Store['run'], 
       try {
         await db.destroy();
       } finally {
-        // Only once the database is closed may another process open the directory.
-        await unlock().catch(() => {});
+        // The hot path's pool; on the embedded store, the directory's lock: only once the
+        // database is closed may another process open it.
+        await release().catch(() => {});
       }
     },
   };

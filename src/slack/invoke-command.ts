@@ -101,6 +101,8 @@ export function createInvokeCommand(deps: InvokeCommandDeps): InvokeCommand {
 
   async function stats(window: StatsWindow, now: Date): Promise<SlackMessage> {
     const since = new Date(now.getTime() - STATS_WINDOWS[window]);
+    // This process's replay counts, held a second at most, count too.
+    await calls.flushReplays();
     return renderStats(window, since, await queries.statsSince(since));
   }
 

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCallsRepository, HOT_PATH_STATEMENTS } from '../../src/calls/calls-repository.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import { jsonForPostgres, openStore, type Store } from '../../src/db/store.ts';
+import { seedCallHistory } from '../helpers/call-history.ts';
 
 /**
  * The hot-path statements take their batch as one JSON array, which Postgres guesses at a hundred
@@ -20,13 +21,7 @@ describe('hot-path statement plans', () => {
     store = await openStore({ dataDir: 'memory://' });
     await migrateToLatest(store.db);
     // A store with history: finished calls and their keys, a few still in flight, statistics taken.
-    await sql`
-      insert into calls (id, api_key_id, agent_id, tool, status, request, idempotency_key, answer)
-      select 'old' || g, 'k', 'a', 't.x', case when g % 100 = 0 then 'in_flight' else 'executed' end, '{}', 'key' || g, '{"status": "executed"}'
-      from generate_series(1, 3000) g`.execute(store.db);
-    await sql`
-      insert into idempotency_keys (api_key_id, key, fingerprint, state, call_id, expires_at)
-      select 'k', 'key' || g, 'fp', 'completed', 'old' || g, now() + interval '1 day' from generate_series(1, 3000) g`.execute(store.db);
+    await seedCallHistory(store.db, 3000);
     // Completions leave dead in-flight versions behind them until vacuum.
     await sql`update calls set status = 'in_flight' where id in (select 'old' || g from generate_series(1, 3000, 3) g)`.execute(store.db);
     await sql`update calls set status = 'executed' where id in (select 'old' || g from generate_series(1, 3000, 3) g)`.execute(store.db);

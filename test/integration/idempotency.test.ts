@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuiltApp } from '../../src/app.ts';
 import { buildTestApp, send } from '../helpers/app.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const OTHER_KEY = 'second-full-key';
 
@@ -32,6 +33,19 @@ describe('idempotency', () => {
     expect(first.headers['idempotent-replayed']).toBeUndefined();
     expect(second.body).toEqual(first.body);
     expect(server.count('POST', '/issues')).toBe(1);
+  });
+
+  it("counts repeats on their key within a second, off the answer's path", async () => {
+    const replaysOf = async (key: string) => (await built.store.db.selectFrom('idempotency_keys').select('replays').where('key', '=', key).executeTakeFirstOrThrow()).replays;
+    await create('k-count');
+    for (let i = 0; i < 3; i++) expect((await create('k-count')).headers['idempotent-replayed']).toBe('true');
+    // Held in memory first: the answers did not wait for the count.
+    expect(await replaysOf('k-count')).toBe(0);
+    await waitFor(async () => (await replaysOf('k-count')) === 3, 3_000);
+    // Asked for (by /invoke stats, or on close), it is written at once.
+    await create('k-count');
+    await built.services.callsRepository.flushReplays();
+    expect(await replaysOf('k-count')).toBe(4);
   });
 
   it('takes the key from the Idempotency-Key header too', async () => {

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuiltApp } from '../../src/app.ts';
-import { createCallsRepository } from '../../src/calls/calls-repository.ts';
 import type { SlackMessage } from '../../src/slack/card-types.ts';
 import { createInvokeCommand, type InvokeCommand } from '../../src/slack/invoke-command.ts';
 import { createTracesRepository } from '../../src/traces/traces-repository.ts';
@@ -122,7 +121,8 @@ describe('/invoke command', () => {
     command = createInvokeCommand({
       db: built.store.db,
       traces: createTracesRepository(built.store.db),
-      calls: createCallsRepository(built.store),
+      // The app's own: it holds the replay counted above.
+      calls: built.services.callsRepository,
       approvals: built.services.approvals,
       registry: built.services.registry,
     });
@@ -292,7 +292,7 @@ describe('/invoke command', () => {
       const teamCommand = createInvokeCommand({
         db: built.store.db,
         traces: createTracesRepository(built.store.db),
-        calls: createCallsRepository(built.store),
+        calls: built.services.callsRepository,
         approvals: built.services.approvals,
         registry: built.services.registry,
         slackTeamUrl: 'https://acme.slack.com/',
