@@ -40,6 +40,20 @@ async function insertCall(trx: Db, call: NewCall, trace: TraceEvent[]): Promise<
 }
 
 /**
+ * An answer as stored: without its trace, which is the call's own (`calls.trace`) and goes back
+ * into the answer whenever it is read ({@link answerWithTrace}). Stored in both, the trace made a
+ * completed row about twice as large: over Postgres's TOAST threshold, so compressed on every
+ * completion, and written twice to the WAL.
+ */
+function storedAnswer(answer: CallAnswer): Omit<CallAnswer, 'trace'> {
+  const { trace: _trace, ...stored } = answer;
+  return stored;
+}
+
+/** The answer as read, in SQL: the stored answer of call `alias` with the call's trace (null while there is none). */
+const answerWithTrace = (alias: string) => `${alias}.answer || jsonb_build_object('trace', ${alias}.trace)`;
+
+/**
  * The answer of a call, stored on the call and, when it has one, on its idempotency key, so a
  * repeat replays it. Runs inside the caller's transaction.
  */
@@ -48,7 +62,7 @@ async function writeAnswer(trx: Transaction<Database>, callId: string, httpStatu
     .updateTable('calls')
     .set({
       status: answer.status,
-      answer: jsonb(answer),
+      answer: jsonb(storedAnswer(answer)),
       attempts: answer.attempts,
       ...(durationMs === null ? {} : { duration_ms: Math.round(durationMs) }),
       finished_at: sql`now()`,
@@ -157,7 +171,7 @@ const CLAIM_KEYED_CALLS: Statement = {
     -- Only a key that was not claimed is looked up, one primary-key probe each (lateral: never a
     -- scan of the table, whatever the planner guesses of the input's size).
     left join lateral (
-      select k.fingerprint, k.state, k.call_id, k.http_status, k.expires_at < now() as expired, coalesce(k.response, held.answer) as response
+      select k.fingerprint, k.state, k.call_id, k.http_status, k.expires_at < now() as expired, coalesce(k.response, ${answerWithTrace('held')}) as response
       from idempotency_keys k left join calls held on held.id = k.call_id
       where c.call_id is null and k.api_key_id = i.v->>'api_key_id' and k.key = i.v->>'key'
       limit 1 -- at most one row anyway (the primary key); the limit keeps the planner from flattening the lateral into a join
@@ -209,11 +223,10 @@ const END_CALLS_UNRUN: Statement = {
     with ${INPUT}, call as (
       update calls c
       set status = $3::text, attempts = 0, finished_at = now(), lease_expires_at = null, trace = c.trace || (i.v->'events'),
-          answer = jsonb_build_object('status', $3::text, 'call_id', c.id, 'tool', c.tool, 'agent_id', c.agent_id, 'attempts', 0, 'reason', $4::text,
-                                      'trace', c.trace || (i.v->'events'))
+          answer = jsonb_build_object('status', $3::text, 'call_id', c.id, 'tool', c.tool, 'agent_id', c.agent_id, 'attempts', 0, 'reason', $4::text)
       from input i
       where c.id = i.id and ${STILL_OPEN}
-      returning c.id, c.api_key_id, c.idempotency_key, case when (i.v->>'answer_wanted')::boolean then c.answer end as answer
+      returning c.id, c.api_key_id, c.idempotency_key, case when (i.v->>'answer_wanted')::boolean then ${answerWithTrace('c')} end as answer
     ), ${LATE}, key as (
       update idempotency_keys k set state = 'completed', http_status = 200, response = null
       from call
@@ -269,7 +282,7 @@ interface KeyedClaimInput extends ClaimInput {
 interface CompletionInput {
   id: string;
   status: string;
-  answer: CallAnswer;
+  answer: Omit<CallAnswer, 'trace'>;
   attempts: number;
   duration_ms: number | null;
   http_status: number;
@@ -364,7 +377,7 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
           const existing = await trx
             .selectFrom('idempotency_keys as k')
             .leftJoin('calls as c', 'c.id', 'k.call_id')
-            .select(['k.fingerprint', 'k.state', 'k.call_id', 'k.http_status', sql<unknown>`coalesce(k.response, c.answer)`.as('response')])
+            .select(['k.fingerprint', 'k.state', 'k.call_id', 'k.http_status', sql<unknown>`coalesce(k.response, ${sql.raw(answerWithTrace('c'))})`.as('response')])
             .where('k.api_key_id', '=', call.api_key_id)
             .where('k.key', '=', call.idempotency_key)
             .executeTakeFirst();
@@ -426,7 +439,7 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
       await (keyed ? completeKeyedCalls : completeCalls)({
         id: callId,
         status: answer.status,
-        answer,
+        answer: storedAnswer(answer),
         attempts: answer.attempts,
         duration_ms: durationMs === null ? null : Math.round(durationMs),
         http_status: httpStatus,
@@ -557,7 +570,9 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
       if (callIds.length === 0) return found;
       const rows = await db.selectFrom('calls').selectAll().where('id', 'in', callIds).execute();
       for (const row of rows) {
-        found.set(row.id, { summary: toCallSummary(row), api_key_id: row.api_key_id, request: row.request, answer: row.answer, trace: row.trace as TraceEvent[] });
+        const trace = row.trace as TraceEvent[];
+        const answer = row.answer === null ? null : { ...(row.answer as object), trace };
+        found.set(row.id, { summary: toCallSummary(row), api_key_id: row.api_key_id, request: row.request, answer, trace });
       }
       return found;
     },

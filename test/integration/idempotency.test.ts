@@ -33,6 +33,11 @@ describe('idempotency', () => {
     expect(first.headers['idempotent-replayed']).toBeUndefined();
     expect(second.body).toEqual(first.body);
     expect(server.count('POST', '/issues')).toBe(1);
+    // The trace is stored once, on the call; the replay put it back into the answer.
+    const row = await built.store.db.selectFrom('calls').select(['answer', 'trace']).where('id', '=', first.body.call_id).executeTakeFirstOrThrow();
+    expect(row.answer).not.toHaveProperty('trace');
+    expect(second.body.trace).toEqual(row.trace);
+    expect((second.body.trace as unknown[]).length).toBeGreaterThan(0);
   });
 
   it("counts repeats on their key within a second, off the answer's path", async () => {
