@@ -1,6 +1,6 @@
 import { mkdir, realpath } from 'node:fs/promises';
-import { PGlite } from '@electric-sql/pglite';
-import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
+import { PGlite, protocol, types } from '@electric-sql/pglite';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 import lockfile from 'proper-lockfile';
@@ -136,7 +136,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     throw error;
   }
   const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
-  const run = async <Row>(statement: Statement, values: readonly unknown[]) => (await db.executeQuery<Row>(CompiledQuery.raw(statement.text, [...values]))).rows;
+  const run = preparedOnPglite(pglite, db);
   return storeFor(
     db,
     'embedded',
@@ -149,6 +149,70 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     },
     unlock,
   );
+}
+
+/**
+ * The hot path on the embedded store: each statement is parsed once, as a named prepared
+ * statement, and every run is one trip into PGlite (Bind, Execute and Sync in one buffer). Its
+ * `query` makes six (Parse, Describe, Bind, Describe, Execute, Sync), parsing, analysing and
+ * rewriting the statement on each. A run holds Kysely's one connection, so it never lands inside
+ * a transaction another query has open. Each run is planned afresh (`force_custom_plan`, which
+ * only named statements heed): the one connection serves every other query too, so the planner
+ * settings the server's hot path gets cannot be set here.
+ */
+function preparedOnPglite(pglite: PGlite, db: Kysely<Database>): Store['run'] {
+  const prepared = new Set<string>();
+  let configured = false;
+  return <Row>(statement: Statement, values: readonly unknown[]) =>
+    db.connection().execute(async () => {
+      if (!configured) {
+        await pglite.exec('set plan_cache_mode = force_custom_plan');
+        configured = true;
+      }
+      const parse = !prepared.has(statement.name);
+      const { serialize } = protocol;
+      const message = Buffer.concat([
+        ...(parse ? [serialize.parse({ name: statement.name, text: statement.text, types: [] })] : []),
+        serialize.bind({ statement: statement.name, values: values.map(textParameter) }),
+        serialize.describe({ type: 'P' }),
+        serialize.execute({}),
+        serialize.sync(),
+      ]);
+      try {
+        const { messages } = await pglite.execProtocol(message);
+        prepared.add(statement.name);
+        return rowsOf<Row>(messages);
+      } catch (error) {
+        // Parsed, then failed: forget it on both sides, so the next run parses it again.
+        if (parse) await pglite.execProtocol(Buffer.concat([serialize.close({ type: 'S', name: statement.name }), serialize.sync()]), { throwOnError: false });
+        throw error;
+      }
+    });
+}
+
+/** A bind parameter in text format: arrays as array literals, everything else as its string. */
+function textParameter(value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  if (Array.isArray(value)) return `{${value.map((v) => (v === null ? 'NULL' : `"${String(v).replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`)).join(',')}}`;
+  return String(value);
+}
+
+/** The rows of a run's messages, each value parsed by its column's type as PGlite parses them. */
+function rowsOf<Row>(messages: Array<{ name: string }>): Row[] {
+  let fields: Array<{ name: string; dataTypeID: number }> = [];
+  const rows: Row[] = [];
+  for (const message of messages) {
+    if (message.name === 'rowDescription') fields = (message as unknown as { fields: typeof fields }).fields;
+    else if (message.name === 'dataRow') {
+      const values = (message as unknown as { fields: Array<string | null> }).fields;
+      const row: Record<string, unknown> = {};
+      fields.forEach((field, i) => {
+        row[field.name] = types.parseType(values[i] ?? null, field.dataTypeID) as unknown;
+      });
+      rows.push(row as Row);
+    }
+  }
+  return rows;
 }
 
 /**

@@ -1,0 +1,62 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore, type Statement, type Store } from '../../src/db/store.ts';
+
+/**
+ * The embedded store runs the hot path's statements as named prepared statements through PGlite's
+ * wire protocol (one trip per run, parsed once): the rows come back typed as PGlite's own queries
+ * type them, a failed run leaves the statement usable, and a run never lands inside a transaction
+ * another query has open on the one connection.
+ */
+describe('hot-path statements on the embedded store', () => {
+  let store: Store;
+  const typed: Statement = {
+    name: 'test_typed',
+    text: `select $1::text as text, ($2::text[])[2] as second, $3::int as n, $3::int > 1 as big, $4::jsonb as doc, null::text as nothing`,
+  };
+
+  beforeAll(async () => {
+    store = await openStore({ dataDir: 'memory://' });
+    await sql`create table marks (key text primary key)`.execute(store.db);
+  });
+  afterAll(async () => {
+    await store?.close();
+  });
+
+  it('answers rows typed as PGlite types them, arrays and quotes included', async () => {
+    for (let i = 0; i < 3; i++) {
+      const rows = await store.run(typed, [`it's "quoted" \\ ${i}`, ['a,b', 'c "d" \\e'], i, JSON.stringify({ at: i, list: [1, 'two'] })]);
+      expect(rows).toEqual([{ text: `it's "quoted" \\ ${i}`, second: 'c "d" \\e', n: i, big: i > 1, doc: { at: i, list: [1, 'two'] }, nothing: null }]);
+    }
+  });
+
+  it('fails a run on bad data with its Postgres code, and the statement still runs after', async () => {
+    const cast: Statement = { name: 'test_cast', text: 'select $1::int as n' };
+    await expect(store.run(cast, ['not a number'])).rejects.toMatchObject({ code: '22P02' });
+    expect(await store.run(cast, ['7'])).toEqual([{ n: 7 }]);
+    await expect(store.run(cast, ['again not'])).rejects.toMatchObject({ code: '22P02' });
+    expect(await store.run(cast, ['8'])).toEqual([{ n: 8 }]);
+  });
+
+  it('waits for an open transaction instead of running inside it', async () => {
+    const insert: Statement = {
+      name: 'test_insert',
+      text: `insert into marks (key) values ($1) returning key`,
+    };
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const transaction = store.db.transaction().execute(async (trx) => {
+      await sql`insert into marks (key) values ('in-trx')`.execute(trx);
+      await held;
+      // Rolled back: had the run landed inside, its row would go too.
+      throw new Error('roll back');
+    });
+    const run = store.run(insert, ['outside']);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    release();
+    await expect(transaction).rejects.toThrow('roll back');
+    expect(await run).toEqual([{ key: 'outside' }]);
+    const { rows } = await sql<{ key: string }>`select key from marks`.execute(store.db);
+    expect(rows.map((r) => r.key)).toEqual(['outside']);
+  });
+});
