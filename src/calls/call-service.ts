@@ -406,9 +406,11 @@ export function createCallService(deps: CallServiceDeps) {
           // The pending approval commits with the answer: a repeat replays it, the card is in the outbox.
           await transact(async (trx) => {
             await approval.store(trx);
-            await traces.appendEvents(callId, trace.takePending(), trx);
+            // Taken only once committed: if this rolls back, the answer stored instead (below) still appends them.
+            await traces.appendEvents(callId, trace.peekPending(), trx);
             await calls.writeAnswer(trx, callId, httpStatus, answer, performance.now() - started);
           });
+          trace.takePending();
         } else {
           await calls.finishCall(callId, httpStatus, answer, performance.now() - started, trace.takePending(), idempotencyKey !== undefined);
         }

@@ -109,8 +109,9 @@ const OPEN = OPEN_CALL_STATUSES.map((status) => `'${status}'`).join(', ');
 /**
  * A call of the batch still open, as a filter no index can serve (`is true`): the call is found by
  * its primary key, never through `calls_status_idx`, whose in-flight entries pile up dead until
- * vacuum. On Postgres these statements run on one plan made once (see store.ts), so it must not
- * depend on what the statistics say of the open calls.
+ * vacuum. On Postgres the completions run on one plan made once (see store.ts), so it must not
+ * depend on what the statistics say of the open calls; the bulk expiry (planned on each run, in
+ * the sweep's transaction) uses it too.
  */
 const STILL_OPEN = `(c.status in (${OPEN})) is true`;
 
@@ -235,6 +236,9 @@ const END_CALLS_UNRUN: Statement = {
     select id, answer from call where answer is not null`,
 };
 
+/** Code-unit order, as Postgres's "C" collation would sort; any fixed order serves to avoid deadlocks. */
+const compareText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
 /** How long repeats of keys are counted in memory before they are added to the keys. */
 const REPLAY_FLUSH_MS = 1_000;
 
@@ -293,7 +297,7 @@ interface CompletionInput {
 const IN_FLIGHT = { postgres: 4, embedded: 1 } as const;
 const MAX_BATCH = 256;
 
-/** The statements of the hot path, for tests that check how Postgres plans them. */
+/** The hot path's statements, and the bulk expiry's, for tests that check how Postgres plans them. */
 export const HOT_PATH_STATEMENTS = { CLAIM_CALLS, CLAIM_KEYED_CALLS, COMPLETE_CALLS, COMPLETE_KEYED_CALLS, END_CALLS_UNRUN } as const;
 
 export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>) {
@@ -323,7 +327,8 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
     if (flushTimer) clearTimeout(flushTimer);
     flushTimer = null;
     if (pendingReplays.size > 0) {
-      const counts = [...pendingReplays.values()];
+      // In key order, so two replicas' flushes never wait on each other in a cycle.
+      const counts = [...pendingReplays.values()].sort((a, b) => compareText(a.apiKeyId, b.apiKeyId) || compareText(a.key, b.key));
       pendingReplays.clear();
       const add = () => store.run(ADD_REPLAYS, [counts.map((r) => r.apiKeyId), counts.map((r) => r.key), counts.map((r) => r.n)]);
       // One flush at a time, in order; a count lost to a store error is a statistic, not an outcome.

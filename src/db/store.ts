@@ -110,10 +110,12 @@ export async function openStore(options: StoreOptions): Promise<Store> {
         }
         return (await client.query({ name: statement.name, text: statement.text, values: [...values] })).rows as Row[];
       } catch (error) {
-        failure = error as Error;
+        // An error Postgres answered (a SQLSTATE: bad data, a conflict) leaves the connection
+        // usable, its prepared statements and plans with it; any other (the connection lost)
+        // does not, and it is dropped.
+        if (typeof (error as { code?: unknown }).code !== 'string') failure = error as Error;
         throw error;
       } finally {
-        // A connection that failed is not reused (pool.query does the same).
         client.release(failure);
       }
     };
@@ -153,51 +155,76 @@ export async function openStore(options: StoreOptions): Promise<Store> {
 
 /**
  * The hot path on the embedded store: each statement is parsed once, as a named prepared
- * statement, and every run is one trip into PGlite (Bind, Execute and Sync in one buffer). Its
- * `query` makes six (Parse, Describe, Bind, Describe, Execute, Sync), parsing, analysing and
- * rewriting the statement on each. A run holds Kysely's one connection, so it never lands inside
- * a transaction another query has open. Each run is planned afresh (`force_custom_plan`, which
- * only named statements heed): the one connection serves every other query too, so the planner
- * settings the server's hot path gets cannot be set here.
+ * statement, and every run is one trip into PGlite (Bind, Describe, Execute and Sync in one
+ * buffer). Its `query` makes six (Parse, Describe, Bind, Describe, Execute, Sync), parsing,
+ * analysing and rewriting the statement on each. A run holds Kysely's one connection, so it never
+ * lands inside a transaction another query has open, and PGlite's query lock (`runExclusive`,
+ * made for `execProtocol`), so nothing else of PGlite's (LISTEN) interleaves. Each run is planned
+ * afresh (`force_custom_plan`, which only named statements heed): the one connection serves every
+ * other query too, so the planner settings the server's hot path gets cannot be set here.
  */
 function preparedOnPglite(pglite: PGlite, db: Kysely<Database>): Store['run'] {
+  const { serialize } = protocol;
   const prepared = new Set<string>();
   let configured = false;
   return <Row>(statement: Statement, values: readonly unknown[]) =>
-    db.connection().execute(async () => {
-      if (!configured) {
-        await pglite.exec('set plan_cache_mode = force_custom_plan');
-        configured = true;
-      }
-      const parse = !prepared.has(statement.name);
-      const { serialize } = protocol;
-      const message = Buffer.concat([
-        ...(parse ? [serialize.parse({ name: statement.name, text: statement.text, types: [] })] : []),
-        serialize.bind({ statement: statement.name, values: values.map(textParameter) }),
-        serialize.describe({ type: 'P' }),
-        serialize.execute({}),
-        serialize.sync(),
-      ]);
-      try {
-        const { messages } = await pglite.execProtocol(message);
-        prepared.add(statement.name);
-        return rowsOf<Row>(messages);
-      } catch (error) {
-        // Parsed, then failed: forget it on both sides, so the next run parses it again.
-        if (parse) await pglite.execProtocol(Buffer.concat([serialize.close({ type: 'S', name: statement.name }), serialize.sync()]), { throwOnError: false });
-        throw error;
-      }
-    });
+    db.connection().execute(() =>
+      pglite.runExclusive(async () => {
+        if (!configured) {
+          await pglite.execProtocol(serialize.query('set plan_cache_mode = force_custom_plan'));
+          configured = true;
+        }
+        const parse = !prepared.has(statement.name);
+        const message = Buffer.concat([
+          ...(parse ? [serialize.parse({ name: statement.name, text: statement.text, types: [] })] : []),
+          serialize.bind({ statement: statement.name, values: values.map(textParameter) }),
+          serialize.describe({ type: 'P' }),
+          serialize.execute({}),
+          serialize.sync(),
+        ]);
+        try {
+          const { messages } = await pglite.execProtocol(message);
+          prepared.add(statement.name);
+          return rowsOf<Row>(messages);
+        } catch (error) {
+          // Parsed, then failed (or gone, 26000): forget it on both sides, so the next run parses
+          // it again. The run's own error is the one that counts.
+          if (parse || (error as { code?: unknown }).code === '26000') {
+            prepared.delete(statement.name);
+            await pglite.execProtocol(Buffer.concat([serialize.close({ type: 'S', name: statement.name }), serialize.sync()]), { throwOnError: false }).catch(() => {});
+          }
+          throw error;
+        }
+      }),
+    );
 }
 
-/** A bind parameter in text format: arrays as array literals, everything else as its string. */
+/** An element of an array parameter: quoted, its quotes and backslashes escaped. */
+function arrayElement(value: unknown): string {
+  if (value === null) return 'NULL';
+  if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
+    throw new TypeError(`an array parameter of the hot path holds a ${typeof value}: only strings, numbers and booleans are sent`);
+  }
+  return `"${String(value).replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
+}
+
+/**
+ * A bind parameter in text format, for what the hot path sends: strings (JSON text included),
+ * numbers, booleans, and flat arrays of them. Anything else (a Date, an object) is refused rather
+ * than sent as `String(value)`.
+ */
 function textParameter(value: unknown): string | null {
   if (value === null || value === undefined) return null;
-  if (Array.isArray(value)) return `{${value.map((v) => (v === null ? 'NULL' : `"${String(v).replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`)).join(',')}}`;
-  return String(value);
+  if (Array.isArray(value)) return `{${value.map(arrayElement).join(',')}}`;
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return String(value);
+  throw new TypeError(`a parameter of the hot path is a ${typeof value}: send JSON text, numbers, booleans or arrays of them`);
 }
 
-/** The rows of a run's messages, each value parsed by its column's type as PGlite parses them. */
+/**
+ * The rows of a run's messages, each value parsed by its column's type with PGlite's default
+ * parsers (text, numbers, booleans, json, dates; array columns would come back as text: the hot
+ * path returns none).
+ */
 function rowsOf<Row>(messages: Array<{ name: string }>): Row[] {
   let fields: Array<{ name: string; dataTypeID: number }> = [];
   const rows: Row[] = [];

@@ -39,24 +39,35 @@ describe('hot-path statements on the embedded store', () => {
   });
 
   it('waits for an open transaction instead of running inside it', async () => {
-    const insert: Statement = {
-      name: 'test_insert',
-      text: `insert into marks (key) values ($1) returning key`,
-    };
+    const insert: Statement = { name: 'test_insert', text: `insert into marks (key) values ($1) returning key` };
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
+    let inserted!: () => void;
+    const insideOpen = new Promise<void>((resolve) => (inserted = resolve));
     const transaction = store.db.transaction().execute(async (trx) => {
       await sql`insert into marks (key) values ('in-trx')`.execute(trx);
+      inserted();
       await held;
       // Rolled back: had the run landed inside, its row would go too.
       throw new Error('roll back');
     });
-    const run = store.run(insert, ['outside']);
+    // The transaction is open and has written: now the run.
+    await insideOpen;
+    let settled = false;
+    const run = store.run(insert, ['outside']).finally(() => (settled = true));
     await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(settled).toBe(false);
     release();
     await expect(transaction).rejects.toThrow('roll back');
     expect(await run).toEqual([{ key: 'outside' }]);
     const { rows } = await sql<{ key: string }>`select key from marks`.execute(store.db);
     expect(rows.map((r) => r.key)).toEqual(['outside']);
+  });
+
+  it('refuses a parameter it cannot send as text, instead of sending String(value)', async () => {
+    await expect(store.run(typed, [new Date(), ['a'], 1, '{}'])).rejects.toThrow(TypeError);
+    await expect(store.run(typed, ['a', [{ nested: true }], 1, '{}'])).rejects.toThrow(TypeError);
+    // The statement is unharmed.
+    expect(await store.run(typed, ['a', ['b', 'c'], 2, '{}'])).toEqual([{ text: 'a', second: 'c', n: 2, big: true, doc: {}, nothing: null }]);
   });
 });

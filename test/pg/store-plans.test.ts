@@ -73,6 +73,8 @@ describe('hot-path statements on a real Postgres server', () => {
 
     // The tables grow to 50,000 calls and keys, a few in flight, before statistics are taken again
     // (an ANALYZE would have Postgres plan afresh).
+    // No autovacuum meanwhile either: its ANALYZE would have the plans made again, on the large tables.
+    for (const table of ['calls', 'idempotency_keys']) await sql`alter table ${sql.table(table)} set (autovacuum_enabled = false)`.execute(store.db);
     await seedCallHistory(store.db, 50_000);
 
     const events = [{ step: 'validated', status: 'ok', at: '2026-11-29T10:00:00.000Z' }];
@@ -87,6 +89,28 @@ describe('hot-path statements on a real Postgres server', () => {
       const found = await accesses(name, json, [...ids]);
       expect(found.length, name).toBeGreaterThan(0);
       for (const access of found) expect(access, `${name}: ${found.join('; ')}`).toMatch(primaryKeysOnly);
+    }
+  });
+
+  it('keep their connection through a data error, and a connection that replaces a lost one gets the settings', async () => {
+    const own = await openStore({ databaseUrl: await createTestDatabase(inject('pgUrl')), dataDir: 'memory://', poolSize: 1 });
+    try {
+      const backend = { name: 'backend', text: `select pg_backend_pid() as pid, current_setting('plan_cache_mode') as mode, current_setting('enable_seqscan') as seqscan` };
+      const [first] = await own.run<{ pid: number; mode: string; seqscan: string }>(backend, []);
+      expect(first).toMatchObject({ mode: 'force_generic_plan', seqscan: 'off' });
+      // Bad data: Postgres answers an error, and the connection (its plans with it) stays.
+      await expect(own.run({ name: 'cast', text: 'select $1::int as n' }, ['not a number'])).rejects.toMatchObject({ code: '22P02' });
+      expect((await own.run<{ pid: number }>(backend, []))[0]!.pid).toBe(first!.pid);
+      // The connection is lost: the next one is set up the same way.
+      await sql`select pg_terminate_backend(${first!.pid})`.execute(own.db);
+      let next: { pid: number; mode: string; seqscan: string } | undefined;
+      for (let attempt = 0; attempt < 5 && !next; attempt++) {
+        next = (await own.run<{ pid: number; mode: string; seqscan: string }>(backend, []).catch(() => undefined))?.[0];
+      }
+      expect(next).toMatchObject({ mode: 'force_generic_plan', seqscan: 'off' });
+      expect(next!.pid).not.toBe(first!.pid);
+    } finally {
+      await own.close();
     }
   });
 
