@@ -8,8 +8,11 @@ import { direct, governed, ms, plus, ratio, warmUp, type Section } from '../sect
 export const latencySection: Section = async (ctx) => {
   const invoke = await ctx.sharedInvoke();
   const requests = ctx.quick ? 200 : 3000;
-  await warmUp(direct(ctx.tool.url), 200);
-  await warmUp(governed(invoke.url), 200);
+  // Past the first seconds of a fresh process (JIT tiers, heap growth, the store's first plans),
+  // whichever section ran before on the shared process.
+  const warm = ctx.quick ? 200 : 3000;
+  await warmUp(direct(ctx.tool.url), warm);
+  await warmUp(governed(invoke.url), warm);
   const base = await runLoad(direct(ctx.tool.url), { concurrency: 1, requests });
   const call = await runLoad(governed(invoke.url), { concurrency: 1, requests });
   // A repeat of a settled idempotency key: answered from the store, the tool is not called.

@@ -14,7 +14,7 @@ import { loadConfig } from '../../src/config.ts';
 import type { Database } from '../../src/db/schema.ts';
 import { percentiles, runLoad, type LoadResult } from '../load.ts';
 import { API_KEY, startInvokeProcess } from '../processes.ts';
-import { AUTH, count, governed, ms, ratio, registerBenchTool, TOOL_KEY, type Section } from '../section.ts';
+import { AUTH, count, governed, ms, ratio, registerBenchTool, TOOL_KEY, warmUp, type Section } from '../section.ts';
 
 /**
  * N copies of one approval and its call (with the call's trace), expired an hour ago.
@@ -71,6 +71,9 @@ export const sweepSection: Section = async (ctx) => {
     try {
       if (live) {
         await registerBenchTool(live.url, ctx.tool.url);
+        // A fresh process is slow for its first seconds (JIT tiers, heap growth): past them first,
+        // so "alone" is the process's steady state.
+        await warmUp(governed(live.url), ctx.quick ? 200 : 3000);
         const loadMs = ctx.quick ? 400 : 3000;
         const alone = await runLoad(governed(live.url), { concurrency: 16, durationMs: loadMs });
         const passing = pass();
