@@ -132,6 +132,33 @@ export async function startInvokeProcess(options: { storeEnv: Record<string, str
   throw new Error(`Invoke was not ready after ${READY_TIMEOUT_MS / 1000}s:\n${output()}`);
 }
 
+/**
+ * One sweep pass in a process of its own (`npm run sweep`'s compiled CLI) on the given store:
+ * what an operator's scheduled pass does, beside the server. Resolves to the pass's own timing
+ * and counts as it prints them (`sweep pass (N ms): expired=... errors=...`).
+ */
+export async function runSweepProcess(storeEnv: Record<string, string>): Promise<{ ms: number; counts: Record<string, number> }> {
+  // BENCH_CPU_PROF=<dir>: a V8 CPU profile of the pass, as for the Invoke processes.
+  const profileDir = process.env['BENCH_CPU_PROF'];
+  const args = [...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), path.join('dist', 'src', 'sweeps', 'sweep-cli.js')];
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: invokeEnv(storeEnv, {}, 0),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = tail(child);
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const match = /sweep pass \((\d+) ms\): (.*)/.exec(output());
+  if (code !== 0 || !match) throw new Error(`sweep process exited (${code}):\n${output()}`);
+  const counts = Object.fromEntries(
+    match[2]!
+      .trim()
+      .split(' ')
+      .map((pair) => [pair.split('=')[0]!, Number(pair.split('=')[1])]),
+  );
+  return { ms: Number(match[1]), counts };
+}
+
 /** Resident memory of a process and all its descendants (the tsx CLI runs the server in a child). */
 export function treeRssBytes(pid: number): number {
   const table = execFileSync('ps', ['-A', '-o', 'pid=,ppid=,rss='], { encoding: 'utf8' })

@@ -19,6 +19,8 @@ export const latencySection: Section = async (ctx) => {
   const replayKey = `latency-replay-${Date.now()}`;
   const replayed = governed(invoke.url, () => replayKey);
   await replayed(0);
+  // The replay path has its own code to warm (the calls above never replay).
+  await warmUp(() => replayed(0), ctx.quick ? 200 : 1000);
   const replay = await runLoad(() => replayed(0), { concurrency: 1, requests });
   for (const r of [base, call, replay]) if (r.errors > 0) throw new Error(`latency: ${r.errors} errors (${r.firstError})`);
   const p = (r: typeof base) => r.latency;
