@@ -49,6 +49,19 @@ export interface SlackDriver {
   event(event: Record<string, unknown>): Promise<SlackAnswer>;
 }
 
+/**
+ * A request to /slack/events as Slack sends it: signed with the app's signing secret (or `secret`)
+ * at `timestamp` (now, unless a test wants a stale or future one).
+ */
+export function postSignedToSlack(
+  app: FastifyInstance,
+  body: string,
+  contentType = 'application/x-www-form-urlencoded',
+  { secret = SIGNING_SECRET, timestamp = Math.floor(Date.now() / 1000) }: { secret?: string; timestamp?: number } = {},
+) {
+  return app.inject({ method: 'POST', url: '/slack/events', headers: { 'content-type': contentType, ...signSlackRequest(secret, body, timestamp) }, payload: body });
+}
+
 /** Drives the app the way Slack does over `transport`, with the emulator standing in for Slack. */
 export function slackDriver(transport: SlackTransport, slack: SlackEmulator): SlackDriver {
   return transport === 'http' ? httpDriver(slack) : socketDriver(slack);
@@ -59,12 +72,7 @@ function httpDriver(slack: SlackEmulator): SlackDriver {
   async function post(body: string, contentType: string): Promise<SlackAnswer> {
     if (!app) throw new Error('attach the app first');
     const started = Date.now();
-    const res = await app.inject({
-      method: 'POST',
-      url: '/slack/events',
-      headers: { 'content-type': contentType, ...signSlackRequest(SIGNING_SECRET, body, Math.floor(Date.now() / 1000)) },
-      payload: body,
-    });
+    const res = await postSignedToSlack(app, body, contentType);
     const response = res.body.trim().startsWith('{') ? (JSON.parse(res.body) as Record<string, unknown>) : undefined;
     return { acked: res.statusCode === 200, response, elapsed: Date.now() - started };
   }

@@ -13,13 +13,12 @@ import {
   REJECT_REASON_BLOCK_ID,
 } from '../../src/slack/blocks.ts';
 import { COMMENT_BLOCK_ID, EDIT_MODAL_CALLBACK_ID, PARAMS_JSON_ACTION_ID, PARAMS_JSON_BLOCK_ID } from '../../src/slack/edit-modal.ts';
-import { signSlackRequest } from '../../src/slack/verify-request.ts';
 import { startSlackEmulator } from '../../demo/slack-emulator.ts';
 import { send, testConfig } from '../helpers/app.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { postSignedToSlack, SIGNING_SECRET } from '../helpers/slack-transport.ts';
 
-const SIGNING_SECRET = 'test-signing-secret';
 const CHANNEL = 'C0APPROVALS';
 const ALICE = 'UALICE';
 const BOB = 'UBOB';
@@ -103,14 +102,7 @@ describe('Slack: edit, then approve', () => {
 
   function interaction(payload: Record<string, unknown>) {
     const body = new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
-    return built.app
-      .inject({
-        method: 'POST',
-        url: '/slack/events',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', ...signSlackRequest(SIGNING_SECRET, body, Math.floor(Date.now() / 1000)) },
-        payload: body,
-      })
-      .then((r) => ({ status: r.statusCode, body: r.body }));
+    return postSignedToSlack(built.app, body).then((r) => ({ status: r.statusCode, body: r.body }));
   }
 
   /** A click on the card; returns the modal Slack was asked to open for it, if any. */

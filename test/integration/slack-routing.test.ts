@@ -8,12 +8,11 @@ import { buildApp, type BuiltApp } from '../../src/app.ts';
 import type { Checkpoint } from '../../src/approvals/checkpoint.ts';
 import { APPROVE_ACTION_ID, REFETCH_ACTION_ID } from '../../src/slack/blocks.ts';
 import { EDIT_MODAL_CALLBACK_ID, PARAMS_JSON_ACTION_ID, PARAMS_JSON_BLOCK_ID } from '../../src/slack/edit-modal.ts';
-import { signSlackRequest } from '../../src/slack/verify-request.ts';
 import { send, testConfig } from '../helpers/app.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { postSignedToSlack, SIGNING_SECRET } from '../helpers/slack-transport.ts';
 
-const SIGNING_SECRET = 'test-signing-secret';
 const DEFAULT_CHANNEL = 'C0APPROVALS';
 const FINANCE_CHANNEL = 'C0FINANCE';
 /** The global Slack approver: decides what nothing routes elsewhere. */
@@ -154,12 +153,7 @@ describe('Slack routing, escalation chains and DMs', () => {
         actions: [{ action_id: actionId, block_id: `${approvalId}.actions.p0`, value: approvalId, type: 'button', action_ts: String(Date.now() / 1000) }],
       }),
     }).toString();
-    const res = await built.app.inject({
-      method: 'POST',
-      url: '/slack/events',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', ...signSlackRequest(SIGNING_SECRET, body, Math.floor(Date.now() / 1000)) },
-      payload: body,
-    });
+    const res = await postSignedToSlack(built.app, body);
     expect(res.statusCode).toBe(200);
     // A decision answers nobody ephemerally; a refusal does. Wait for one or the other.
     const answer = await waitFor(async () => {
@@ -183,12 +177,7 @@ describe('Slack routing, escalation chains and DMs', () => {
       response_url: slack.responseUrl(responseId),
       trigger_id: 't',
     }).toString();
-    await built.app.inject({
-      method: 'POST',
-      url: '/slack/events',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', ...signSlackRequest(SIGNING_SECRET, body, Math.floor(Date.now() / 1000)) },
-      payload: body,
-    });
+    await postSignedToSlack(built.app, body);
     const response = await waitFor(async () => slack.responses.find((r) => r.id === responseId));
     return JSON.stringify(response.body);
   }
@@ -205,12 +194,7 @@ describe('Slack routing, escalation chains and DMs', () => {
       event_time: Math.floor(Date.now() / 1000),
       event: { type: 'app_home_opened', user, channel: 'D1', tab: 'home' },
     });
-    const res = await built.app.inject({
-      method: 'POST',
-      url: '/slack/events',
-      headers: { 'content-type': 'application/json', ...signSlackRequest(SIGNING_SECRET, body, Math.floor(Date.now() / 1000)) },
-      payload: body,
-    });
+    const res = await postSignedToSlack(built.app, body, 'application/json');
     expect(res.statusCode).toBe(200);
     const published = await waitFor(async () => slack.homes.slice(before).find((h) => h.user_id === user));
     return JSON.stringify(published.view);
@@ -453,12 +437,7 @@ describe('Slack routing, escalation chains and DMs', () => {
         },
       }),
     }).toString();
-    const res = await built.app.inject({
-      method: 'POST',
-      url: '/slack/events',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', ...signSlackRequest(SIGNING_SECRET, body, Math.floor(Date.now() / 1000)) },
-      payload: body,
-    });
+    const res = await postSignedToSlack(built.app, body);
     return res.body ? (JSON.parse(res.body) as Record<string, unknown>) : null;
   }
 

@@ -10,11 +10,10 @@ import {
   REJECT_REASON_ACTION_ID,
   REJECT_REASON_BLOCK_ID,
 } from '../../src/slack/blocks.ts';
-import { signSlackRequest } from '../../src/slack/verify-request.ts';
 import { startSlackEmulator } from '../../demo/slack-emulator.ts';
 import { buildApp } from '../../src/app.ts';
 import { buildTestApp, send, testConfig } from '../helpers/app.ts';
-import { SIGNING_SECRET, SLACK_TRANSPORTS, slackDriver, type SlackDriver, httpOnlyTest, httpOnlySuite } from '../helpers/slack-transport.ts';
+import { postSignedToSlack, SIGNING_SECRET, SLACK_TRANSPORTS, slackDriver, type SlackDriver, httpOnlyTest, httpOnlySuite } from '../helpers/slack-transport.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -121,12 +120,7 @@ describe.each(SLACK_TRANSPORTS)('Slack app over %s', (transport) => {
 
   async function slackRequest(body: string, contentType: string, timestamp = Math.floor(Date.now() / 1000), secret = SIGNING_SECRET) {
     const started = Date.now();
-    const response = await built.app.inject({
-      method: 'POST',
-      url: '/slack/events',
-      headers: { 'content-type': contentType, ...signSlackRequest(secret, body, timestamp) },
-      payload: body,
-    });
+    const response = await postSignedToSlack(built.app, body, contentType, { secret, timestamp });
     return { status: response.statusCode, body: response.body, elapsed: Date.now() - started };
   }
 
