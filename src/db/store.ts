@@ -110,10 +110,11 @@ export async function openStore(options: StoreOptions): Promise<Store> {
         }
         return (await client.query({ name: statement.name, text: statement.text, values: [...values] })).rows as Row[];
       } catch (error) {
-        // An error Postgres answered (a SQLSTATE: bad data, a conflict) leaves the connection
-        // usable, its prepared statements and plans with it; any other (the connection lost)
-        // does not, and it is dropped.
-        if (typeof (error as { code?: unknown }).code !== 'string') failure = error as Error;
+        // An error Postgres answered about the statement (bad data, a conflict) leaves the
+        // connection usable, its prepared statements and plans with it. Any other is dropped: no
+        // SQLSTATE (the connection lost), a connection exception (08) or the server going away (57).
+        const code = (error as { code?: unknown }).code;
+        if (typeof code !== 'string' || code.startsWith('08') || code.startsWith('57')) failure = error as Error;
         throw error;
       } finally {
         client.release(failure);
