@@ -297,8 +297,8 @@ interface CompletionInput {
 const IN_FLIGHT = { postgres: 4, embedded: 1 } as const;
 const MAX_BATCH = 256;
 
-/** The hot path's statements, and the bulk expiry's, for tests that check how Postgres plans them. */
-export const HOT_PATH_STATEMENTS = { CLAIM_CALLS, CLAIM_KEYED_CALLS, COMPLETE_CALLS, COMPLETE_KEYED_CALLS, END_CALLS_UNRUN } as const;
+/** The hot path's statements (the replay counts' too), and the bulk expiry's, for tests that check how Postgres plans them. */
+export const HOT_PATH_STATEMENTS = { CLAIM_CALLS, CLAIM_KEYED_CALLS, COMPLETE_CALLS, COMPLETE_KEYED_CALLS, END_CALLS_UNRUN, ADD_REPLAYS } as const;
 
 export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>) {
   const { db } = store;

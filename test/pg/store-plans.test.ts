@@ -29,11 +29,11 @@ describe('hot-path statements on a real Postgres server', () => {
   });
 
   /** Every access to `calls` and `idempotency_keys` in the plan the hot path's connection runs `statement` on. */
-  async function accesses(statement: string, json: string, ids: string[]): Promise<string[]> {
-    // EXPLAIN EXECUTE takes no bound parameters: the batch goes in as literals.
+  async function accesses(statement: string, args: string[]): Promise<string[]> {
+    // EXPLAIN EXECUTE takes no bound parameters: the arguments go in as literals.
     const literal = (text: string) => `'${text.replaceAll("'", "''")}'`;
     const rows = await store.run<{ 'QUERY PLAN': unknown }>(
-      { name: `explain_${statement}`, text: `explain (format json) execute ${statement}(${literal(json)}, ${literal(`{${ids.join(',')}}`)})` },
+      { name: `explain_${statement}`, text: `explain (format json) execute ${statement}(${args.map(literal).join(', ')})` },
       [],
     );
     const found: string[] = [];
@@ -58,6 +58,9 @@ describe('hot-path statements on a real Postgres server', () => {
       const keyed = { id: `keyed-${i}`, api_key_id: 'k', agent_id: 'a', tool: 't.x', request: {}, idempotency_key: `new-key-${i}`, lease_ms: 60_000 };
       expect(await calls.claimIdempotencyKey(keyed, 'fp', 60_000)).toEqual({ kind: 'claimed' });
       await calls.finishCall(keyed.id, 200, answer(keyed.id), 1, [], true);
+      // A repeat, and its count written.
+      expect(await calls.claimIdempotencyKey({ ...keyed, id: `again-${i}` }, 'fp', 60_000)).toMatchObject({ kind: 'replay' });
+      await calls.flushReplays();
     };
     // A young store, its statistics taken (autovacuum analyzes a small table soon), then twelve
     // calls each way: Postgres makes its plans now, knowing the tables to be a page each.
@@ -68,8 +71,14 @@ describe('hot-path statements on a real Postgres server', () => {
       { name: 'prepared_statements', text: `select name, generic_plans, custom_plans from pg_prepared_statements where name like 'invoke_%' order by name` },
       [],
     );
-    expect(prepared.map((r) => r.name)).toEqual(['invoke_claim_calls', 'invoke_claim_keyed_calls', 'invoke_complete_calls', 'invoke_complete_keyed_calls']);
-    for (const row of prepared) expect([Number(row.generic_plans), Number(row.custom_plans)]).toEqual([13, 0]);
+    // Generic plans only, one run each per call (the keyed claim ran twice: the call and its repeat).
+    expect(Object.fromEntries(prepared.map((r) => [r.name, [Number(r.generic_plans), Number(r.custom_plans)]]))).toEqual({
+      invoke_add_replays: [13, 0],
+      invoke_claim_calls: [13, 0],
+      invoke_claim_keyed_calls: [26, 0],
+      invoke_complete_calls: [13, 0],
+      invoke_complete_keyed_calls: [13, 0],
+    });
 
     // The tables grow to 50,000 calls and keys, a few in flight, before statistics are taken again
     // (an ANALYZE would have Postgres plan afresh).
@@ -81,12 +90,13 @@ describe('hot-path statements on a real Postgres server', () => {
     const completion = [{ id: 'old300', status: 'executed', answer: { status: 'executed' }, attempts: 1, duration_ms: 1, http_status: 200, events }];
     const claim = [{ id: 'new1', api_key_id: 'k', agent_id: 'a', tool: 't.x', request: {}, lease_ms: 60_000, events, key: 'key7', fingerprint: 'fp', ttl_ms: 60_000 }];
     const primaryKeysOnly = /^(calls: Index Scan calls_pkey|idempotency_keys: Index Scan idempotency_keys_(pk|call_idx))$/;
-    for (const [name, json, ids] of [
-      [HOT_PATH_STATEMENTS.COMPLETE_CALLS.name, jsonForPostgres(completion), ['old300']],
-      [HOT_PATH_STATEMENTS.COMPLETE_KEYED_CALLS.name, jsonForPostgres(completion), ['old300']],
-      [HOT_PATH_STATEMENTS.CLAIM_KEYED_CALLS.name, jsonForPostgres(claim), ['new1']],
+    for (const [name, args] of [
+      [HOT_PATH_STATEMENTS.COMPLETE_CALLS.name, [jsonForPostgres(completion), '{old300}']],
+      [HOT_PATH_STATEMENTS.COMPLETE_KEYED_CALLS.name, [jsonForPostgres(completion), '{old300}']],
+      [HOT_PATH_STATEMENTS.CLAIM_KEYED_CALLS.name, [jsonForPostgres(claim), '{new1}']],
+      [HOT_PATH_STATEMENTS.ADD_REPLAYS.name, ['{k}', '{key7}', '{1}']],
     ] as const) {
-      const found = await accesses(name, json, [...ids]);
+      const found = await accesses(name, [...args]);
       expect(found.length, name).toBeGreaterThan(0);
       for (const access of found) expect(access, `${name}: ${found.join('; ')}`).toMatch(primaryKeysOnly);
     }
