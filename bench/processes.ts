@@ -72,6 +72,12 @@ export async function startToolProcess(): Promise<Running> {
   return { url: `http://127.0.0.1:${port}`, pid: child.pid!, stop: stopper(child) };
 }
 
+/** BENCH_CPU_PROF=<dir>: node's arguments, with each process writing a V8 CPU profile there when it stops. */
+function profiled(args: string[]): string[] {
+  const profileDir = process.env['BENCH_CPU_PROF'];
+  return profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, ...args] : args;
+}
+
 /** `compiled` is what `npm start` runs; `tsx` is what `npm run dev` runs. */
 export type Runtime = 'compiled' | 'tsx';
 
@@ -112,9 +118,7 @@ export interface InvokeProcess extends Running {
 export async function startInvokeProcess(options: { storeEnv: Record<string, string>; env?: Record<string, string>; runtime?: Runtime }): Promise<InvokeProcess> {
   const port = await freePort();
   const [command, commandArgs] = COMMANDS[options.runtime ?? 'compiled'];
-  // BENCH_CPU_PROF=<dir>: each Invoke process writes a V8 CPU profile there when it stops.
-  const profileDir = process.env['BENCH_CPU_PROF'];
-  const args = profileDir && command === process.execPath ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, ...commandArgs] : commandArgs;
+  const args = command === process.execPath ? profiled(commandArgs) : commandArgs;
   const started = performance.now();
   const child = spawn(command, args, { cwd: ROOT, env: invokeEnv(options.storeEnv, options.env ?? {}, port), stdio: ['ignore', 'pipe', 'pipe'] });
   const output = tail(child);
@@ -138,10 +142,7 @@ export async function startInvokeProcess(options: { storeEnv: Record<string, str
  * and counts as it prints them (`sweep pass (N ms): expired=... errors=...`).
  */
 export async function runSweepProcess(storeEnv: Record<string, string>): Promise<{ ms: number; counts: Record<string, number> }> {
-  // BENCH_CPU_PROF=<dir>: a V8 CPU profile of the pass, as for the Invoke processes.
-  const profileDir = process.env['BENCH_CPU_PROF'];
-  const args = [...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []), path.join('dist', 'src', 'sweeps', 'sweep-cli.js')];
-  const child = spawn(process.execPath, args, {
+  const child = spawn(process.execPath, profiled([path.join('dist', 'src', 'sweeps', 'sweep-cli.js')]), {
     cwd: ROOT,
     env: invokeEnv(storeEnv, {}, 0),
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -183,9 +183,9 @@ const CLAIM_KEYED_CALLS: Statement = {
 /**
  * Calls' final answers, the rest of their traces and (for calls with an idempotency key) their
  * keys' states, in one commit. Calls without a key have a statement of their own, without the
- * keys' part: less for Postgres to plan on every run. The calls are found by primary key: with
- * the batch's size unknown, the planner went through `calls_status_idx` instead, over every
- * in-flight entry not yet vacuumed.
+ * keys' part: nothing to look up for them. The calls are found by primary key: with the batch's
+ * size unknown, the planner went through `calls_status_idx` instead, over every in-flight entry
+ * not yet vacuumed.
  */
 const completeStatement = (keyed: boolean): Statement => ({
   name: keyed ? 'invoke_complete_keyed_calls' : 'invoke_complete_calls',
@@ -303,18 +303,16 @@ export const HOT_PATH_STATEMENTS = { CLAIM_CALLS, CLAIM_KEYED_CALLS, COMPLETE_CA
 export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>) {
   const { db } = store;
   const batched = <I, O>(write: (items: I[]) => Promise<O[]>) => createWriteBatcher({ write, maxBatch: MAX_BATCH, maxInFlight: IN_FLIGHT[store.kind] });
-  const claimCalls = batched<ClaimInput, void>(async (items) => {
-    await store.run(CLAIM_CALLS, batchValues(items));
-    return items.map(() => undefined);
-  });
-  const claimKeyedCalls = batched<KeyedClaimInput, KeyClaimRow>((items) => store.run<KeyClaimRow>(CLAIM_KEYED_CALLS, batchValues(items)));
-  const completer = (statement: Statement) =>
-    batched<CompletionInput, void>(async (items) => {
+  /** A batched statement whose callers need nothing back but its commit. */
+  const writer = <I extends { id: string }>(statement: Statement) =>
+    batched<I, void>(async (items) => {
       await store.run(statement, batchValues(items));
       return items.map(() => undefined);
     });
-  const completeCalls = completer(COMPLETE_CALLS);
-  const completeKeyedCalls = completer(COMPLETE_KEYED_CALLS);
+  const claimCalls = writer<ClaimInput>(CLAIM_CALLS);
+  const claimKeyedCalls = batched<KeyedClaimInput, KeyClaimRow>((items) => store.run<KeyClaimRow>(CLAIM_KEYED_CALLS, batchValues(items)));
+  const completeCalls = writer<CompletionInput>(COMPLETE_CALLS);
+  const completeKeyedCalls = writer<CompletionInput>(COMPLETE_KEYED_CALLS);
   // Repeats are counted off the answer's path, in memory, and added to their keys once a second
   // (REPLAY_FLUSH_MS) in one statement: a replay never waits on its key's row, which a count
   // being written locks. `/invoke stats` flushes first; another replica's counts are at most a

@@ -200,25 +200,22 @@ function preparedOnPglite(pglite: PGlite, db: Kysely<Database>): Store['run'] {
     );
 }
 
-/** An element of an array parameter: quoted, its quotes and backslashes escaped. */
-function arrayElement(value: unknown): string {
-  if (value === null) return 'NULL';
-  if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
-    throw new TypeError(`an array parameter of the hot path holds a ${typeof value}: only strings, numbers and booleans are sent`);
-  }
-  return `"${String(value).replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
+/** A string, number or boolean as text; anything else (a Date, an object) is refused rather than sent as `String(value)`. */
+function scalarText(value: unknown, what: string): string {
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return String(value);
+  throw new TypeError(`${what} of the hot path is a ${typeof value}: send JSON text, numbers, booleans or flat arrays of them`);
 }
 
 /**
  * A bind parameter in text format, for what the hot path sends: strings (JSON text included),
- * numbers, booleans, and flat arrays of them. Anything else (a Date, an object) is refused rather
- * than sent as `String(value)`.
+ * numbers, booleans, and flat arrays of them (an array literal, each element quoted, its quotes
+ * and backslashes escaped).
  */
 function textParameter(value: unknown): string | null {
   if (value === null || value === undefined) return null;
-  if (Array.isArray(value)) return `{${value.map(arrayElement).join(',')}}`;
-  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return String(value);
-  throw new TypeError(`a parameter of the hot path is a ${typeof value}: send JSON text, numbers, booleans or arrays of them`);
+  if (!Array.isArray(value)) return scalarText(value, 'a parameter');
+  const elements = value.map((v) => (v === null ? 'NULL' : `"${scalarText(v, 'an array element').replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`));
+  return `{${elements.join(',')}}`;
 }
 
 /**
