@@ -42,8 +42,10 @@ export interface LoadOptions {
   concurrency: number;
   /** Stop after this many requests... */
   requests?: number;
-  /** ...or after this many milliseconds (whichever comes first). */
+  /** ...or after this many milliseconds... */
   durationMs?: number;
+  /** ...or once this settles (whichever comes first). */
+  until?: Promise<unknown>;
   /** Statuses that count as success; others are errors. */
   ok?: (status: number) => boolean;
 }
@@ -58,9 +60,14 @@ export async function runLoad(send: Send, options: LoadOptions): Promise<LoadRes
   let firstError: string | null = null;
   const started = performance.now();
   const deadline = options.durationMs === undefined ? Number.POSITIVE_INFINITY : started + options.durationMs;
+  let settled = false;
+  const settle = () => {
+    settled = true;
+  };
+  options.until?.then(settle, settle);
 
   const worker = async () => {
-    for (let i = next++; i < limit && performance.now() < deadline; i = next++) {
+    for (let i = next++; i < limit && !settled && performance.now() < deadline; i = next++) {
       const t0 = performance.now();
       try {
         const status = await send(i);
