@@ -79,7 +79,7 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
   run('initdb', ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8']);
   const port = await freePort();
   const fast = options.durable ? '' : ' -c fsync=off -c synchronous_commit=off -c full_page_writes=off';
-  const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1${fast} -c max_connections=300${process.env.PGEXTRA ?? ""}`;
+  const serverOptions = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1${fast} -c max_connections=300`;
   const runAsync = async (bin: string, args: string[]) => {
     const command = path.join(bindir, bin);
     try {
