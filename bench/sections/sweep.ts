@@ -1,15 +1,16 @@
 /**
  * One sweep pass over a backlog of N pending approvals past their expiry (100,000; quick: 5,000),
  * against the same pass with nothing due (the baseline). Approvals that cancel on expiry go in
- * set-based batches until none is left, so one pass drains the backlog. On Postgres, calls from
- * another Invoke process on the same database are measured alone and for the whole pass.
+ * set-based batches until none is left, so one pass drains the backlog. On Postgres, a second
+ * backlog is swept while calls from another Invoke process on the same database run, and those
+ * calls are measured alone and for the whole pass.
  *
  * The app is built headless in this process on a fresh database, one call is frozen through the
  * API, and its approval and call are cloned N times with SQL, already expired. On the embedded
  * store the pass is timed here (one function call; the directory is this process's). On Postgres
- * the first pass runs in a process of its own (`npm run sweep`'s CLI, which prints its timing),
- * as an operator's would: run here, its work would stall this process's load generator and show
- * as the live calls' latency.
+ * each pass runs in a process of its own (`npm run sweep`'s CLI, which prints its timing), as an
+ * operator's would: run here, its work would stall this process's load generator and show as the
+ * live calls' latency.
  */
 import { sql, type Kysely } from 'kysely';
 import { buildApp } from '../../src/app.ts';
@@ -23,15 +24,15 @@ import { AUTH, count, governed, ms, ratio, registerBenchTool, TOOL_KEY, warmUp, 
  * N copies of one approval and its call (with the call's trace), expired an hour ago.
  * jsonb_populate_record keeps every other column as it is, whatever columns the tables have.
  */
-async function cloneExpired(db: Kysely<Database>, approvalId: string, callId: string, n: number): Promise<void> {
+async function cloneExpired(db: Kysely<Database>, approvalId: string, callId: string, n: number, tag: string): Promise<void> {
   await sql`
     insert into calls
-    select (jsonb_populate_record(c, jsonb_build_object('id', c.id || '_' || g, 'created_at', now() - interval '2 hours'))).*
+    select (jsonb_populate_record(c, jsonb_build_object('id', c.id || ${'_' + tag} || g, 'created_at', now() - interval '2 hours'))).*
     from calls c, generate_series(1, ${n}::int) g where c.id = ${callId}`.execute(db);
   await sql`
     insert into approvals
     select (jsonb_populate_record(a, jsonb_build_object(
-      'id', a.id || '_' || g, 'call_id', a.call_id || '_' || g,
+      'id', a.id || ${'_' + tag} || g, 'call_id', a.call_id || ${'_' + tag} || g,
       'created_at', now() - interval '2 hours', 'expires_at', now() - interval '1 hour'))).*
     from approvals a, generate_series(1, ${n}::int) g where a.id = ${approvalId}`.execute(db);
   await sql`analyze`.execute(db);
@@ -64,34 +65,40 @@ export const sweepSection: Section = async (ctx) => {
     for (let i = 0; i < 5; i++) idle.push((await pass()).ms);
 
     const t0 = performance.now();
-    await cloneExpired(store.db, frozen.approval.id, frozen.call_id, backlog);
+    await cloneExpired(store.db, frozen.approval.id, frozen.call_id, backlog, 'a');
     const loadSeconds = (performance.now() - t0) / 1000;
-    // On Postgres, calls from another Invoke process on the same database while the pass runs:
-    // what the sweep does to live traffic (the embedded store is one process's, so not there).
-    const live = ctx.store.kind === 'postgres' ? await startInvokeProcess({ storeEnv: database.env }) : null;
-    let interference: { alone: LoadResult; during: LoadResult } | null = null;
-    let first: { ms: number; counts: { expired: number } };
-    try {
-      if (live) {
+    type Swept = { ms: number; counts: { expired: number } };
+    const inOwnProcess = async (): Promise<Swept> => {
+      const swept = await runSweepProcess(database.env);
+      if ((swept.counts['errors'] ?? 0) > 0) throw new Error(`sweep: a pass counted ${swept.counts['errors']} errors`);
+      return { ms: swept.ms, counts: { expired: swept.counts['expired'] ?? 0 } };
+    };
+    let first: Swept;
+    // On Postgres, a second backlog, swept while calls from another Invoke process on the same
+    // database run: what the sweep does to live traffic (the embedded store is one process's).
+    let loaded: { pass: Swept; alone: LoadResult; during: LoadResult } | null = null;
+    if (ctx.store.kind === 'postgres') {
+      first = await inOwnProcess();
+      // The first pass's old row versions go before the second backlog, so neither pass meets the
+      // other's garbage (or autovacuum cleaning it).
+      await sql`vacuum analyze`.execute(store.db);
+      await cloneExpired(store.db, frozen.approval.id, frozen.call_id, backlog, 'b');
+      const live = await startInvokeProcess({ storeEnv: database.env });
+      try {
         await registerBenchTool(live.url, ctx.tool.url);
         // A fresh process is slow for its first seconds (JIT tiers, heap growth): past them first,
         // so "alone" is the process's steady state.
         await warmUp(governed(live.url), ctx.quick ? 200 : 3000);
         const alone = await runLoad(governed(live.url), { concurrency: 16, durationMs: ctx.quick ? 400 : 5000 });
-        // The pass runs in a process of its own, as a server's or `npm run sweep`'s would: in this
-        // one, its work would stall the load generator and show as the calls' latency. The calls
-        // go on for as long as the pass does, start to end.
-        const passing = runSweepProcess(database.env);
+        // The calls go on for as long as the pass does, start to end.
+        const passing = inOwnProcess();
         const during = await runLoad(governed(live.url), { concurrency: 16, until: passing });
-        const swept = await passing;
-        if ((swept.counts['errors'] ?? 0) > 0) throw new Error(`sweep: a pass counted ${swept.counts['errors']} errors`);
-        first = { ms: swept.ms, counts: { expired: swept.counts['expired'] ?? 0 } };
-        interference = { alone, during };
-      } else {
-        first = await pass();
+        loaded = { pass: await passing, alone, during };
+      } finally {
+        await live.stop();
       }
-    } finally {
-      await live?.stop();
+    } else {
+      first = await pass();
     }
     const second = await pass();
     const base = percentiles(idle).p50;
@@ -104,26 +111,29 @@ export const sweepSection: Section = async (ctx) => {
           rows: [
             ['nothing due (baseline, median of 5)', ms(base), '0', ''],
             ['first pass over the backlog', ms(first.ms), String(first.counts.expired), `+${ms(first.ms - base)}`],
-            ['second pass', ms(second.ms), String(second.counts.expired), `+${ms(second.ms - base)}`],
+            ...(loaded
+              ? [['a second backlog, with calls running (below)', ms(loaded.pass.ms), String(loaded.pass.counts.expired), `+${ms(loaded.pass.ms - base)}`]]
+              : []),
+            ['a pass after the backlog', ms(second.ms), String(second.counts.expired), `+${ms(second.ms - base)}`],
           ],
           notes: [
             `${ms(perApproval)} ms per expired approval; draining all ${count(backlog)} at this rate: ~${((backlog * perApproval) / 1000).toFixed(0)} s of passes.`,
             `Backlog inserted with SQL in ${loadSeconds.toFixed(1)} s, then ANALYZE.`,
           ],
         },
-        ...(interference
+        ...(loaded
           ? [
               {
-                title: `/v1/call at concurrency 16 from another process on the same database, alone (${interference.alone.seconds.toFixed(1)} s) and for as long as the first pass runs (${interference.during.seconds.toFixed(1)} s)`,
+                title: `/v1/call at concurrency 16 from another process on the same database, alone (${loaded.alone.seconds.toFixed(1)} s) and for as long as the second backlog's pass runs (${loaded.during.seconds.toFixed(1)} s)`,
                 columns: ['when', 'calls/s', 'p50 ms', 'p99 ms', 'p99 vs alone'],
                 rows: [
-                  ['alone (baseline)', interference.alone.perSecond.toFixed(0), ms(interference.alone.latency.p50), ms(interference.alone.latency.p99), ''],
+                  ['alone (baseline)', loaded.alone.perSecond.toFixed(0), ms(loaded.alone.latency.p50), ms(loaded.alone.latency.p99), ''],
                   [
                     'during the sweep pass',
-                    interference.during.perSecond.toFixed(0),
-                    ms(interference.during.latency.p50),
-                    ms(interference.during.latency.p99),
-                    ratio(interference.during.latency.p99, interference.alone.latency.p99),
+                    loaded.during.perSecond.toFixed(0),
+                    ms(loaded.during.latency.p50),
+                    ms(loaded.during.latency.p99),
+                    ratio(loaded.during.latency.p99, loaded.alone.latency.p99),
                   ],
                 ],
                 notes: [],
@@ -131,7 +141,7 @@ export const sweepSection: Section = async (ctx) => {
             ]
           : []),
       ],
-      data: { backlog, idle_ms: idle, first, second, per_approval_ms: perApproval, load_seconds: loadSeconds, interference },
+      data: { backlog, idle_ms: idle, first, second, per_approval_ms: perApproval, load_seconds: loadSeconds, loaded },
     };
   } finally {
     await app.close();
