@@ -26,21 +26,6 @@ type Db = Kysely<Database> | Transaction<Database>;
 
 /** Approvals change state only through conditional updates of a pending row. */
 export function createApprovalsRepository(db: Kysely<Database>) {
-  /** Audit rows of many approvals in one statement. */
-  async function recordEvents(trx: Db, events: Array<{ kind: string; approvalId: string; actor: string; detail: Record<string, unknown> | null }>): Promise<void> {
-    if (events.length === 0) return;
-    await trx
-      .insertInto('approval_events')
-      .values(events.map((e) => ({ approval_id: e.approvalId, kind: e.kind, actor: e.actor, detail: e.detail ? jsonb(e.detail) : null })))
-      .execute();
-  }
-
-  /** Wakes the agents waiting on these approvals, on every replica (LISTEN/NOTIFY), when the transaction commits. */
-  async function notifyDecidedMany(trx: Db, approvalIds: string[]): Promise<void> {
-    if (approvalIds.length === 0) return;
-    await sql`select pg_notify('invoke_approvals', id) from unnest(${approvalIds}::text[]) as id`.execute(trx);
-  }
-
   async function voteCount(id: string, trx: Db = db): Promise<number> {
     const row = await trx
       .selectFrom('approval_votes')
@@ -230,7 +215,10 @@ export function createApprovalsRepository(db: Kysely<Database>) {
     },
 
     async recordEvent(kind: string, approvalId: string, actor: string, detail: Record<string, unknown> | null, trx: Db = db): Promise<void> {
-      await recordEvents(trx, [{ kind, approvalId, actor, detail }]);
+      await trx
+        .insertInto('approval_events')
+        .values({ approval_id: approvalId, kind, actor, detail: detail ? jsonb(detail) : null })
+        .execute();
     },
 
     async eventsFor(approvalId: string) {
@@ -239,44 +227,55 @@ export function createApprovalsRepository(db: Kysely<Database>) {
 
     /**
      * Expires, in one statement, up to `limit` pending approvals past their expiry that are
-     * cancelled on expiry, oldest first (SKIP LOCKED: replicas share the backlog). Approvals
-     * that escalate on expiry (or walk an escalation chain) are left to the one-by-one path.
+     * cancelled on expiry, oldest first (SKIP LOCKED: replicas share the backlog), with their
+     * audit rows (`kind` expired, by `actor`) and the wake-up of the agents waiting on them (at
+     * commit). Approvals that escalate on expiry (or walk an escalation chain) are left to the
+     * one-by-one path. One statement rather than three: a batch's fixed cost is its round trips.
      */
-    async expireDue(trx: Transaction<Database>, limit: number, decision: Record<string, unknown>): Promise<Approval[]> {
+    async expireDue(trx: Transaction<Database>, limit: number, decision: Record<string, unknown>, actor: string): Promise<Approval[]> {
       const rows = await trx
-        .updateTable('approvals')
-        .set({ status: 'expired', decision: jsonb(decision), decided_at: sql`now()` })
-        .where(
-          'id',
-          'in',
-          trx
-            .selectFrom('approvals')
-            .select('id')
+        .with('expired', (q) =>
+          q
+            .updateTable('approvals')
+            .set({ status: 'expired', decision: jsonb(decision), decided_at: sql`now()` })
+            .where(
+              'id',
+              'in',
+              q
+                .selectFrom('approvals')
+                .select('id')
+                .where('status', '=', 'pending')
+                .where('expires_at', '<=', sql<Date>`now()`)
+                .where(sql<boolean>`coalesce(checkpoint->'contract'->>'on_expire', checkpoint->'policy_rule'->>'on_expire', 'cancel') <> 'escalate'`)
+                // An escalation chain hands over rather than cancels. Written as "has no such key"
+                // (`?`), which the planner estimates from the column: `-> ... is null` it guessed true
+                // for 0.5% of rows, so it sorted every pending approval instead of walking
+                // approvals_pending_expiry_idx to the first `limit` (a pass over 100,000 went quadratic).
+                .where(sql<boolean>`not (checkpoint ? 'escalation_chain')`)
+                .orderBy('expires_at')
+                .limit(limit)
+                .forUpdate()
+                .skipLocked(),
+            )
             .where('status', '=', 'pending')
-            .where('expires_at', '<=', sql<Date>`now()`)
-            .where(sql<boolean>`coalesce(checkpoint->'contract'->>'on_expire', checkpoint->'policy_rule'->>'on_expire', 'cancel') <> 'escalate'`)
-            // An escalation chain hands over rather than cancels. Written as "has no such key"
-            // (`?`), which the planner estimates from the column: `-> ... is null` it guessed true
-            // for 0.5% of rows, so it sorted every pending approval instead of walking
-            // approvals_pending_expiry_idx to the first `limit` (a pass over 100,000 went quadratic).
-            .where(sql<boolean>`not (checkpoint ? 'escalation_chain')`)
-            .orderBy('expires_at')
-            .limit(limit)
-            .forUpdate()
-            .skipLocked(),
+            .returningAll(),
         )
-        .where('status', '=', 'pending')
-        .returningAll()
+        .with('audit', (q) =>
+          q
+            .insertInto('approval_events')
+            .columns(['approval_id', 'kind', 'actor', 'detail'])
+            .expression((eb) => eb.selectFrom('expired').select(['expired.id', sql.lit('expired').as('kind'), sql.val(actor).as('actor'), jsonb(decision).as('detail')])),
+        )
+        .selectFrom('expired')
+        .selectAll('expired')
+        .select(sql<string>`pg_notify('invoke_approvals', expired.id)`.as('notified'))
         .execute();
-      return rows.map(toApproval);
+      return rows.map(({ notified: _notified, ...row }) => toApproval(row));
     },
 
-    recordEvents,
-    notifyDecidedMany,
-
-    /** Wakes the agents long-polling one approval. */
+    /** Wakes the agents long-polling one approval, on every replica (LISTEN/NOTIFY), when the transaction commits. */
     async notifyDecided(trx: Db, approvalId: string): Promise<void> {
-      await notifyDecidedMany(trx, [approvalId]);
+      await sql`select pg_notify('invoke_approvals', ${approvalId})`.execute(trx);
     },
   };
 }

@@ -355,14 +355,14 @@ export function createSettlement(deps: SettleDeps) {
 
   /**
    * The expiry sweep's bulk path: up to `limit` approvals that cancel on expiry, expired in one
-   * transaction of a few set-based statements (the decision, the calls' answers and traces, the
-   * audit, the callbacks, the Slack posts, the wake-up), the same writes `expire` makes one by one.
+   * transaction of a few set-based statements (the decision with its audit and wake-up, the calls'
+   * answers and traces, the callbacks, the Slack posts), the same writes `expire` makes one by one.
    * Returns how many expired.
    */
   async function expireDue(limit: number, actor: string): Promise<number> {
     return transact(async (trx: Trx) => {
       const decision = { ...SETTLED_EXPIRED };
-      const rows = await approvals.expireDue(trx, limit, decision);
+      const rows = await approvals.expireDue(trx, limit, decision, actor);
       if (rows.length === 0) return 0;
       const reason = 'the approval expired before it was approved';
       const expired = rows.map((row) => {
@@ -379,10 +379,6 @@ export function createSettlement(deps: SettleDeps) {
         reason,
         expired.map(({ row, events }) => ({ id: row.call_id, events, answerWanted: Boolean(row.checkpoint.callback_url) })),
       );
-      await approvals.recordEvents(
-        trx,
-        expired.map(({ row }) => ({ kind: 'expired', approvalId: row.id, actor, detail: decision })),
-      );
       for (const { row } of expired) {
         const answer = answers.get(row.call_id);
         if (row.checkpoint.callback_url && answer) await outbox.enqueue(trx, row.checkpoint.callback_url, callbackPayload(row, 'expired', actor, answer));
@@ -390,10 +386,6 @@ export function createSettlement(deps: SettleDeps) {
       await notifier.decidedInBulk(
         trx,
         expired.map(({ row }) => ({ row, event: { approvalId: row.id, status: 'expired', outcome: 'cancelled', actor, reason: 'the approval expired' } })),
-      );
-      await approvals.notifyDecidedMany(
-        trx,
-        rows.map((row) => row.id),
       );
       return rows.length;
     });

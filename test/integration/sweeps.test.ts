@@ -6,6 +6,7 @@ import { startSlackEmulator } from '../../demo/slack-emulator.ts';
 import { buildTestApp, send } from '../helpers/app.ts';
 import { billingProvider } from '../helpers/billing-provider.ts';
 import { json, startToolServer } from '../helpers/tool-server.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const APPROVER = 'UAPPROVER';
 
@@ -79,6 +80,24 @@ describe('sweeps', () => {
       .set({ created_at: sql`created_at - ${`${ms} milliseconds`}::interval`, expires_at: sql`expires_at - ${`${ms} milliseconds`}::interval` })
       .where('id', '=', id)
       .execute();
+
+  it('notifies the approvals it expires, which wakes an agent long-polling one', async () => {
+    const frozen = await freeze({ expires_at: new Date(Date.now() + 300).toISOString() });
+    await age(frozen.approval.id, 400);
+    const notified: string[] = [];
+    const unlisten = await built.store.listen('invoke_approvals', (id) => notified.push(id));
+    try {
+      const waiting = send(built.app, 'GET', `/approvals/${frozen.approval.id}?wait=10`);
+      await new Promise((r) => setTimeout(r, 200));
+      expect((await pass()).expired).toBeGreaterThanOrEqual(1);
+      const res = await waiting;
+      expect(res.status).toBe(200);
+      expect(res.body.approval.status).toBe('expired');
+      await waitFor(() => notified.includes(frozen.approval.id));
+    } finally {
+      await unlisten();
+    }
+  });
 
   it('expires stale approvals: card updated, thread told, callback sent, call cancelled', async () => {
     const frozenExpiry = new Date(Date.now() + 300).toISOString();
