@@ -111,9 +111,7 @@ export const sweepSection: Section = async (ctx) => {
           rows: [
             ['nothing due (baseline, median of 5)', ms(base), '0', ''],
             ['first pass over the backlog', ms(first.ms), String(first.counts.expired), `+${ms(first.ms - base)}`],
-            ...(loaded
-              ? [['a second backlog, with calls running (below)', ms(loaded.pass.ms), String(loaded.pass.counts.expired), `+${ms(loaded.pass.ms - base)}`]]
-              : []),
+            ...(loaded ? [['a second backlog, with calls running (below)', ms(loaded.pass.ms), String(loaded.pass.counts.expired), `+${ms(loaded.pass.ms - base)}`]] : []),
             ['a pass after the backlog', ms(second.ms), String(second.counts.expired), `+${ms(second.ms - base)}`],
           ],
           notes: [
