@@ -136,28 +136,49 @@ export async function startInvokeProcess(options: { storeEnv: Record<string, str
   throw new Error(`Invoke was not ready after ${READY_TIMEOUT_MS / 1000}s:\n${output()}`);
 }
 
+/** How long a sweep process may take before the bench gives up on it. */
+const SWEEP_TIMEOUT_MS = 10 * 60_000;
+
 /**
  * One sweep pass in a process of its own (`npm run sweep`'s compiled CLI) on the given store:
- * what an operator's scheduled pass does, beside the server. Resolves to the pass's own timing
- * and counts as it prints them (`sweep pass (N ms): expired=... errors=...`).
+ * what an operator's scheduled pass does, beside the server. `started` resolves when the pass
+ * begins (the process is up and connected); `done` to the pass's own timing and counts as it
+ * prints them (`sweep pass (N ms): expired=... errors=...`). A process still running after
+ * SWEEP_TIMEOUT_MS is killed and `done` rejects.
  */
-export async function runSweepProcess(storeEnv: Record<string, string>): Promise<{ ms: number; counts: Record<string, number> }> {
+export function startSweepProcess(storeEnv: Record<string, string>): { started: Promise<void>; done: Promise<{ ms: number; counts: Record<string, number> }> } {
   const child = spawn(process.execPath, profiled([path.join('dist', 'src', 'sweeps', 'sweep-cli.js')]), {
     cwd: ROOT,
     env: invokeEnv(storeEnv, {}, 0),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output = tail(child);
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  const match = /sweep pass \((\d+) ms\): (.*)/.exec(output());
-  if (code !== 0 || !match) throw new Error(`sweep process exited (${code}):\n${output()}`);
-  const counts = Object.fromEntries(
-    match[2]!
-      .trim()
-      .split(' ')
-      .map((pair) => [pair.split('=')[0]!, Number(pair.split('=')[1])]),
-  );
-  return { ms: Number(match[1]), counts };
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const started = new Promise<void>((resolve, reject) => {
+    const watch = () => {
+      if (!output().includes('sweep: starting one pass')) return;
+      child.stdout?.off('data', watch);
+      resolve();
+    };
+    child.stdout?.on('data', watch);
+    void exited.then(() => reject(new Error(`sweep process exited before its pass began:\n${output()}`)));
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), SWEEP_TIMEOUT_MS);
+  const done = exited.then((code) => {
+    clearTimeout(timer);
+    const match = /sweep pass \((\d+) ms\): (.*)/.exec(output());
+    if (code !== 0 || !match) throw new Error(`sweep process exited (${code}):\n${output()}`);
+    const counts = Object.fromEntries(
+      match[2]!
+        .trim()
+        .split(' ')
+        .map((pair) => [pair.split('=')[0]!, Number(pair.split('=')[1])]),
+    );
+    return { ms: Number(match[1]), counts };
+  });
+  // Whoever awaits only `done` must not see `started`'s rejection as unhandled.
+  started.catch(() => undefined);
+  return { started, done };
 }
 
 /** Resident memory of a process and all its descendants (the tsx CLI runs the server in a child). */

@@ -17,7 +17,7 @@ import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { Database } from '../../src/db/schema.ts';
 import { percentiles, runLoad, type LoadResult } from '../load.ts';
-import { API_KEY, runSweepProcess, startInvokeProcess } from '../processes.ts';
+import { API_KEY, startInvokeProcess, startSweepProcess } from '../processes.ts';
 import { AUTH, count, governed, ms, ratio, registerBenchTool, TOOL_KEY, warmUp, type Section } from '../section.ts';
 
 /**
@@ -68,17 +68,20 @@ export const sweepSection: Section = async (ctx) => {
     await cloneExpired(store.db, frozen.approval.id, frozen.call_id, backlog, 'a');
     const loadSeconds = (performance.now() - t0) / 1000;
     type Swept = { ms: number; counts: { expired: number } };
-    const inOwnProcess = async (): Promise<Swept> => {
-      const swept = await runSweepProcess(database.env);
-      if ((swept.counts['errors'] ?? 0) > 0) throw new Error(`sweep: a pass counted ${swept.counts['errors']} errors`);
-      return { ms: swept.ms, counts: { expired: swept.counts['expired'] ?? 0 } };
+    const inOwnProcess = () => {
+      const sweep = startSweepProcess(database.env);
+      const done = sweep.done.then((swept): Swept => {
+        if ((swept.counts['errors'] ?? 0) > 0) throw new Error(`sweep: a pass counted ${swept.counts['errors']} errors`);
+        return { ms: swept.ms, counts: { expired: swept.counts['expired'] ?? 0 } };
+      });
+      return { started: sweep.started, done };
     };
     let first: Swept;
     // On Postgres, a second backlog, swept while calls from another Invoke process on the same
     // database run: what the sweep does to live traffic (the embedded store is one process's).
     let loaded: { pass: Swept; alone: LoadResult; during: LoadResult } | null = null;
     if (ctx.store.kind === 'postgres') {
-      first = await inOwnProcess();
+      first = await inOwnProcess().done;
       // The first pass's old row versions go before the second backlog, so neither pass meets the
       // other's garbage (or autovacuum cleaning it).
       await sql`vacuum analyze`.execute(store.db);
@@ -90,10 +93,12 @@ export const sweepSection: Section = async (ctx) => {
         // so "alone" is the process's steady state.
         await warmUp(governed(live.url), ctx.quick ? 200 : 3000);
         const alone = await runLoad(governed(live.url), { concurrency: 16, durationMs: ctx.quick ? 400 : 5000 });
-        // The calls go on for as long as the pass does, start to end.
+        // The calls go on for as long as the pass does, from its start (the process up and
+        // connected) to its end.
         const passing = inOwnProcess();
-        const during = await runLoad(governed(live.url), { concurrency: 16, until: passing });
-        loaded = { pass: await passing, alone, during };
+        await passing.started;
+        const during = await runLoad(governed(live.url), { concurrency: 16, until: passing.done });
+        loaded = { pass: await passing.done, alone, during };
       } finally {
         await live.stop();
       }

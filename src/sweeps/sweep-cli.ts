@@ -8,6 +8,7 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const { app, services } = await buildApp(config, { logger: { level: config.logLevel }, headless: true });
   try {
+    console.log('sweep: starting one pass');
     const started = Date.now();
     const counts = await services.sweeps.runPass();
     console.log(`sweep pass (${Date.now() - started} ms): ${formatCounts(counts)}`);

@@ -17,7 +17,7 @@ const RECOVERY_LEASE_MS = 5 * 60_000;
  * Approvals expired per transaction by the bulk path. Small, so a batch's burst of work (about 6 MB
  * of WAL per 1,000 calls rewritten, every index entry new) is short beside live calls: over a pass
  * through 100,000 on Postgres, calls at concurrency 16 from another process had p99 2.3-4.4x their
- * own alone with batches of 1,000 and 1.7-2.0x with 200, for a pass about 15% longer.
+ * own alone with batches of 1,000 and 1.2-2.0x with 200, for a pass about 15% longer.
  */
 const EXPIRE_BATCH = 200;
 

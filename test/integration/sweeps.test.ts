@@ -137,7 +137,7 @@ describe('sweeps', () => {
 
   it('expires a backlog larger than one batch in one pass, each with its answer, trace, audit and card update', async () => {
     const frozen = await freeze({ expires_at: new Date(Date.now() + 60_000).toISOString() });
-    // 1,200 more pending approvals like it, each with its own call: more than one batch of 1,000.
+    // 1,200 more pending approvals like it, each with its own call: several batches (EXPIRE_BATCH).
     await sql`
       insert into calls (id, api_key_id, agent_id, tool, status, request, answer, created_at)
       select 'call_backlog_' || n, c.api_key_id, c.agent_id, c.tool, c.status, c.request, c.answer, c.created_at
