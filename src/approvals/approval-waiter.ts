@@ -1,6 +1,7 @@
 import type { Store } from '../db/store.ts';
 
-const CHANNEL = 'invoke_approvals';
+/** The channel decisions are announced on (`pg_notify`, in the deciding transaction) and waiters listen to. */
+export const DECISIONS_CHANNEL = 'invoke_approvals';
 const POLL_MS = 1000;
 
 /**
@@ -19,7 +20,7 @@ export function createApprovalWaiter(store: Store) {
 
   return {
     async start(): Promise<void> {
-      unlisten = await store.listen(CHANNEL, wake);
+      unlisten = await store.listen(DECISIONS_CHANNEL, wake);
     },
 
     /** Waits until `isDecided()` holds or `ms` pass. */

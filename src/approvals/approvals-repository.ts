@@ -3,6 +3,7 @@ import type { ApprovalsTable, Database } from '../db/schema.ts';
 import { jsonb } from '../db/store.ts';
 import type { RiskLevel } from '../tools/types.ts';
 import type { Approval, ApprovalStatus, NewApproval } from './approval.ts';
+import { DECISIONS_CHANNEL } from './approval-waiter.ts';
 import type { Checkpoint } from './checkpoint.ts';
 
 export type { Approval, NewApproval } from './approval.ts';
@@ -268,14 +269,14 @@ export function createApprovalsRepository(db: Kysely<Database>) {
         )
         .selectFrom('expired')
         .selectAll('expired')
-        .select(sql<string>`pg_notify('invoke_approvals', expired.id)`.as('notified'))
+        .select(sql<string>`pg_notify(${DECISIONS_CHANNEL}, expired.id)`.as('notified'))
         .execute();
       return rows.map(({ notified: _notified, ...row }) => toApproval(row));
     },
 
     /** Wakes the agents long-polling one approval, on every replica (LISTEN/NOTIFY), when the transaction commits. */
     async notifyDecided(trx: Db, approvalId: string): Promise<void> {
-      await sql`select pg_notify('invoke_approvals', ${approvalId})`.execute(trx);
+      await sql`select pg_notify(${DECISIONS_CHANNEL}, ${approvalId})`.execute(trx);
     },
   };
 }

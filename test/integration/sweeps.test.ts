@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { BuiltApp } from '../../src/app.ts';
+import { DECISIONS_CHANNEL } from '../../src/approvals/approval-waiter.ts';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { startSlackEmulator } from '../../demo/slack-emulator.ts';
 import { buildTestApp, send } from '../helpers/app.ts';
@@ -85,7 +86,7 @@ describe('sweeps', () => {
     const frozen = await freeze({ expires_at: new Date(Date.now() + 300).toISOString() });
     await age(frozen.approval.id, 400);
     const notified: string[] = [];
-    const unlisten = await built.store.listen('invoke_approvals', (id) => notified.push(id));
+    const unlisten = await built.store.listen(DECISIONS_CHANNEL, (id) => notified.push(id));
     try {
       const waiting = send(built.app, 'GET', `/approvals/${frozen.approval.id}?wait=10`);
       await new Promise((r) => setTimeout(r, 200));
