@@ -68,12 +68,10 @@ export const sweepSection: Section = async (ctx) => {
     await cloneExpired(store.db, frozen.approval.id, frozen.call_id, backlog, 'a');
     const loadSeconds = (performance.now() - t0) / 1000;
     type Swept = { ms: number; counts: { expired: number } };
+    // A pass that counts errors exits 1, which startSweepProcess reports with the process's output.
     const inOwnProcess = () => {
       const sweep = startSweepProcess(database.env);
-      const done = sweep.done.then((swept): Swept => {
-        if ((swept.counts['errors'] ?? 0) > 0) throw new Error(`sweep: a pass counted ${swept.counts['errors']} errors`);
-        return { ms: swept.ms, counts: { expired: swept.counts['expired'] ?? 0 } };
-      });
+      const done = sweep.done.then(({ ms, counts }): Swept => ({ ms, counts: { expired: counts['expired'] ?? 0 } }));
       return { started: sweep.started, done };
     };
     let first: Swept;
