@@ -5,7 +5,7 @@
  *
  *   npm run bench -- --quick                      under a minute on an idle machine
  *   npm run bench -- --store=postgres             postgres | embedded | both (default)
- *   npm run bench -- --only=latency,throughput    latency, throughput, mcp, slack, sweep, traces, memory (and startup, only when named)
+ *   npm run bench -- --only=latency,throughput    latency, pause, throughput, mcp, slack, sweep, traces, memory (and startup, only when named)
  *
  * Postgres: DATABASE_URL when set (the bench creates and drops databases on it), else a
  * throwaway local server (needs the PostgreSQL server binaries). Results: bench/results/.
@@ -19,6 +19,7 @@ import { latencySvg, printTable, writeJson } from './report.ts';
 import { DEFAULT_SECTIONS, SECTIONS, startInvokeWithTool, type ChartPoint, type Section, type SectionContext, type SectionName } from './section.ts';
 import { latencySection } from './sections/latency.ts';
 import { mcpSection } from './sections/mcp.ts';
+import { pauseSection } from './sections/pause.ts';
 import { memorySection } from './sections/memory.ts';
 import { slackSection } from './sections/slack.ts';
 import { startupSection } from './sections/startup.ts';
@@ -29,6 +30,7 @@ import { openProvider, type StoreKind } from './stores.ts';
 
 const RUNNERS: Record<SectionName, Section> = {
   latency: latencySection,
+  pause: pauseSection,
   throughput: throughputSection,
   mcp: mcpSection,
   slack: slackSection,
