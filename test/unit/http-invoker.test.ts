@@ -1,9 +1,10 @@
+import { getEventListeners } from 'node:events';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { invokeHttpTool } from '../../src/tools/http-invoker.ts';
+import { invokeHttpTool, startDeadline } from '../../src/tools/http-invoker.ts';
 
 interface SeenRequest {
   method: string;
@@ -278,5 +279,48 @@ describe('invokeHttpTool', () => {
     const before = await invokeHttpTool({ method: 'POST', path: '/orders' }, base(), {}, 5_000, AbortSignal.abort());
     expect(before).toMatchObject({ kind: 'failed', retryable: true });
     expect(seen.filter((r) => r.path === '/v1/orders')).toHaveLength(0);
+  });
+});
+
+describe('startDeadline', () => {
+  const later = <T>(ms: number, value: T) => new Promise<T>((resolve) => setTimeout(() => resolve(value), ms));
+
+  it("settles as the work does and drops its listener on the deadline's signal then", async () => {
+    const deadline = startDeadline(5_000);
+    try {
+      const raced = deadline.unlessUnwrittenAtDeadline(later(20, 'answered'), () => false);
+      expect(getEventListeners(deadline.signal, 'abort')).toHaveLength(1);
+      await expect(raced).resolves.toBe('answered');
+      expect(getEventListeners(deadline.signal, 'abort')).toHaveLength(0);
+
+      const failed = deadline.unlessUnwrittenAtDeadline(Promise.reject(new Error('refused')), () => false);
+      await expect(failed).rejects.toThrow('refused');
+      expect(getEventListeners(deadline.signal, 'abort')).toHaveLength(0);
+    } finally {
+      deadline.dispose();
+    }
+  });
+
+  it('rejects at the deadline while nothing was written, without waiting for the work', async () => {
+    const deadline = startDeadline(50);
+    try {
+      const started = Date.now();
+      await expect(deadline.unlessUnwrittenAtDeadline(later(2_000, 'too late'), () => false)).rejects.toThrow('timed out after 50 ms');
+      expect(Date.now() - started).toBeLessThan(1_000);
+      expect(deadline.timedOut).toBe(true);
+      expect(getEventListeners(deadline.signal, 'abort')).toHaveLength(0);
+    } finally {
+      deadline.dispose();
+    }
+  });
+
+  it('waits for the work past the deadline once the request was written', async () => {
+    const deadline = startDeadline(20);
+    try {
+      await expect(deadline.unlessUnwrittenAtDeadline(later(120, 'answered late'), () => true)).resolves.toBe('answered late');
+      expect(deadline.timedOut).toBe(true);
+    } finally {
+      deadline.dispose();
+    }
   });
 });
