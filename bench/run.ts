@@ -5,7 +5,7 @@
  *
  *   npm run bench -- --quick                      under a minute on an idle machine
  *   npm run bench -- --store=postgres             postgres | embedded | both (default)
- *   npm run bench -- --only=latency,throughput    latency, pause, throughput, mcp, slack, sweep, traces, memory (and startup, only when named)
+ *   npm run bench -- --only=latency,throughput    latency, throughput, mcp, slack, sweep, traces, pause, memory (and startup, only when named)
  *
  * Postgres: DATABASE_URL when set (the bench creates and drops databases on it), else a
  * throwaway local server (needs the PostgreSQL server binaries). Results: bench/results/.

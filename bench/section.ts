@@ -4,7 +4,9 @@ import { API_KEY, startInvokeProcess, type InvokeProcess, type Running } from '.
 import type { StoreProvider } from './stores.ts';
 
 /** In the order they run: memory first, as it must see the shared Invoke process from its start. */
-export const SECTIONS = ['memory', 'latency', 'pause', 'throughput', 'mcp', 'slack', 'sweep', 'traces', 'startup'] as const;
+// \`pause\` runs late: it leaves the shared process idle for a minute, and a section after it would
+// measure a process cooling down.
+export const SECTIONS = ['memory', 'latency', 'throughput', 'mcp', 'slack', 'sweep', 'traces', 'pause', 'startup'] as const;
 export type SectionName = (typeof SECTIONS)[number];
 /** `startup` is asked for by name only: it restarts Invoke several times and measures no call. */
 export const DEFAULT_SECTIONS: readonly SectionName[] = SECTIONS.filter((s) => s !== 'startup');
