@@ -19,8 +19,8 @@ import { latencySvg, printTable, writeJson } from './report.ts';
 import { DEFAULT_SECTIONS, SECTIONS, startInvokeWithTool, type ChartPoint, type Section, type SectionContext, type SectionName } from './section.ts';
 import { latencySection } from './sections/latency.ts';
 import { mcpSection } from './sections/mcp.ts';
-import { pauseSection } from './sections/pause.ts';
 import { memorySection } from './sections/memory.ts';
+import { pauseSection } from './sections/pause.ts';
 import { slackSection } from './sections/slack.ts';
 import { startupSection } from './sections/startup.ts';
 import { sweepSection } from './sections/sweep.ts';
@@ -30,12 +30,12 @@ import { openProvider, type StoreKind } from './stores.ts';
 
 const RUNNERS: Record<SectionName, Section> = {
   latency: latencySection,
-  pause: pauseSection,
   throughput: throughputSection,
   mcp: mcpSection,
   slack: slackSection,
   sweep: sweepSection,
   traces: tracesSection,
+  pause: pauseSection,
   memory: memorySection,
   startup: startupSection,
 };

@@ -3,9 +3,11 @@ import { fetchJson, getText, postJson, runLoad } from './load.ts';
 import { API_KEY, startInvokeProcess, type InvokeProcess, type Running } from './processes.ts';
 import type { StoreProvider } from './stores.ts';
 
-/** In the order they run: memory first, as it must see the shared Invoke process from its start. */
-// \`pause\` runs late: it leaves the shared process idle for a minute, and a section after it would
-// measure a process cooling down.
+/**
+ * In the order they run: memory first, as it must see the shared Invoke process from its start;
+ * pause last of those that share it, as it leaves that process idle for a minute and a section
+ * after it would measure a process cooling down.
+ */
 export const SECTIONS = ['memory', 'latency', 'throughput', 'mcp', 'slack', 'sweep', 'traces', 'pause', 'startup'] as const;
 export type SectionName = (typeof SECTIONS)[number];
 /** `startup` is asked for by name only: it restarts Invoke several times and measures no call. */

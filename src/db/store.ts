@@ -13,7 +13,7 @@ const CONNECT_TIMEOUT_MS = 5_000;
  * Connections each pool keeps open however quiet it gets. Without a floor, pg-pool closed every
  * idle connection after 10 s, so the first call after a pause paid a new connection, the hot
  * path's settings and the preparing of its statements again (bench, section `pause`: 14.9 ms
- * after an 11 s pause, 7.3 ms with the floor, where the tool called directly takes 1.2-1.8 ms
+ * after an 11 s pause, 7.3 ms with the floor, where the tool called directly takes 1.0-1.8 ms
  * after the same pause). Agents call in bursts: the call after a pause is a common one.
  */
 export const POOL_FLOOR = 2;
