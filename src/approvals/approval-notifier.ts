@@ -2,7 +2,7 @@ import type { CallAnswer } from '../calls/call-types.ts';
 import type { ParamEdit } from '../calls/param-edit.ts';
 import type { DriftReport } from '../calls/state-verify.ts';
 import type { Trx } from '../db/transact.ts';
-import type { Approval, ApprovalStatus, NewApproval } from './approval.ts';
+import type { ApprovalStatus, NewApproval } from './approval.ts';
 
 export interface ApprovalCreated {
   approval: NewApproval;
@@ -33,8 +33,8 @@ export interface ApprovalDecided {
 export interface ApprovalNotifier {
   created(trx: Trx, event: ApprovalCreated): Promise<void>;
   decided(trx: Trx, event: ApprovalDecided): Promise<void>;
-  /** Many decisions made in one statement (the expiry sweep), with the rows as they now are. */
-  decidedInBulk(trx: Trx, decisions: Array<{ row: Approval; event: ApprovalDecided }>): Promise<void>;
+  /** Many decisions made in one statement (the expiry sweep); the rows are read, as they now are, only by a notifier that needs them. */
+  decidedInBulk(trx: Trx, decisions: ApprovalDecided[]): Promise<void>;
   /** An approval is close to expiry and still undecided. */
   reminded(trx: Trx, event: { approvalId: string; expiresAt: Date; approvers: string[] | null }): Promise<void>;
   /** A call ended in an unknown outcome that nobody can reconcile automatically: a human should look. */

@@ -1,7 +1,10 @@
-import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { CompiledQuery, sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import type { CallAnswer } from '../calls/call-types.ts';
+import { endCallsUnrunCtes } from '../calls/calls-repository.ts';
 import type { ApprovalsTable, Database } from '../db/schema.ts';
-import { jsonb } from '../db/store.ts';
+import { jsonb, jsonForPostgres } from '../db/store.ts';
 import type { RiskLevel } from '../tools/types.ts';
+import type { TraceEvent } from '../traces/trace-recorder.ts';
 import type { Approval, ApprovalStatus, NewApproval } from './approval.ts';
 import { DECISIONS_CHANNEL } from './approval-waiter.ts';
 import type { Checkpoint } from './checkpoint.ts';
@@ -24,6 +27,46 @@ function toApproval(row: Selectable<ApprovalsTable>): Approval {
 }
 
 type Db = Kysely<Database> | Transaction<Database>;
+
+/** An approval the bulk expiry expired: its call's answer comes back when a callback carries it. */
+export interface ExpiredApproval {
+  id: string;
+  call_id: string;
+  callback_url: string | null;
+  answer: CallAnswer | null;
+}
+
+/**
+ * The bulk expiry (see `expireDue`). `$1` the decision, `$2` the batch's size, `$3` the actor,
+ * `$4` the calls' trace events, `$5` and `$6` the calls' status and reason, `$7` the channel.
+ * The pending rows are chosen with "has no such key" (`?`) for the escalation chain, which the
+ * planner estimates from the column: `-> ... is null` it guessed true for 0.5% of rows, so it
+ * sorted every pending approval instead of walking approvals_pending_expiry_idx to the first
+ * `limit` (a pass over 100,000 went quadratic). The locked rows are updated where they are
+ * (`ctid`: held locked, they cannot move), not found again through the primary key.
+ */
+export const EXPIRE_DUE = `
+    with expired as (
+      update approvals set status = 'expired', decision = $1::jsonb, decided_at = now()
+      where ctid = any(array(
+        select ctid from approvals
+        where status = 'pending' and expires_at <= now()
+          and coalesce(checkpoint->'contract'->>'on_expire', checkpoint->'policy_rule'->>'on_expire', 'cancel') <> 'escalate'
+          and not (checkpoint ? 'escalation_chain')
+        order by expires_at
+        limit $2
+        for update skip locked
+      )) and status = 'pending'
+      returning id, call_id, checkpoint->>'callback_url' as callback_url
+    ), audit as (
+      insert into approval_events (approval_id, kind, actor, detail)
+      select id, 'expired', $3::text, $1::jsonb from expired
+    ), source as (
+      select call_id, jsonb_set($4::jsonb, '{0,detail,approval_id}', to_jsonb(id)) as events, callback_url is not null as answer_wanted
+      from expired
+    ), ${endCallsUnrunCtes('$5::text', '$6::text')}
+    select e.id, e.call_id, e.callback_url, ended.answer, pg_notify($7::text, e.id) as notified
+    from expired e left join ended on ended.id = e.call_id`;
 
 /** Approvals change state only through conditional updates of a pending row. */
 export function createApprovalsRepository(db: Kysely<Database>) {
@@ -48,6 +91,12 @@ export function createApprovalsRepository(db: Kysely<Database>) {
           expires_at: approval.expires_at,
         })
         .execute();
+    },
+
+    /** Many approvals by id, as they are in `trx` (missing ones are absent). */
+    async findApprovals(trx: Db, ids: string[]): Promise<Approval[]> {
+      if (ids.length === 0) return [];
+      return (await trx.selectFrom('approvals').selectAll().where('id', 'in', ids).execute()).map(toApproval);
     },
 
     async findApproval(id: string, trx: Db = db): Promise<Approval | undefined> {
@@ -229,49 +278,27 @@ export function createApprovalsRepository(db: Kysely<Database>) {
     /**
      * Expires, in one statement, up to `limit` pending approvals past their expiry that are
      * cancelled on expiry, oldest first (SKIP LOCKED: replicas share the backlog), with their
-     * audit rows (`kind` expired, by `actor`) and the wake-up of the agents waiting on them (at
-     * commit). Approvals that escalate on expiry (or walk an escalation chain) are left to the
-     * one-by-one path. One statement rather than three: a batch's fixed cost is its round trips.
+     * audit rows (`kind` expired, by `actor`), the wake-up of the agents waiting on them (at
+     * commit), and their calls ended without running (calls-repository.ts: `endCallsUnrunCtes`):
+     * `call.status` and `call.reason` in the answer, `call.events` appended to the trace, the
+     * first event's `detail.approval_id` set to the approval's id. Approvals that escalate on
+     * expiry (or walk an escalation chain) are left to the one-by-one path.
+     *
+     * One statement, and only ids and callbacks' answers come back: a batch of 200 as two
+     * statements (the approvals returning whole rows, then the calls) spent as long in the
+     * sweep's process and in the round trips between them as in Postgres's work itself.
      */
-    async expireDue(trx: Transaction<Database>, limit: number, decision: Record<string, unknown>, actor: string): Promise<Approval[]> {
-      const rows = await trx
-        .with('expired', (q) =>
-          q
-            .updateTable('approvals')
-            .set({ status: 'expired', decision: jsonb(decision), decided_at: sql`now()` })
-            .where(
-              'id',
-              'in',
-              q
-                .selectFrom('approvals')
-                .select('id')
-                .where('status', '=', 'pending')
-                .where('expires_at', '<=', sql<Date>`now()`)
-                .where(sql<boolean>`coalesce(checkpoint->'contract'->>'on_expire', checkpoint->'policy_rule'->>'on_expire', 'cancel') <> 'escalate'`)
-                // An escalation chain hands over rather than cancels. Written as "has no such key"
-                // (`?`), which the planner estimates from the column: `-> ... is null` it guessed true
-                // for 0.5% of rows, so it sorted every pending approval instead of walking
-                // approvals_pending_expiry_idx to the first `limit` (a pass over 100,000 went quadratic).
-                .where(sql<boolean>`not (checkpoint ? 'escalation_chain')`)
-                .orderBy('expires_at')
-                .limit(limit)
-                .forUpdate()
-                .skipLocked(),
-            )
-            .where('status', '=', 'pending')
-            .returningAll(),
-        )
-        .with('audit', (q) =>
-          q
-            .insertInto('approval_events')
-            .columns(['approval_id', 'kind', 'actor', 'detail'])
-            .expression((eb) => eb.selectFrom('expired').select(['expired.id', sql.lit('expired').as('kind'), sql.val(actor).as('actor'), jsonb(decision).as('detail')])),
-        )
-        .selectFrom('expired')
-        .selectAll('expired')
-        .select(sql<string>`pg_notify(${DECISIONS_CHANNEL}, expired.id)`.as('notified'))
-        .execute();
-      return rows.map(({ notified: _notified, ...row }) => toApproval(row));
+    async expireDue(
+      trx: Transaction<Database>,
+      limit: number,
+      decision: Record<string, unknown>,
+      actor: string,
+      call: { status: string; reason: string; events: TraceEvent[] },
+    ): Promise<ExpiredApproval[]> {
+      const { rows } = await trx.executeQuery<ExpiredApproval & { notified: unknown }>(
+        CompiledQuery.raw(EXPIRE_DUE, [jsonForPostgres(decision), limit, actor, jsonForPostgres(call.events), call.status, call.reason, DECISIONS_CHANNEL]),
+      );
+      return rows.map(({ notified: _notified, ...row }) => row);
     },
 
     /** Wakes the agents long-polling one approval, on every replica (LISTEN/NOTIFY), when the transaction commits. */

@@ -174,7 +174,7 @@ export function createSettlement(deps: SettleDeps) {
     return row.requester_person ?? personForKeyId(config, row.api_key_id);
   }
 
-  function callbackPayload(row: Approval, status: ApprovalStatus, actor: string, answer: CallAnswer) {
+  function callbackPayload(row: Pick<Approval, 'id' | 'call_id'>, status: ApprovalStatus, actor: string, answer: CallAnswer) {
     return { event: 'approval.decided', approval_id: row.id, call_id: row.call_id, status, decided_by: actor, decided_at: new Date().toISOString(), call: answer };
   }
 
@@ -355,37 +355,25 @@ export function createSettlement(deps: SettleDeps) {
 
   /**
    * The expiry sweep's bulk path: up to `limit` approvals that cancel on expiry, expired in one
-   * transaction of a few set-based statements (the decision with its audit and wake-up, the calls'
-   * answers and traces, the callbacks, the Slack posts), the same writes `expire` makes one by one.
-   * Returns how many expired.
+   * transaction: one set-based statement (the decisions with their audit and wake-up, the calls'
+   * answers and traces), then the callbacks and the Slack posts, the same writes `expire` makes
+   * one by one. Returns how many expired.
    */
   async function expireDue(limit: number, actor: string): Promise<number> {
     return transact(async (trx: Trx) => {
-      const decision = { ...SETTLED_EXPIRED };
-      const rows = await approvals.expireDue(trx, limit, decision, actor);
-      if (rows.length === 0) return 0;
       const reason = 'the approval expired before it was approved';
-      const expired = rows.map((row) => {
-        const trace = new TraceRecorder();
-        trace.record('approval_decided', 'expired', { approval_id: row.id });
-        trace.record('execution_completed', 'cancelled', { reason });
-        return { row, events: trace.events };
-      });
-      // The answers are built in the statement from the trace already stored; only those a
-      // callback carries come back.
-      const answers = await calls.endCallsUnrun(
-        trx,
-        'cancelled',
-        reason,
-        expired.map(({ row, events }) => ({ id: row.call_id, events, answerWanted: Boolean(row.checkpoint.callback_url) })),
-      );
-      for (const { row } of expired) {
-        const answer = answers.get(row.call_id);
-        if (row.checkpoint.callback_url && answer) await outbox.enqueue(trx, row.checkpoint.callback_url, callbackPayload(row, 'expired', actor, answer));
+      // One set of events for the batch; the statement puts each approval's id in the first.
+      const trace = new TraceRecorder();
+      trace.record('approval_decided', 'expired', { approval_id: '' });
+      trace.record('execution_completed', 'cancelled', { reason });
+      const rows = await approvals.expireDue(trx, limit, { ...SETTLED_EXPIRED }, actor, { status: 'cancelled', reason, events: trace.events });
+      if (rows.length === 0) return 0;
+      for (const row of rows) {
+        if (row.callback_url && row.answer) await outbox.enqueue(trx, row.callback_url, callbackPayload(row, 'expired', actor, row.answer));
       }
       await notifier.decidedInBulk(
         trx,
-        expired.map(({ row }) => ({ row, event: { approvalId: row.id, status: 'expired', outcome: 'cancelled', actor, reason: 'the approval expired' } })),
+        rows.map((row) => ({ approvalId: row.id, status: 'expired', outcome: 'cancelled', actor, reason: 'the approval expired' })),
       );
       return rows.length;
     });

@@ -1,10 +1,10 @@
-import { CompiledQuery, sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../db/schema.ts';
 import { jsonb, jsonForPostgres, type Statement, type Store } from '../db/store.ts';
 import { createWriteBatcher } from '../db/write-batcher.ts';
 import type { TraceEvent } from '../traces/trace-recorder.ts';
 import { OPEN_CALL_STATUSES, toCallSummary, type CallDetail } from '../traces/traces-repository.ts';
-import type { CallAnswer, CallStatus } from './call-types.ts';
+import type { CallAnswer } from './call-types.ts';
 import type { CallRequest } from './call-request.ts';
 
 export interface NewCall {
@@ -213,28 +213,32 @@ const COMPLETE_CALLS = completeStatement(false);
 const COMPLETE_KEYED_CALLS = completeStatement(true);
 
 /**
- * Calls ended without running (their approvals expired), many at once: the answer is built in
- * the statement from the call and the trace it already has, so nothing is read back to build it.
- * `$3` is the status, `$4` the reason; each element carries the call's id, its new trace events
- * and whether its answer is wanted back (for a callback).
+ * Calls ended without running (their approvals expired), many at once, as CTEs for the bulk
+ * expiry's one statement (approvals-repository.ts: `expireDue`) to put after a CTE named `source`
+ * with columns `call_id`, `events` (the trace events to append, a JSONB array) and `answer_wanted`.
+ * The answer is built in the statement from the call and the trace it already has, so nothing is
+ * read back to build it; a call settled meanwhile keeps its answer and gets the events (as
+ * {@link LATE}). Defines `ended` (`id`, and `answer` with its trace where wanted, for a callback).
+ * `status` and `reason` are the statement's parameters, as `$n::text`.
  */
-const END_CALLS_UNRUN: Statement = {
-  name: 'invoke_end_calls_unrun',
-  text: `
-    with ${INPUT}, call as (
+export function endCallsUnrunCtes(status: string, reason: string): string {
+  return `ended as (
       update calls c
-      set status = $3::text, attempts = 0, finished_at = now(), lease_expires_at = null, trace = c.trace || (i.v->'events'),
-          answer = jsonb_build_object('status', $3::text, 'call_id', c.id, 'tool', c.tool, 'agent_id', c.agent_id, 'attempts', 0, 'reason', $4::text)
-      from input i
-      where c.id = i.id and ${STILL_OPEN}
-      returning c.id, c.api_key_id, c.idempotency_key, case when (i.v->>'answer_wanted')::boolean then ${answerWithTrace('c')} end as answer
-    ), ${LATE}, key as (
+      set status = ${status}, attempts = 0, finished_at = now(), lease_expires_at = null, trace = c.trace || s.events,
+          answer = jsonb_build_object('status', ${status}, 'call_id', c.id, 'tool', c.tool, 'agent_id', c.agent_id, 'attempts', 0, 'reason', ${reason})
+      from source s
+      where c.id = s.call_id and ${STILL_OPEN}
+      returning c.id, c.api_key_id, c.idempotency_key, case when s.answer_wanted then ${answerWithTrace('c')} end as answer
+    ), ended_late as (
+      update calls c set trace = c.trace || s.events
+      from source s
+      where c.id = s.call_id and c.status not in (${OPEN}) and jsonb_array_length(s.events) > 0
+    ), ended_key as (
       update idempotency_keys k set state = 'completed', http_status = 200, response = null
-      from call
-      where k.api_key_id = call.api_key_id and k.key = call.idempotency_key and k.call_id = call.id
-    )
-    select id, answer from call where answer is not null`,
-};
+      from ended
+      where k.api_key_id = ended.api_key_id and k.key = ended.idempotency_key and k.call_id = ended.id
+    )`;
+}
 
 /** Code-unit order, as Postgres's "C" collation would sort; any fixed order serves to avoid deadlocks. */
 const compareText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -297,8 +301,8 @@ interface CompletionInput {
 const IN_FLIGHT = { postgres: 4, embedded: 1 } as const;
 const MAX_BATCH = 256;
 
-/** The hot path's statements (the replay counts' too), and the bulk expiry's, for tests that check how Postgres plans them. */
-export const HOT_PATH_STATEMENTS = { CLAIM_CALLS, CLAIM_KEYED_CALLS, COMPLETE_CALLS, COMPLETE_KEYED_CALLS, END_CALLS_UNRUN, ADD_REPLAYS } as const;
+/** The hot path's statements (the replay counts' too), for tests that check how Postgres plans them. */
+export const HOT_PATH_STATEMENTS = { CLAIM_CALLS, CLAIM_KEYED_CALLS, COMPLETE_CALLS, COMPLETE_KEYED_CALLS, ADD_REPLAYS } as const;
 
 export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>) {
   const { db } = store;
@@ -448,24 +452,6 @@ export function createCallsRepository(store: Pick<Store, 'db' | 'run' | 'kind'>)
         http_status: httpStatus,
         events: trace,
       });
-    },
-
-    /**
-     * Ends many calls that never ran (status 200 answers, e.g. `cancelled`) inside the caller's
-     * transaction; returns the answers asked for.
-     */
-    async endCallsUnrun(
-      trx: Transaction<Database>,
-      status: CallStatus,
-      reason: string,
-      calls: Array<{ id: string; events: TraceEvent[]; answerWanted: boolean }>,
-    ): Promise<Map<string, CallAnswer>> {
-      if (calls.length === 0) return new Map();
-      const input = calls.map((c) => ({ id: c.id, events: c.events, answer_wanted: c.answerWanted }));
-      const { rows } = await trx.executeQuery<{ id: string; answer: CallAnswer }>(
-        CompiledQuery.raw(END_CALLS_UNRUN.text, [jsonForPostgres(input), calls.map((c) => c.id), status, reason]),
-      );
-      return new Map(rows.map((row) => [row.id, row.answer]));
     },
 
     /** Adds the repeats counted so far to their keys (before counts are read, and on close). */

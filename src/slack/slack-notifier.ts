@@ -107,7 +107,7 @@ function decisionPosts(row: Approval, votes: number, event: ApprovalDecided, dec
  */
 export function createSlackNotifier(
   transact: Transact,
-  approvals: Pick<ApprovalsRepository, 'findApproval' | 'lockApproval' | 'voteCount' | 'voteCounts'>,
+  approvals: Pick<ApprovalsRepository, 'findApproval' | 'findApprovals' | 'lockApproval' | 'voteCount' | 'voteCounts'>,
   outbox: SlackOutbox,
   channel: string,
   approverIds: readonly string[],
@@ -154,13 +154,16 @@ export function createSlackNotifier(
 
     async decidedInBulk(trx, decisions) {
       if (decisions.length === 0) return;
-      const votesOf = await approvals.voteCounts(
-        trx,
-        decisions.map((d) => d.row.id),
-      );
+      const ids = decisions.map((event) => event.approvalId);
+      const rows = new Map((await approvals.findApprovals(trx, ids)).map((row) => [row.id, row]));
+      const votesOf = await approvals.voteCounts(trx, ids);
       await outbox.enqueueMany(
         trx,
-        decisions.flatMap(({ row, event }) => decisionPosts(row, votesOf.get(row.id) ?? 0, event, approverIds)),
+        decisions.flatMap((event) => {
+          const row = rows.get(event.approvalId);
+          if (!row) throw new Error(`approval ${event.approvalId} vanished inside its own decision`);
+          return decisionPosts(row, votesOf.get(row.id) ?? 0, event, approverIds);
+        }),
       );
     },
 

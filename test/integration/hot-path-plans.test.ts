@@ -1,5 +1,6 @@
 import { CompiledQuery, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXPIRE_DUE } from '../../src/approvals/approvals-repository.ts';
 import { createCallsRepository, HOT_PATH_STATEMENTS } from '../../src/calls/calls-repository.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import { jsonForPostgres, openStore, type Store } from '../../src/db/store.ts';
@@ -69,9 +70,9 @@ describe('hot-path statement plans', () => {
     byPrimaryKeyOnly(await accesses(HOT_PATH_STATEMENTS.CLAIM_KEYED_CALLS.text, [jsonForPostgres(input), input.map((i) => i.id)]));
   });
 
-  it('ending calls that never ran finds them by primary key', async () => {
-    const input = [{ id: 'old100', events, answer_wanted: false }];
-    byPrimaryKeyOnly(await accesses(HOT_PATH_STATEMENTS.END_CALLS_UNRUN.text, [jsonForPostgres(input), ['old100'], 'cancelled', 'expired']));
+  it("the bulk expiry ends its approvals' calls, and their keys, by primary key", async () => {
+    const values = [jsonForPostgres({ status: 'expired' }), 200, 'system:sweep', jsonForPostgres(events), 'cancelled', 'expired', 'invoke_approvals'];
+    byPrimaryKeyOnly(await accesses(EXPIRE_DUE, values));
   });
 });
 

@@ -170,6 +170,9 @@ describe('sweeps', () => {
     expect(sample.body.status).toBe('cancelled');
     // The clones share no trace with the original: theirs is what the expiry wrote.
     expect(sample.body.events.map((e: { step: string }) => e.step)).toEqual(['approval_decided', 'execution_completed']);
+    // Each call's decision names its own approval.
+    expect(sample.body.events[0].detail).toEqual({ approval_id: 'appr_backlog_777' });
+    expect(sample.body.events[1].detail).toEqual({ reason: 'the approval expired before it was approved' });
     const audits = await built.store.db
       .selectFrom('approval_events')
       .select((eb) => eb.fn.countAll<string>().as('n'))
