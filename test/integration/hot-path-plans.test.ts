@@ -1,6 +1,6 @@
 import { CompiledQuery, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXPIRE_DUE } from '../../src/approvals/approvals-repository.ts';
+import { createApprovalsRepository, EXPIRE_DUE } from '../../src/approvals/approvals-repository.ts';
 import { createCallsRepository, HOT_PATH_STATEMENTS } from '../../src/calls/calls-repository.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import { jsonForPostgres, openStore, type Store } from '../../src/db/store.ts';
@@ -102,6 +102,51 @@ describe('a completion after the call was settled', () => {
         expect(row.status).toBe('outcome_reconciled');
         expect(row.answer).toEqual({ status: 'outcome_reconciled' });
         expect((row.trace as Array<{ step: string }>).map((e) => e.step)).toEqual(['request_received', 'recovery_started', 'attempt']);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("the bulk expiry ends the open calls of its batch, and only adds its events to a settled one's trace", async () => {
+    const store = await openStore({ dataDir: 'memory://' });
+    try {
+      await migrateToLatest(store.db);
+      const calls = createCallsRepository(store);
+      const approvals = createApprovalsRepository(store.db);
+      const at = '2026-11-29T10:00:00.000Z';
+      for (const id of ['open-call', 'settled-call']) {
+        await calls.createCall({ id, api_key_id: 'k', agent_id: 'a', tool: 't.x', request: {}, idempotency_key: null, lease_ms: 60_000 }, [
+          { step: 'request_received', status: 'completed', at },
+        ]);
+        await sql`
+          insert into approvals (id, call_id, status, api_key_id, agent_id, tool, risk, reason, checkpoint, expires_at)
+          values (${`appr-${id}`}, ${id}, 'pending', 'k', 'a', 't.x', 'high', 'r', ${JSON.stringify({ callback_url: 'http://127.0.0.1:9/hook' })}::jsonb, now() - interval '1 minute')`.execute(
+          store.db,
+        );
+      }
+      await sql`update calls set status = 'pending_approval' where id = 'open-call'`.execute(store.db);
+      await sql`update calls set status = 'outcome_reconciled', answer = '{"status": "outcome_reconciled"}' where id = 'settled-call'`.execute(store.db);
+      const events = [
+        { step: 'approval_decided', status: 'expired', at, detail: { approval_id: '' } },
+        { step: 'execution_completed', status: 'cancelled', at, detail: { reason: 'expired' } },
+      ];
+      const expired = await store.db
+        .transaction()
+        .execute((trx) => approvals.expireDue(trx, 10, { status: 'expired' }, 'system:sweep', { status: 'cancelled', reason: 'expired', events }));
+      const byCall = new Map(expired.map((row) => [row.call_id, row]));
+      expect([...byCall.keys()].sort()).toEqual(['open-call', 'settled-call']);
+      // Only the call it ended has an answer to send back.
+      expect(byCall.get('open-call')!.answer).toMatchObject({ status: 'cancelled', reason: 'expired' });
+      expect(byCall.get('settled-call')!.answer).toBeNull();
+      const rows = await store.db.selectFrom('calls').select(['id', 'status', 'answer', 'trace']).orderBy('id').execute();
+      const [open, settled] = rows;
+      expect(open).toMatchObject({ id: 'open-call', status: 'cancelled', answer: { status: 'cancelled', reason: 'expired' } });
+      expect(settled).toMatchObject({ id: 'settled-call', status: 'outcome_reconciled', answer: { status: 'outcome_reconciled' } });
+      for (const row of rows) {
+        const trace = row.trace as Array<{ step: string; detail?: unknown }>;
+        expect(trace.map((e) => e.step)).toEqual(['request_received', 'approval_decided', 'execution_completed']);
+        expect(trace[1]!.detail).toEqual({ approval_id: `appr-${row.id}` });
       }
     } finally {
       await store.close();
