@@ -35,8 +35,8 @@ export const mcpSection: Section = async (ctx) => {
   const client = new Client({ name: 'invoke-bench', version: '1.0.0' });
   await client.connect(new StreamableHTTPClientTransport(new URL(`${invoke.url}/mcp`), { requestInit: { headers: AUTH } }));
   try {
-    const requests = ctx.quick ? 200 : 2000;
-    const durationMs = ctx.quick ? 1_000 : 5_000;
+    const requests = ctx.quick ? 100 : 2000;
+    const durationMs = ctx.quick ? 500 : 5_000;
     const paths: Array<[string, (i: number) => Promise<number>]> = [
       ['POST /v1/call (baseline)', governed(invoke.url)],
       ['MCP tools/call, SDK client', viaSdk(client)],
