@@ -1,5 +1,5 @@
 import { CompiledQuery, sql, type Kysely, type Selectable, type Transaction } from 'kysely';
-import type { CallAnswer } from '../calls/call-types.ts';
+import type { CallAnswer, CallStatus } from '../calls/call-types.ts';
 import { endCallsUnrunCtes } from '../calls/calls-repository.ts';
 import type { ApprovalsTable, Database } from '../db/schema.ts';
 import { jsonb, jsonForPostgres } from '../db/store.ts';
@@ -42,29 +42,31 @@ export interface ExpiredApproval {
  * The pending rows are chosen with "has no such key" (`?`) for the escalation chain, which the
  * planner estimates from the column: `-> ... is null` it guessed true for 0.5% of rows, so it
  * sorted every pending approval instead of walking approvals_pending_expiry_idx to the first
- * `limit` (a pass over 100,000 went quadratic). The locked rows are updated where they are
- * (`ctid`: held locked, they cannot move), not found again through the primary key.
+ * `limit` (a pass over 100,000 went quadratic). The locked rows are found again by id, not by
+ * `ctid`: a row updated and committed after the statement's snapshot is locked in its new
+ * version, which the outer update would not see by `ctid` (it skipped such rows).
  */
 export const EXPIRE_DUE = `
     with expired as (
       update approvals set status = 'expired', decision = $1::jsonb, decided_at = now()
-      where ctid = any(array(
-        select ctid from approvals
+      where id in (
+        select id from approvals
         where status = 'pending' and expires_at <= now()
           and coalesce(checkpoint->'contract'->>'on_expire', checkpoint->'policy_rule'->>'on_expire', 'cancel') <> 'escalate'
           and not (checkpoint ? 'escalation_chain')
         order by expires_at
         limit $2
         for update skip locked
-      )) and status = 'pending'
+      ) and status = 'pending'
       returning id, call_id, checkpoint->>'callback_url' as callback_url
     ), audit as (
       insert into approval_events (approval_id, kind, actor, detail)
       select id, 'expired', $3::text, $1::jsonb from expired
     ), source as (
-      select call_id, jsonb_set($4::jsonb, '{0,detail,approval_id}', to_jsonb(id)) as events, callback_url is not null as answer_wanted
+      select call_id, jsonb_set($4::jsonb, '{0,detail}', coalesce($4::jsonb->0->'detail', '{}') || jsonb_build_object('approval_id', id)) as events,
+        callback_url is not null as answer_wanted
       from expired
-    ), ${endCallsUnrunCtes('$5::text', '$6::text')}
+    ), ${endCallsUnrunCtes(5, 6)}
     select e.id, e.call_id, e.callback_url, ended.answer, pg_notify($7::text, e.id) as notified
     from expired e left join ended on ended.id = e.call_id`;
 
@@ -293,7 +295,7 @@ export function createApprovalsRepository(db: Kysely<Database>) {
       limit: number,
       decision: Record<string, unknown>,
       actor: string,
-      call: { status: string; reason: string; events: TraceEvent[] },
+      call: { status: CallStatus; reason: string; events: TraceEvent[] },
     ): Promise<ExpiredApproval[]> {
       const { rows } = await trx.executeQuery<ExpiredApproval & { notified: unknown }>(
         CompiledQuery.raw(EXPIRE_DUE, [jsonForPostgres(decision), limit, actor, jsonForPostgres(call.events), call.status, call.reason, DECISIONS_CHANNEL]),

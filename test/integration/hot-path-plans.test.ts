@@ -70,6 +70,33 @@ describe('hot-path statement plans', () => {
     byPrimaryKeyOnly(await accesses(HOT_PATH_STATEMENTS.CLAIM_KEYED_CALLS.text, [jsonForPostgres(input), input.map((i) => i.id)]));
   });
 
+  it('the late part of a completion probes none of the calls the completion ended', async () => {
+    // Run for real (and rolled back): how often the late CTE's lookup of `calls` ran.
+    const lateProbes = await store.db
+      .transaction()
+      .execute(async (trx) => {
+        await sql`update calls set status = 'in_flight' where id = 'old500'`.execute(trx);
+        const input = [{ id: 'old500', status: 'executed', answer: { status: 'executed' }, attempts: 1, duration_ms: 1, http_status: 200, events }];
+        const { rows } = await trx.executeQuery<{ 'QUERY PLAN': unknown }>(
+          CompiledQuery.raw(`explain (analyze, format json) ${HOT_PATH_STATEMENTS.COMPLETE_CALLS.text}`, [jsonForPostgres(input), ['old500']]),
+        );
+        const plan = rows[0]!['QUERY PLAN'];
+        const root = ((typeof plan === 'string' ? JSON.parse(plan) : plan) as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan;
+        let loops = -1;
+        const walk = (node: Record<string, unknown>, inLate: boolean) => {
+          const late = inLate || node['Subplan Name'] === 'CTE late';
+          if (late && node['Relation Name'] === 'calls' && node['Node Type'] !== 'ModifyTable') loops = Math.max(loops, 0) + Number(node['Actual Loops'] ?? 0);
+          for (const child of (node['Plans'] as Array<Record<string, unknown>> | undefined) ?? []) walk(child, late);
+        };
+        walk(root, false);
+        // Thrown, so the transaction rolls back and the seeded call stays as it was.
+        throw Object.assign(new Error('roll back'), { loops });
+      })
+      .catch((error: { loops?: number }) => error.loops);
+    // The lookup is in the plan, and did not run: the one call of the batch was ended.
+    expect(lateProbes).toBe(0);
+  });
+
   it("the bulk expiry ends its approvals' calls, and their keys, by primary key", async () => {
     const values = [jsonForPostgres({ status: 'expired' }), 200, 'system:sweep', jsonForPostgres(events), 'cancelled', 'expired', 'invoke_approvals'];
     byPrimaryKeyOnly(await accesses(EXPIRE_DUE, values));
