@@ -64,6 +64,39 @@ describe('hot-path statements on the embedded store', () => {
     expect(rows.map((r) => r.key)).toEqual(['outside']);
   });
 
+  /** The session's own settings, as Invoke's other queries on the one connection see them. */
+  const sessionSettings = async () =>
+    (
+      await sql<{
+        mode: string;
+        seqscan: string;
+        hashjoin: string;
+      }>`select current_setting('plan_cache_mode') as mode, current_setting('enable_seqscan') as seqscan, current_setting('enable_hashjoin') as hashjoin`.execute(store.db)
+    ).rows[0];
+
+  it("runs a statement on one plan, made with the hot path's settings, and leaves the session's own", async () => {
+    // A table of one page, analyzed: with the default settings the planner would scan it whole.
+    await sql`create table probes (id text primary key, v int)`.execute(store.db);
+    await sql`insert into probes values ('a', 1)`.execute(store.db);
+    await sql`analyze probes`.execute(store.db);
+    const probe: Statement = { name: 'test_probe', text: 'select v from probes where id = $1' };
+    expect(await store.run(probe, ['a'])).toEqual([{ v: 1 }]);
+    expect(await sessionSettings()).toEqual({ mode: 'auto', seqscan: 'on', hashjoin: 'on' });
+    // The plan the run made and kept (a generic plan is reused as it is, whatever the settings now).
+    const plan = await store.db.transaction().execute(async (trx) => {
+      await sql`set local plan_cache_mode = force_generic_plan`.execute(trx);
+      return (await sql<{ 'QUERY PLAN': string }>`explain execute test_probe('a')`.execute(trx)).rows.map((row) => row['QUERY PLAN']).join('\n');
+    });
+    expect(plan).toMatch(/Index Scan using probes_pkey/);
+    expect(plan).not.toMatch(/Seq Scan/);
+  });
+
+  it("leaves the session's own settings after a failed run too", async () => {
+    const cast: Statement = { name: 'test_cast_settings', text: 'select $1::int as n' };
+    await expect(store.run(cast, ['not a number'])).rejects.toMatchObject({ code: '22P02' });
+    expect(await sessionSettings()).toEqual({ mode: 'auto', seqscan: 'on', hashjoin: 'on' });
+  });
+
   it('refuses a parameter it cannot send as text, instead of sending String(value)', async () => {
     await expect(store.run(typed, [new Date(), ['a'], 1, '{}'])).rejects.toThrow(TypeError);
     await expect(store.run(typed, ['a', [{ nested: true }], 1, '{}'])).rejects.toThrow(TypeError);
