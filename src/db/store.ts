@@ -82,10 +82,14 @@ export interface Store {
  * of `calls` and kept them as the table grew. Invoke's other queries (Kysely's, unnamed) run on
  * the main pool with the server's settings, planned on each run as unnamed statements always are.
  */
-const HOT_PATH_SETTING_LIST = ['plan_cache_mode = force_generic_plan', 'enable_seqscan = off', 'enable_hashjoin = off', 'enable_mergejoin = off', 'enable_bitmapscan = off'];
-const HOT_PATH_SETTINGS = HOT_PATH_SETTING_LIST.map((setting) => `set ${setting}`).join('; ');
+const HOT_PATH_SETTING_VALUES = { plan_cache_mode: 'force_generic_plan', enable_seqscan: 'off', enable_hashjoin: 'off', enable_mergejoin: 'off', enable_bitmapscan: 'off' };
+const HOT_PATH_SETTINGS = Object.entries(HOT_PATH_SETTING_VALUES)
+  .map(([name, value]) => `set ${name} = ${value}`)
+  .join('; ');
 /** The settings above back to the session's own (the embedded store sets them around each run). */
-const HOT_PATH_RESET = HOT_PATH_SETTING_LIST.map((setting) => `reset ${setting.split(' = ')[0]!}`).join('; ');
+const HOT_PATH_RESET = Object.keys(HOT_PATH_SETTING_VALUES)
+  .map((name) => `reset ${name}`)
+  .join('; ');
 
 /**
  * A pool of connections to Postgres. A connection dies when Postgres stops or restarts; that must

@@ -32,19 +32,30 @@ describe('hot-path statement plans', () => {
     await store?.close();
   });
 
+  type PlanNode = Record<string, unknown>;
+
+  /** The root of the plan `explain (<options>, format json)` gives for `text`, run on `db`. */
+  async function planOf(db: Pick<Store['db'], 'executeQuery'>, text: string, values: unknown[], options = ''): Promise<PlanNode> {
+    const { rows } = await db.executeQuery<{ 'QUERY PLAN': unknown }>(CompiledQuery.raw(`explain (${options ? `${options}, ` : ''}format json) ${text}`, values));
+    const plan = rows[0]!['QUERY PLAN'];
+    return ((typeof plan === 'string' ? JSON.parse(plan) : plan) as Array<{ Plan: PlanNode }>)[0]!.Plan;
+  }
+
+  /** A plan node and every node under it. */
+  function* nodesOf(node: PlanNode): Generator<PlanNode> {
+    yield node;
+    for (const child of (node['Plans'] as PlanNode[] | undefined) ?? []) yield* nodesOf(child);
+  }
+
   /** Every table a plan touches, with how: a sequential scan or the index it uses. */
   async function accesses(text: string, values: unknown[]): Promise<string[]> {
-    const { rows } = await store.db.executeQuery<{ 'QUERY PLAN': unknown }>(CompiledQuery.raw(`explain (format json) ${text}`, values));
     const found: string[] = [];
-    const walk = (node: Record<string, unknown>) => {
+    for (const node of nodesOf(await planOf(store.db, text, values))) {
       const relation = node['Relation Name'];
       if (typeof relation === 'string' && (relation === 'calls' || relation === 'idempotency_keys')) {
         found.push(`${relation}: ${String(node['Node Type'])}${node['Index Name'] ? ` ${String(node['Index Name'])}` : ''}`);
       }
-      for (const child of (node['Plans'] as Array<Record<string, unknown>> | undefined) ?? []) walk(child);
-    };
-    const plan = rows[0]!['QUERY PLAN'];
-    walk(((typeof plan === 'string' ? JSON.parse(plan) : plan) as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan);
+    }
     return found;
   }
 
@@ -77,18 +88,12 @@ describe('hot-path statement plans', () => {
       .execute(async (trx) => {
         await sql`update calls set status = 'in_flight' where id = 'old500'`.execute(trx);
         const input = [{ id: 'old500', status: 'executed', answer: { status: 'executed' }, attempts: 1, duration_ms: 1, http_status: 200, events }];
-        const { rows } = await trx.executeQuery<{ 'QUERY PLAN': unknown }>(
-          CompiledQuery.raw(`explain (analyze, format json) ${HOT_PATH_STATEMENTS.COMPLETE_CALLS.text}`, [jsonForPostgres(input), ['old500']]),
-        );
-        const plan = rows[0]!['QUERY PLAN'];
-        const root = ((typeof plan === 'string' ? JSON.parse(plan) : plan) as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan;
+        const root = await planOf(trx, HOT_PATH_STATEMENTS.COMPLETE_CALLS.text, [jsonForPostgres(input), ['old500']], 'analyze');
+        const late = [...nodesOf(root)].find((node) => node['Subplan Name'] === 'CTE late');
         let loops = -1;
-        const walk = (node: Record<string, unknown>, inLate: boolean) => {
-          const late = inLate || node['Subplan Name'] === 'CTE late';
-          if (late && node['Relation Name'] === 'calls' && node['Node Type'] !== 'ModifyTable') loops = Math.max(loops, 0) + Number(node['Actual Loops'] ?? 0);
-          for (const child of (node['Plans'] as Array<Record<string, unknown>> | undefined) ?? []) walk(child, late);
-        };
-        walk(root, false);
+        for (const node of late ? nodesOf(late) : []) {
+          if (node['Relation Name'] === 'calls' && node['Node Type'] !== 'ModifyTable') loops = Math.max(loops, 0) + Number(node['Actual Loops'] ?? 0);
+        }
         // Thrown, so the transaction rolls back and the seeded call stays as it was.
         throw Object.assign(new Error('roll back'), { loops });
       })

@@ -4,7 +4,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { invokeHttpTool, startDeadline } from '../../src/tools/http-invoker.ts';
+import { invokeHttpTool, startDeadline, type Deadline } from '../../src/tools/http-invoker.ts';
 
 interface SeenRequest {
   method: string;
@@ -284,10 +284,18 @@ describe('invokeHttpTool', () => {
 
 describe('startDeadline', () => {
   const later = <T>(ms: number, value: T) => new Promise<T>((resolve) => setTimeout(() => resolve(value), ms));
+  /** Runs `check` on a deadline of `ms`, disposed after whatever happens. */
+  const withDeadline = async (ms: number, check: (deadline: Deadline) => Promise<void>) => {
+    const deadline = startDeadline(ms);
+    try {
+      await check(deadline);
+    } finally {
+      deadline.dispose();
+    }
+  };
 
   it("settles as the work does and drops its listener on the deadline's signal then", async () => {
-    const deadline = startDeadline(5_000);
-    try {
+    await withDeadline(5_000, async (deadline) => {
       const raced = deadline.unlessUnwrittenAtDeadline(later(20, 'answered'), () => false);
       expect(getEventListeners(deadline.signal, 'abort')).toHaveLength(1);
       await expect(raced).resolves.toBe('answered');
@@ -296,31 +304,23 @@ describe('startDeadline', () => {
       const failed = deadline.unlessUnwrittenAtDeadline(Promise.reject(new Error('refused')), () => false);
       await expect(failed).rejects.toThrow('refused');
       expect(getEventListeners(deadline.signal, 'abort')).toHaveLength(0);
-    } finally {
-      deadline.dispose();
-    }
+    });
   });
 
   it('rejects at the deadline while nothing was written, without waiting for the work', async () => {
-    const deadline = startDeadline(50);
-    try {
+    await withDeadline(50, async (deadline) => {
       const started = Date.now();
       await expect(deadline.unlessUnwrittenAtDeadline(later(2_000, 'too late'), () => false)).rejects.toThrow('timed out after 50 ms');
       expect(Date.now() - started).toBeLessThan(1_000);
       expect(deadline.timedOut).toBe(true);
       expect(getEventListeners(deadline.signal, 'abort')).toHaveLength(0);
-    } finally {
-      deadline.dispose();
-    }
+    });
   });
 
   it('waits for the work past the deadline once the request was written', async () => {
-    const deadline = startDeadline(20);
-    try {
+    await withDeadline(20, async (deadline) => {
       await expect(deadline.unlessUnwrittenAtDeadline(later(120, 'answered late'), () => true)).resolves.toBe('answered late');
       expect(deadline.timedOut).toBe(true);
-    } finally {
-      deadline.dispose();
-    }
+    });
   });
 });
