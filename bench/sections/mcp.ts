@@ -36,13 +36,13 @@ export const mcpSection: Section = async (ctx) => {
   await client.connect(new StreamableHTTPClientTransport(new URL(`${invoke.url}/mcp`), { requestInit: { headers: AUTH } }));
   try {
     const requests = ctx.quick ? 100 : 2000;
-    const durationMs = ctx.quick ? 500 : 5_000;
+    const durationMs = ctx.quick ? 300 : 5_000;
     const paths: Array<[string, (i: number) => Promise<number>]> = [
       ['POST /v1/call (baseline)', governed(invoke.url)],
       ['MCP tools/call, SDK client', viaSdk(client)],
       ['MCP tools/call, plain POST', viaPost(invoke.url)],
     ];
-    for (const [, send] of paths) await warmUp(send, 200);
+    for (const [, send] of paths) await warmUp(send, ctx.quick ? 100 : 200);
 
     const serial: LoadResult[] = [];
     for (const [, send] of paths) serial.push(await runLoad(send, { concurrency: 1, requests }));

@@ -1,5 +1,5 @@
 /**
- * One sweep pass over a backlog of N pending approvals past their expiry (100,000; quick: 5,000),
+ * One sweep pass over a backlog of N pending approvals past their expiry (100,000; quick: 2,000),
  * against the same pass with nothing due (the baseline). Approvals that cancel on expiry go in
  * set-based batches until none is left, so one pass drains the backlog. On Postgres, a second
  * backlog is swept while calls from another Invoke process on the same database run, and those
@@ -39,7 +39,7 @@ async function cloneExpired(db: Kysely<Database>, approvalId: string, callId: st
 }
 
 export const sweepSection: Section = async (ctx) => {
-  const backlog = ctx.quick ? 5_000 : 100_000;
+  const backlog = ctx.quick ? 2_000 : 100_000;
   const database = await ctx.store.fresh();
   const config = loadConfig({ ...database.env, INVOKE_API_KEYS: API_KEY, LOG_LEVEL: 'silent', INVOKE_SWEEP_CRON: 'off' });
   const { app, store, services } = await buildApp(config, { logger: false, headless: true });

@@ -10,7 +10,7 @@ const CONCURRENCY = [16, 64] as const;
 
 export const throughputSection: Section = async (ctx) => {
   const invoke = await ctx.sharedInvoke();
-  const durationMs = ctx.quick ? 500 : 5_000;
+  const durationMs = ctx.quick ? 300 : 5_000;
   const run = `${Date.now().toString(36)}`;
   // A server that has been running: 300 calls left the first case (concurrency 16, plain)
   // 0.36-0.48 ms of Invoke's CPU per call right after a start or a pause, 0.24 after 110,000.

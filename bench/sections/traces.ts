@@ -1,6 +1,6 @@
 /**
  * `GET /traces?limit=50` (the newest calls, the first page anyone opens) over a calls table of
- * M rows (1,000,000; quick: 20,000), against the same request over
+ * M rows (1,000,000; quick: 10,000), against the same request over
  * 1,000 rows (the baseline). The listing is a keyset walk of an index, so M should not matter;
  * the plan is printed to show it.
  *
@@ -75,7 +75,7 @@ async function withStore<T>(database: BenchDatabase, run: (db: Kysely<Database>)
 }
 
 export const tracesSection: Section = async (ctx) => {
-  const rows = ctx.quick ? 20_000 : 1_000_000;
+  const rows = ctx.quick ? 10_000 : 1_000_000;
   const requests = ctx.quick ? 100 : 1_000;
   const database = await ctx.store.fresh();
 
