@@ -44,12 +44,15 @@ export interface ExpiredApproval {
  * sorted every pending approval instead of walking approvals_pending_expiry_idx to the first
  * `limit` (a pass over 100,000 went quadratic). The locked rows are found again by id, not by
  * `ctid`: a row updated and committed after the statement's snapshot is locked in its new
- * version, which the outer update would not see by `ctid` (it skipped such rows).
+ * version, which the outer update would not see by `ctid` (it skipped such rows). They are
+ * collected into one array first (an InitPlan) and probed by primary key: as a semi-join
+ * (`id in (select ...)`) the planner hashed and de-duplicated the subquery's rows first, about 5%
+ * of a batch of 200 on both stores (12.9 -> 12.2 ms on Postgres, 20.8 -> 19.7 ms embedded).
  */
 export const EXPIRE_DUE = `
     with expired as (
       update approvals set status = 'expired', decision = $1::jsonb, decided_at = now()
-      where id in (
+      where id = any(array(
         select id from approvals
         where status = 'pending' and expires_at <= now()
           and coalesce(checkpoint->'contract'->>'on_expire', checkpoint->'policy_rule'->>'on_expire', 'cancel') <> 'escalate'
@@ -57,7 +60,7 @@ export const EXPIRE_DUE = `
         order by expires_at
         limit $2
         for update skip locked
-      ) and status = 'pending'
+      )) and status = 'pending'
       returning id, call_id, checkpoint->>'callback_url' as callback_url
     ), audit as (
       insert into approval_events (approval_id, kind, actor, detail)
