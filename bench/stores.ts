@@ -88,7 +88,7 @@ async function embeddedProvider(): Promise<StoreProvider> {
   let count = 0;
   return {
     kind: 'embedded',
-    describe: 'embedded (PGlite, data directory on local disk)',
+    describe: 'embedded (PGlite, data directory on local disk, fsync on)',
     serverCpuSeconds: () => undefined,
     async fresh() {
       const dataDir = path.join(root, `db-${++count}`);

@@ -4,6 +4,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import { PGliteDialect } from 'kysely-pglite-dialect';
 import pg from 'pg';
 import lockfile from 'proper-lockfile';
+import { openDurablePglite } from './durable-nodefs.ts';
 import type { Database } from './schema.ts';
 
 /** A connection attempt that hangs (a network partition) fails after this instead of holding a request. */
@@ -159,7 +160,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   const unlock = inMemory ? async () => {} : await lockDataDir(options.dataDir);
   let pglite: PGlite;
   try {
-    pglite = await PGlite.create(options.dataDir);
+    pglite = inMemory ? await PGlite.create(options.dataDir) : await openDurablePglite(options.dataDir);
   } catch (error) {
     await unlock().catch(() => {});
     throw error;
