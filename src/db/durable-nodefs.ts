@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { NodeFS } from '@electric-sql/pglite/nodefs';
 
@@ -14,6 +15,11 @@ import { NodeFS } from '@electric-sql/pglite/nodefs';
  * reaches the file system's `fsync`), and NODEFS's `fsync` is `fs.fsyncSync` on the file (or, for a
  * directory, which NODEFS does not keep open, on the directory opened for the purpose). A commit
  * waits for its WAL to be on disk, as on a Postgres server.
+ *
+ * A flush that fails stops the process. Postgres cannot go on after one (it PANICs: a failed
+ * fsync may have dropped the written pages, and retrying it proves nothing), and PGlite, which has
+ * no postmaster to restart it, would spin on the next query. A Postgres server restarts and
+ * recovers from its WAL; here the next start does.
  */
 
 /** What this file needs of Emscripten's FS object. */
@@ -23,7 +29,6 @@ interface EmscriptenFs {
 interface NodeFsType {
   stream_ops: Record<string, unknown> & { fsync?: (stream: NodeFsStream) => number };
   realPath(node: unknown): string;
-  tryFSOperation<T>(operation: () => T): T;
 }
 interface NodeFsStream {
   node: unknown;
@@ -31,22 +36,60 @@ interface NodeFsStream {
   nfd?: number;
 }
 
+/** Stops the process: see above. Written to stderr, as the store has no logger. */
+function flushFailed(file: string, error: unknown): never {
+  process.stderr.write(
+    `Invoke: the embedded store could not flush ${file} to disk (${(error as Error).message}). ` +
+      'Stopping: Postgres cannot go on after a failed flush; the next start recovers the store from its WAL.\n',
+  );
+  process.exit(1);
+}
+
+/** What Postgres itself ignores when flushing a directory (file systems that cannot). */
+const DIRECTORY_FLUSH_UNSUPPORTED = new Set(['EBADF', 'EINVAL']);
+
 function flushTo(nodefs: NodeFsType): void {
-  nodefs.stream_ops.fsync = (stream) =>
-    // As NODEFS does for its other operations: a Node error becomes the errno Postgres sees.
-    nodefs.tryFSOperation(() => {
-      if (typeof stream.nfd === 'number') {
+  nodefs.stream_ops.fsync = (stream) => {
+    const file = nodefs.realPath(stream.node);
+    if (typeof stream.nfd === 'number') {
+      try {
         fs.fsyncSync(stream.nfd);
-        return 0;
+      } catch (error) {
+        flushFailed(file, error);
       }
-      const fd = fs.openSync(nodefs.realPath(stream.node), 'r');
+      return 0;
+    }
+    try {
+      const fd = fs.openSync(file, 'r');
       try {
         fs.fsyncSync(fd);
       } finally {
         fs.closeSync(fd);
       }
-      return 0;
-    });
+    } catch (error) {
+      if (!DIRECTORY_FLUSH_UNSUPPORTED.has((error as NodeJS.ErrnoException).code ?? '')) flushFailed(file, error);
+    }
+    return 0;
+  };
+}
+
+/** Flushes every file and directory under `dir`, deepest first. */
+function flushTree(dir: string): void {
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const child = path.join(dir, entry.name);
+    if (entry.isDirectory()) flushTree(child);
+    else if (entry.isFile()) flushPath(child);
+  }
+  flushPath(dir);
+}
+
+function flushPath(file: string): void {
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 class DurableNodeFS extends NodeFS {
@@ -60,7 +103,14 @@ class DurableNodeFS extends NodeFS {
 /** Postgres's start parameters in PGlite, without `-F`, the WAL flushed with fsync. */
 export const DURABLE_START_PARAMS: readonly string[] = [...PGlite.defaultStartParams.filter((param) => param !== '-F'), '-c', 'wal_sync_method=fsync'];
 
-/** Opens PGlite on `dataDir` (a directory on disk) with its commits flushed to disk. */
-export function openDurablePglite(dataDir: string): Promise<PGlite> {
-  return PGlite.create({ fs: new DurableNodeFS(dataDir), startParams: [...DURABLE_START_PARAMS] });
+/**
+ * Opens PGlite on `dataDir` (a directory on disk) with its commits flushed to disk. A new
+ * directory is flushed whole once created: PGlite builds it from a template it unpacks without
+ * any flush, and Postgres does not flush it again on a clean start.
+ */
+export async function openDurablePglite(dataDir: string): Promise<PGlite> {
+  const created = !fs.existsSync(path.join(dataDir, 'PG_VERSION'));
+  const pglite = await PGlite.create({ fs: new DurableNodeFS(dataDir), startParams: [...DURABLE_START_PARAMS] });
+  if (created) flushTree(dataDir);
+  return pglite;
 }

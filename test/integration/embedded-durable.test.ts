@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,8 @@ import { openStore, type Store } from '../../src/db/store.ts';
  * its fsyncs reach the disk through `fs.fsyncSync` (PGlite as shipped runs with fsync off, and its
  * file system has no fsync to call). Which files were flushed is read back from each descriptor.
  */
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
 describe('the embedded store on disk', () => {
   let dir: string;
   let store: Store;
@@ -59,4 +62,28 @@ describe('the embedded store on disk', () => {
     const flushed = await flushedDuring(() => sql`checkpoint`.execute(store.db));
     expect(flushed.some((file) => file.startsWith(`base${path.sep}`))).toBe(true);
   });
+
+  it('stops the process when a flush fails, and the next start recovers the store', async () => {
+    const dataDir = path.join(dir, 'failing');
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/helpers/embedded-flush-failure.ts'), dataDir], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    // Without the stop, PGlite spins on the next query after Postgres's PANIC: bounded here.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve)).finally(() => clearTimeout(timer));
+    expect(code).toBe(1);
+    expect(output).not.toContain('committed');
+    expect(output).toMatch(/could not flush \S*pg_wal\S* to disk \(EIO/);
+    const recovered = await openStore({ dataDir });
+    try {
+      const { rows } = await sql<{ n: number }>`select count(*)::int as n from marks where n <> 1`.execute(recovered.db);
+      expect(rows).toEqual([{ n: 0 }]);
+    } finally {
+      await recovered.close();
+    }
+  }, 60_000);
 });
