@@ -50,15 +50,15 @@ const DIRECTORY_FLUSH_UNSUPPORTED = new Set(['EBADF', 'EINVAL']);
 
 function flushTo(nodefs: NodeFsType): void {
   nodefs.stream_ops.fsync = (stream) => {
-    const file = nodefs.realPath(stream.node);
     if (typeof stream.nfd === 'number') {
       try {
         fs.fsyncSync(stream.nfd);
       } catch (error) {
-        flushFailed(file, error);
+        flushFailed(nodefs.realPath(stream.node), error);
       }
       return 0;
     }
+    const file = nodefs.realPath(stream.node);
     try {
       const fd = fs.openSync(file, 'r');
       try {
