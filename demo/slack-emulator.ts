@@ -99,6 +99,8 @@ export interface SlackEmulator {
   failNext(method: string, fault: SlackFault, times?: number): void;
   /** An absolute `response_url` on the emulator; POSTs to it land in `responses`. */
   responseUrl(id: string): string;
+  /** The first POST to `responseUrl(id)`, as soon as it lands (or already landed); rejects after `timeoutMs`. */
+  responseTo(id: string, timeoutMs?: number): Promise<RecordedResponse>;
   /** Forget calls, messages, views, responses and pending faults (timestamps stay monotonic). */
   reset(): void;
   close(): Promise<void>;
@@ -129,6 +131,7 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
   const views: OpenedView[] = [];
   const homes: PublishedHome[] = [];
   const responses: RecordedResponse[] = [];
+  const responseWaiters = new Map<string, (response: RecordedResponse) => void>();
   const usedTriggers = new Set<string>();
   const faults = new Map<string, SlackFault[]>();
   const userGroups: Record<string, string[]> = { ...options.userGroups };
@@ -345,8 +348,11 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
     }
 
     if (responseId !== undefined && req.method === 'POST') {
-      responses.push({ id: decodeURIComponent(responseId), body: args, at: Date.now() });
-      return answer(res, 200, { ok: true });
+      const response: RecordedResponse = { id: decodeURIComponent(responseId), body: args, at: Date.now() };
+      responses.push(response);
+      answer(res, 200, { ok: true });
+      responseWaiters.get(response.id)?.(response);
+      return;
     }
     if (apiMethod === undefined) return answer(res, 404, fail('not_found'));
 
@@ -397,6 +403,21 @@ export async function startSlackEmulator(options: SlackEmulatorOptions = {}): Pr
       faults.set(method, [...(faults.get(method) ?? []), ...Array.from({ length: times }, () => fault)]);
     },
     responseUrl: (id) => `${base}/response/${encodeURIComponent(id)}`,
+    responseTo: (id, timeoutMs = 10_000) => {
+      const landed = responses.find((response) => response.id === id);
+      if (landed) return Promise.resolve(landed);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          responseWaiters.delete(id);
+          reject(new Error(`no POST to the response_url ${id} within ${timeoutMs / 1000} s`));
+        }, timeoutMs);
+        responseWaiters.set(id, (response) => {
+          clearTimeout(timer);
+          responseWaiters.delete(id);
+          resolve(response);
+        });
+      });
+    },
     reset: () => {
       for (const list of [calls, messages, ephemerals, views, homes, responses]) list.length = 0;
       socket.reset();

@@ -11,11 +11,9 @@
  * Rows are inserted with SQL from this process while Invoke is stopped (an embedded store is
  * open in one process at a time), then Invoke is started on them.
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { CompiledQuery, sql, type Kysely, type KyselyPlugin, type QueryId, type RootOperationNode } from 'kysely';
 import { request } from 'undici';
-import { startSlackEmulator } from '../../demo/slack-emulator.ts';
+import { startSlackEmulator, type SlackEmulator } from '../../demo/slack-emulator.ts';
 import type { Database } from '../../src/db/schema.ts';
 import { signSlackRequest } from '../../src/slack/verify-request.ts';
 import { createTracesRepository } from '../../src/traces/traces-repository.ts';
@@ -64,52 +62,9 @@ const SIGNING_SECRET = 'bench-signing-secret';
 const VIEWER = 'U0BENCHVIEWER';
 /** The first page anyone opens, and one narrowed by a filter (the bulk calls belong to 100 agents). */
 const COMMANDS = ['traces', 'traces agent:agent_7'] as const;
-const ANSWER_TIMEOUT_MS = 10_000;
-
-interface ResponseReceiver {
-  /** A fresh response_url, and the answer that will be posted to it. */
-  expect(): { url: string; answer: Promise<string> };
-  close(): Promise<void>;
-}
-
-/** Stands in for Slack's response_url endpoint: resolves each URL's promise with the body posted to it. */
-async function startResponseReceiver(): Promise<ResponseReceiver> {
-  const waiting = new Map<string, (body: string) => void>();
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
-      const id = decodeURIComponent((req.url ?? '').replace(/^\/respond\//, ''));
-      waiting.get(id)?.(Buffer.concat(chunks).toString('utf8'));
-      waiting.delete(id);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  let next = 0;
-  return {
-    expect() {
-      const id = `r${++next}`;
-      const answer = new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          waiting.delete(id);
-          reject(new Error(`no answer at the response_url within ${ANSWER_TIMEOUT_MS / 1000} s`));
-        }, ANSWER_TIMEOUT_MS);
-        waiting.set(id, (body) => {
-          clearTimeout(timer);
-          resolve(body);
-        });
-      });
-      return { url: `http://127.0.0.1:${port}/respond/${id}`, answer };
-    },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
-
-/** `/invoke <text>` as Slack posts it, signed; resolves once its answer reached the response_url and lists calls. */
-async function slashCommand(invokeUrl: string, receiver: ResponseReceiver, text: string): Promise<number> {
-  const { url, answer } = receiver.expect();
+/** `/invoke <text>` as Slack posts it, signed, answered at the emulator's response_url `id`; resolves once the answer landed there and lists calls. */
+async function slashCommand(invokeUrl: string, slack: SlackEmulator, id: string, text: string): Promise<number> {
+  const answer = slack.responseTo(id);
   const body = new URLSearchParams({
     token: 'legacy',
     team_id: 'T0INVOKE',
@@ -121,14 +76,17 @@ async function slashCommand(invokeUrl: string, receiver: ResponseReceiver, text:
     command: '/invoke',
     text,
     api_app_id: 'A0INVOKE',
-    response_url: url,
+    response_url: slack.responseUrl(id),
     trigger_id: 'bench.trigger',
   }).toString();
   const headers = { 'content-type': 'application/x-www-form-urlencoded', ...signSlackRequest(SIGNING_SECRET, body, Math.floor(Date.now() / 1000)) };
   const res = await request(`${invokeUrl}/slack/events`, { method: 'POST', dispatcher, headers, body });
   await res.body.dump();
-  if (res.statusCode !== 200) return res.statusCode;
-  const posted = await answer;
+  if (res.statusCode !== 200) {
+    answer.catch(() => {}); // no answer is coming: the status is the error
+    return res.statusCode;
+  }
+  const posted = JSON.stringify((await answer).body);
   // Every bulk call's id starts so: an answer without one is a refusal or an error, not a listing.
   if (!posted.includes('call_bulk_')) throw new Error(`/invoke ${text} answered without calls: ${posted.slice(0, 200)}`);
   return 200;
@@ -141,7 +99,7 @@ interface Listing {
 
 /** Starts Invoke on the database (with Slack), times the listing and the slash commands, stops Invoke. */
 async function timeListing(database: BenchDatabase, requests: number, commands: number): Promise<Listing> {
-  const [slack, receiver] = await Promise.all([startSlackEmulator(), startResponseReceiver()]);
+  const slack = await startSlackEmulator();
   const invoke = await startInvokeProcess({
     storeEnv: database.env,
     env: {
@@ -159,8 +117,9 @@ async function timeListing(database: BenchDatabase, requests: number, commands: 
     const listed = await runLoad(list, { concurrency: 1, requests });
     if (listed.errors > 0) throw new Error(`traces: ${listed.errors} errors (${listed.firstError})`);
     const slash = {} as Listing['slash'];
+    let sent = 0;
     for (const text of COMMANDS) {
-      const send = () => slashCommand(invoke.url, receiver, text);
+      const send = () => slashCommand(invoke.url, slack, `command-${++sent}`, text);
       await runLoad(send, { concurrency: 1, requests: 10 });
       const result = await runLoad(send, { concurrency: 1, requests: commands });
       if (result.errors > 0) throw new Error(`traces: /invoke ${text}: ${result.errors} errors (${result.firstError})`);
@@ -169,7 +128,7 @@ async function timeListing(database: BenchDatabase, requests: number, commands: 
     return { get: listed, slash };
   } finally {
     await invoke.stop();
-    await Promise.all([receiver.close(), slack.close()]);
+    await slack.close();
   }
 }
 
@@ -222,7 +181,7 @@ export const tracesSection: Section = async (ctx) => {
           ratios(large.slash[text], small.slash[text]),
         ]),
         notes: [
-          "Invoke acks the command at once and posts its answer (Block Kit, ephemeral) to the response_url, here a local receiver. `/invoke traces` runs the listing above with the command's default of 10 rows; narrowed to one agent, the query and its plan:",
+          "Invoke acks the command at once and posts its answer (Block Kit, ephemeral) to the response_url, here the Slack emulator's. `/invoke traces` runs the listing above with the command's default of 10 rows; narrowed to one agent, the query and its plan:",
           ...plan.agent.map((l) => `  ${l}`),
         ],
       },

@@ -48,6 +48,16 @@ function flushFailed(file: string, error: unknown): never {
 /** What Postgres itself ignores when flushing a directory (file systems that cannot). */
 const DIRECTORY_FLUSH_UNSUPPORTED = new Set(['EBADF', 'EINVAL']);
 
+/** Opens `file` (a file or a directory) and flushes it. */
+function flushPath(file: string): void {
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 function flushTo(nodefs: NodeFsType): void {
   nodefs.stream_ops.fsync = (stream) => {
     if (typeof stream.nfd === 'number') {
@@ -60,12 +70,7 @@ function flushTo(nodefs: NodeFsType): void {
     }
     const file = nodefs.realPath(stream.node);
     try {
-      const fd = fs.openSync(file, 'r');
-      try {
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
+      flushPath(file);
     } catch (error) {
       if (!DIRECTORY_FLUSH_UNSUPPORTED.has((error as NodeJS.ErrnoException).code ?? '')) flushFailed(file, error);
     }
@@ -83,15 +88,6 @@ function flushTree(dir: string): void {
   flushPath(dir);
 }
 
-function flushPath(file: string): void {
-  const fd = fs.openSync(file, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 class DurableNodeFS extends NodeFS {
   override async init(pg: PGlite, opts: Parameters<NodeFS['init']>[1]): ReturnType<NodeFS['init']> {
     const { emscriptenOpts } = await super.init(pg, opts);
@@ -101,7 +97,7 @@ class DurableNodeFS extends NodeFS {
 }
 
 /** Postgres's start parameters in PGlite, without `-F`, the WAL flushed with fsync. */
-export const DURABLE_START_PARAMS: readonly string[] = [...PGlite.defaultStartParams.filter((param) => param !== '-F'), '-c', 'wal_sync_method=fsync'];
+const DURABLE_START_PARAMS: readonly string[] = [...PGlite.defaultStartParams.filter((param) => param !== '-F'), '-c', 'wal_sync_method=fsync'];
 
 /**
  * Opens PGlite on `dataDir` (a directory on disk) with its commits flushed to disk. A new
